@@ -1,0 +1,96 @@
+/** Shapes shared by the loader, the engine and the KV cache. */
+
+export type Architecture = 'qwen3' | 'qwen2' | 'llama';
+export type WeightFormat = 'f32' | 'f16' | 'q8' | 'q4';
+export type KvPolicyName = 'full' | 'dms' | 'window' | 'tova' | 'h2o';
+
+/** A Hugging Face config.json, validated and normalised (see ./config.ts). */
+export interface ModelConfig {
+  architecture: Architecture;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** Llama 3 `rope_scaling` (type llama3), or null. */
+  ropeScaling: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number } | null;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry a bias (Qwen2). */
+  attentionBias: boolean;
+  /** Per-head RMSNorm of q and k before RoPE (Qwen3). */
+  qkNorm: boolean;
+  bosTokenId: number | null;
+  /** From config.json and generation_config.json, merged. */
+  eosTokenIds: number[];
+  dms: DmsConfig | null;
+}
+
+export interface DmsConfig {
+  windowSize: number;
+  alphaScale: number;
+  alphaOffset: number;
+  /** Target compression ratio, informational. */
+  cr: number | null;
+  /** Adapter variant: alpha from self_attn.dms_proj_alpha(_norm) instead of the borrowed q channel. */
+  separateAlpha: boolean;
+}
+
+/** Generation defaults from generation_config.json. */
+export interface GenerationDefaults {
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+}
+
+/** A weight on the GPU, split along rows so no part exceeds maxStorageBufferBindingSize. */
+export interface GpuMatrix {
+  label: string;
+  format: WeightFormat;
+  rows: number;
+  cols: number;
+  parts: MatrixPart[];
+}
+
+/**
+ * Packing of one part (row-major, rows of `cols` logical elements):
+ * - f32: data f32[rows][cols]
+ * - f16: data u32[rows][ceil(cols/2)], element c in the low half of word c/2 when c is even
+ * - q8:  groups of 32 along cols (cols padded with zeros to a multiple of 32);
+ *        data u32[rows][cols32/4] of int8 (element c in byte c%4 of word c/4), scales f32[rows][cols32/32];
+ *        w = q * scale
+ * - q4:  groups of 32; data u32[rows][cols32/8] of 4-bit codes (element c in bits 4*(c%8) of word c/8),
+ *        scales f32[rows][cols32/32]; w = (q - 8) * scale
+ */
+export interface MatrixPart {
+  rowStart: number;
+  rows: number;
+  data: GPUBuffer;
+  scales: GPUBuffer | null;
+}
+
+export interface KvStats {
+  policy: KvPolicyName;
+  /** Tokens that entered the cache (per sequence, summed over sequences). */
+  tokensSeen: number;
+  /** Resident KV tokens now, summed over layers and KV heads. */
+  residentTokens: number;
+  /** Peak over time of resident KV tokens summed over layers and KV heads. */
+  peakTokens: number;
+  /** The same peak for a full cache. */
+  peakTokensFull: number;
+  /** Sum over decode steps of tokens read by attention, over layers and KV heads. */
+  tokenReads: number;
+  tokenReadsFull: number;
+  /** peakTokensFull / peakTokens. */
+  compression: number;
+  /** Bytes of K and V resident at peak, and the cache's allocated GPU bytes. */
+  peakBytes: number;
+  allocatedBytes: number;
+  /** Times the budget overflowed and the fallback evicted (DMS: oldest kept token outside the window). */
+  budgetEvictions: number;
+}
