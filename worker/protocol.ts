@@ -1,0 +1,93 @@
+/**
+ * The contract between the UI (app/) and the model worker (worker/worker.ts), used through Comlink.
+ * Both sides import these types and nothing else from each other.
+ */
+import type { KvPolicyName, KvStats, WeightFormat } from './model/types';
+
+export type { KvPolicyName, KvStats, WeightFormat };
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface LoadRequest {
+  /** 'default' (the embedded model), a base URL in the Hugging Face resolve/main/ form, or a repo id. */
+  model: string;
+  weights?: WeightFormat;
+  /** KV policy and budget the engine is built with. */
+  kv?: KvPolicyName;
+  kvBudget?: number;
+  /** Most tokens per conversation (prompt + reply). */
+  maxContext?: number;
+}
+
+export interface LoadProgress {
+  phase: 'fetch' | 'upload' | 'compile' | 'ready';
+  file?: string;
+  loadedBytes: number;
+  totalBytes: number;
+  /** Bytes per second over the last second, when fetching. */
+  bytesPerSecond?: number;
+}
+
+export interface ModelInfo {
+  name: string;
+  architecture: string;
+  parameters: number;
+  weights: WeightFormat;
+  weightBytes: number;
+  numLayers: number;
+  numKvHeads: number;
+  dms: { windowSize: number; cr: number | null } | null;
+  adapter: string;
+  maxContext: number;
+}
+
+export interface SamplingOptions {
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+}
+
+/** OpenAI chat-completions shaped request. */
+export interface ChatRequest extends SamplingOptions {
+  messages: ChatMessage[];
+}
+
+/** One streamed chunk (the OpenAI `choices[0].delta` idea, flattened). */
+export interface ChatDelta {
+  /** New text since the last delta. */
+  content: string;
+  tokenIds: number[];
+  kv: KvStats;
+  decodeTokensPerSecond: number;
+}
+
+export interface ChatResult {
+  content: string;
+  finishReason: 'stop' | 'length' | 'abort';
+  promptTokens: number;
+  completionTokens: number;
+  kv: KvStats;
+  timing: Timing;
+}
+
+export interface Timing {
+  prefillMs: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+}
+
+/** What worker/worker.ts exposes. Callbacks are passed with Comlink.proxy. */
+export interface WorkerApi {
+  load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
+  /** Streams deltas; resolves when the reply ends. A new chat turn continues the cached conversation when its messages extend the last ones. */
+  chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult>;
+  /** Stops the running chat at the next token; the engine stays usable. */
+  abort(): void;
+  kvStats(): Promise<KvStats | null>;
+  unload(): Promise<void>;
+}
