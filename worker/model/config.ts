@@ -1,0 +1,277 @@
+/**
+ * Hugging Face `config.json` (+ `generation_config.json`) → validated {@link ModelConfig}.
+ *
+ * Defaults follow the Hugging Face `transformers` config classes (LlamaConfig, Qwen2Config, Qwen3Config)
+ * for the optional keys; the keys that fix the tensor shapes are required. Every error names the field.
+ */
+import type { Architecture, DmsConfig, GenerationDefaults, ModelConfig } from './types';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+/** Recognised `architectures[0]` names. Qwen3ForCausalLMDMS is NVIDIA's DMS retrofit of Qwen3. */
+const ARCHITECTURES: Record<string, Architecture> = {
+  Qwen3ForCausalLM: 'qwen3',
+  Qwen3ForCausalLMDMS: 'qwen3',
+  Qwen2ForCausalLM: 'qwen2',
+  LlamaForCausalLM: 'llama',
+};
+const MODEL_TYPES: Record<string, Architecture> = { qwen3: 'qwen3', qwen2: 'qwen2', llama: 'llama' };
+
+/** Per-architecture defaults of the HF config classes for keys that may be absent. */
+const HF_DEFAULTS: Record<Architecture, { rmsNormEps: number; maxPos: number; headDim: number | null }> = {
+  llama: { rmsNormEps: 1e-6, maxPos: 2048, headDim: null },
+  qwen2: { rmsNormEps: 1e-6, maxPos: 32768, headDim: null },
+  // Qwen3Config has head_dim=128 as its default, not hidden_size / num_attention_heads.
+  qwen3: { rmsNormEps: 1e-6, maxPos: 32768, headDim: 128 },
+};
+
+const fmt = (v: unknown): string => {
+  if (typeof v === 'string') return JSON.stringify(v);
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+};
+
+class Reader {
+  constructor(readonly file: string, readonly obj: Obj) {}
+
+  err(field: string, what: string): ConfigError {
+    return new ConfigError(`${this.file}: "${field}" ${what}`);
+  }
+
+  has(field: string): boolean {
+    return this.obj[field] !== undefined && this.obj[field] !== null;
+  }
+
+  private num(field: string, kind: 'int' | 'float', min: 'positive' | 'nonneg' | 'any', def?: number): number {
+    const v = this.obj[field];
+    if (v === undefined || v === null) {
+      if (def !== undefined) return def;
+      throw this.err(field, 'is missing');
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.err(field, `must be a finite number, got ${fmt(v)}`);
+    if (kind === 'int' && !Number.isInteger(v)) throw this.err(field, `must be an integer, got ${fmt(v)}`);
+    if (min === 'positive' && !(v > 0)) throw this.err(field, `must be positive, got ${fmt(v)}`);
+    if (min === 'nonneg' && !(v >= 0)) throw this.err(field, `must be non-negative, got ${fmt(v)}`);
+    return v;
+  }
+
+  posInt(field: string, def?: number): number {
+    return this.num(field, 'int', 'positive', def);
+  }
+  nonNegInt(field: string, def?: number): number {
+    return this.num(field, 'int', 'nonneg', def);
+  }
+  posFloat(field: string, def?: number): number {
+    return this.num(field, 'float', 'positive', def);
+  }
+  nonNegFloat(field: string, def?: number): number {
+    return this.num(field, 'float', 'nonneg', def);
+  }
+  float(field: string, def?: number): number {
+    return this.num(field, 'float', 'any', def);
+  }
+
+  bool(field: string, def: boolean): boolean {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'boolean') throw this.err(field, `must be true or false, got ${fmt(v)}`);
+    return v;
+  }
+
+  optString(field: string): string | undefined {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') throw this.err(field, `must be a string, got ${fmt(v)}`);
+    return v;
+  }
+
+  /** A token id or a list of token ids (null/absent → []). */
+  tokenIds(field: string): number[] {
+    const v = this.obj[field];
+    if (v === undefined || v === null) return [];
+    const list = Array.isArray(v) ? v : [v];
+    for (const id of list) {
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+        throw this.err(field, `must be a non-negative integer token id or a list of them, got ${fmt(v)}`);
+      }
+    }
+    return list as number[];
+  }
+}
+
+function asObject(v: unknown, file: string): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new ConfigError(`${file}: expected a JSON object, got ${Array.isArray(v) ? 'an array' : fmt(v)}`);
+  }
+  return v as Obj;
+}
+
+function detectArchitecture(r: Reader): Architecture {
+  const supported = `supported: ${Object.keys(ARCHITECTURES).join(', ')} (or model_type ${Object.keys(MODEL_TYPES).join(', ')})`;
+  const archs = r.obj.architectures;
+  if (archs !== undefined && archs !== null) {
+    if (!Array.isArray(archs) || archs.length === 0 || typeof archs[0] !== 'string') {
+      throw r.err('architectures', `must be a non-empty list of strings, got ${fmt(archs)}`);
+    }
+    const a = ARCHITECTURES[archs[0]];
+    if (!a) throw r.err('architectures', `names unsupported architecture ${fmt(archs[0])}; ${supported}`);
+    return a;
+  }
+  const mt = r.optString('model_type');
+  if (mt === undefined) throw new ConfigError(`${r.file}: neither "architectures" nor "model_type" is given; ${supported}`);
+  const a = MODEL_TYPES[mt];
+  if (!a) throw r.err('model_type', `names unsupported architecture ${fmt(mt)}; ${supported}`);
+  return a;
+}
+
+/** `rope_scaling` (or the newer `rope_parameters`) → llama3 parameters or null. */
+function parseRopeScaling(r: Reader, field: string): ModelConfig['ropeScaling'] {
+  const v = r.obj[field];
+  if (v === undefined || v === null) return null;
+  const rs = new Reader(`${r.file}: "${field}"`, asObject(v, `${r.file}: "${field}"`));
+  const type = rs.optString('rope_type') ?? rs.optString('type');
+  if (type === undefined || type === 'default') return null;
+  if (type !== 'llama3') {
+    throw r.err(field, `has unsupported rope type ${fmt(type)} (supported: default, llama3)`);
+  }
+  const factor = rs.posFloat('factor');
+  const lowFreqFactor = rs.posFloat('low_freq_factor');
+  const highFreqFactor = rs.posFloat('high_freq_factor');
+  const originalMaxPositionEmbeddings = rs.posInt('original_max_position_embeddings');
+  if (!(highFreqFactor > lowFreqFactor)) {
+    throw rs.err('high_freq_factor', `(${highFreqFactor}) must be greater than "low_freq_factor" (${lowFreqFactor})`);
+  }
+  return { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings };
+}
+
+function parseDms(r: Reader): DmsConfig | null {
+  const keys = Object.keys(r.obj).filter((k) => k.startsWith('dms_') && r.obj[k] !== null && r.obj[k] !== undefined);
+  if (keys.length === 0) return null;
+  if (!r.has('dms_window_size')) {
+    throw r.err('dms_window_size', `is missing while other DMS keys are present (${keys.join(', ')})`);
+  }
+  const per = r.optString('dms_alpha_per');
+  if (per !== undefined && per !== 'head') {
+    throw r.err('dms_alpha_per', `is ${fmt(per)}; only per-head DMS decisions ("head") are supported`);
+  }
+  return {
+    windowSize: r.posInt('dms_window_size'),
+    alphaScale: r.posFloat('dms_alpha_scale', 100),
+    alphaOffset: r.float('dms_initial_alpha_offset', 5),
+    cr: r.has('dms_cr') ? r.posFloat('dms_cr') : null,
+    separateAlpha: r.bool('dms_separate_alpha', false),
+  };
+}
+
+function parseGeneration(generationConfig: unknown): { generation: GenerationDefaults; eos: number[]; bos: number | null } {
+  const generation: GenerationDefaults = {};
+  if (generationConfig === undefined || generationConfig === null) return { generation, eos: [], bos: null };
+  const g = new Reader('generation_config.json', asObject(generationConfig, 'generation_config.json'));
+  const doSample = g.bool('do_sample', true);
+  if (g.has('temperature')) generation.temperature = g.nonNegFloat('temperature');
+  if (!doSample) generation.temperature = 0; // explicit greedy decoding
+  if (g.has('top_p')) {
+    const p = g.posFloat('top_p');
+    if (p > 1) throw g.err('top_p', `must be in (0, 1], got ${p}`);
+    generation.topP = p;
+  }
+  if (g.has('top_k')) generation.topK = g.nonNegInt('top_k');
+  const bosIds = g.tokenIds('bos_token_id');
+  return { generation, eos: g.tokenIds('eos_token_id'), bos: bosIds.length ? bosIds[0] : null };
+}
+
+export function parseConfig(config: unknown, generationConfig?: unknown): { config: ModelConfig; generation: GenerationDefaults } {
+  const r = new Reader('config.json', asObject(config, 'config.json'));
+  const architecture = detectArchitecture(r);
+  const defaults = HF_DEFAULTS[architecture];
+
+  const hiddenSize = r.posInt('hidden_size');
+  const intermediateSize = r.posInt('intermediate_size');
+  const numLayers = r.posInt('num_hidden_layers');
+  const numHeads = r.posInt('num_attention_heads');
+  const numKvHeads = r.posInt('num_key_value_heads', numHeads);
+  const vocabSize = r.posInt('vocab_size');
+  if (numHeads % numKvHeads !== 0) {
+    throw r.err('num_key_value_heads', `(${numKvHeads}) must divide "num_attention_heads" (${numHeads})`);
+  }
+  let headDim: number;
+  if (r.has('head_dim')) headDim = r.posInt('head_dim');
+  else if (defaults.headDim !== null) headDim = defaults.headDim;
+  else {
+    if (hiddenSize % numHeads !== 0) {
+      throw r.err('hidden_size', `(${hiddenSize}) must be a multiple of "num_attention_heads" (${numHeads}) when "head_dim" is not given`);
+    }
+    headDim = hiddenSize / numHeads;
+  }
+  if (headDim % 2 !== 0) throw r.err('head_dim', `(${headDim}) must be even for rotary embeddings`);
+
+  const act = r.optString('hidden_act') ?? r.optString('hidden_activation');
+  if (act !== undefined && act !== 'silu') throw r.err('hidden_act', `is ${fmt(act)}; only "silu" is supported`);
+  if (r.bool('mlp_bias', false)) throw r.err('mlp_bias', 'is true; MLP biases are not supported');
+
+  // Qwen2 always has q/k/v biases (and none on o_proj). Llama and Qwen3 `attention_bias` puts a bias on
+  // o_proj as well, which ModelConfig cannot express.
+  const attentionBias = architecture === 'qwen2';
+  if (architecture !== 'qwen2' && r.bool('attention_bias', false)) {
+    throw r.err('attention_bias', `is true; ${architecture} attention biases (q, k, v and o) are not supported`);
+  }
+  if (r.bool('use_sliding_window', false)) {
+    throw r.err('use_sliding_window', 'is true; sliding-window attention is not supported');
+  }
+  const layerTypes = r.obj.layer_types;
+  if (Array.isArray(layerTypes) && layerTypes.some((t) => t !== 'full_attention')) {
+    throw r.err('layer_types', 'contains non-full attention layers; only full attention is supported');
+  }
+
+  // Newer transformers put the RoPE settings in `rope_parameters`; older ones use rope_theta + rope_scaling.
+  let ropeTheta: number;
+  let ropeScaling: ModelConfig['ropeScaling'];
+  if (r.has('rope_parameters')) {
+    const rp = new Reader('config.json: "rope_parameters"', asObject(r.obj.rope_parameters, 'config.json: "rope_parameters"'));
+    ropeTheta = rp.posFloat('rope_theta', r.posFloat('rope_theta', 10000));
+    ropeScaling = parseRopeScaling(r, 'rope_parameters');
+  } else {
+    ropeTheta = r.posFloat('rope_theta', 10000);
+    ropeScaling = parseRopeScaling(r, 'rope_scaling');
+  }
+
+  const bosIds = r.tokenIds('bos_token_id');
+  if (bosIds.length > 1) throw r.err('bos_token_id', `must be a single token id, got ${fmt(r.obj.bos_token_id)}`);
+  const gen = parseGeneration(generationConfig);
+  const eosTokenIds = [...new Set([...r.tokenIds('eos_token_id'), ...gen.eos])];
+  for (const id of [...eosTokenIds, ...bosIds]) {
+    if (id >= vocabSize) throw r.err(eosTokenIds.includes(id) ? 'eos_token_id' : 'bos_token_id', `(${id}) is outside the vocabulary (vocab_size ${vocabSize})`);
+  }
+
+  const out: ModelConfig = {
+    architecture,
+    hiddenSize,
+    intermediateSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize,
+    rmsNormEps: r.posFloat('rms_norm_eps', defaults.rmsNormEps),
+    ropeTheta,
+    ropeScaling,
+    maxPositionEmbeddings: r.posInt('max_position_embeddings', defaults.maxPos),
+    tieWordEmbeddings: r.bool('tie_word_embeddings', false),
+    attentionBias,
+    qkNorm: architecture === 'qwen3',
+    bosTokenId: bosIds.length ? bosIds[0] : gen.bos,
+    eosTokenIds,
+    dms: parseDms(r),
+  };
+  return { config: out, generation: gen.generation };
+}

@@ -1,0 +1,72 @@
+/** Conversions between bf16 / f16 bit patterns and f32, exact (subnormals, infinities, NaN). */
+
+let f16Table: Float32Array | null = null;
+
+/** All 65536 f16 values as f32: a lookup is faster than bit twiddling in JS and exact by construction. */
+function table(): Float32Array {
+  if (f16Table) return f16Table;
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) t[h] = f16BitsToF32(h);
+  return (f16Table = t);
+}
+
+/** One f16 bit pattern → its value. */
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const man = h & 0x3ff;
+  if (exp === 0) return sign * man * 2 ** -24; // zero and subnormals
+  if (exp === 31) return man ? NaN : sign * Infinity;
+  return sign * (1024 + man) * 2 ** (exp - 25);
+}
+
+/** bf16 bit patterns → f32 (exact: bf16 is the high half of an f32). */
+export function bf16ToF32(src: Uint16Array, out?: Float32Array): Float32Array {
+  const dst = out ?? new Float32Array(src.length);
+  if (dst.length < src.length) throw new RangeError(`bf16ToF32: output holds ${dst.length} values, need ${src.length}`);
+  const bits = new Uint32Array(dst.buffer, dst.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+  return dst;
+}
+
+/** f16 bit patterns → f32 (exact). */
+export function f16ToF32(src: Uint16Array, out?: Float32Array): Float32Array {
+  const dst = out ?? new Float32Array(src.length);
+  if (dst.length < src.length) throw new RangeError(`f16ToF32: output holds ${dst.length} values, need ${src.length}`);
+  const t = table();
+  for (let i = 0; i < src.length; i++) dst[i] = t[src[i]];
+  return dst;
+}
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+
+/**
+ * f32 (the number is first rounded to f32) → nearest f16 bit pattern, round-to-nearest-even;
+ * overflow → ±inf, NaN → a quiet NaN keeping the sign, tiny values → f16 subnormals or ±0.
+ */
+export function f32ToF16Bits(x: number): number {
+  f32buf[0] = x;
+  const b = u32buf[0];
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  const man = b & 0x7fffff;
+  if (exp === 0xff) return sign | (man ? 0x7e00 : 0x7c00);
+  const e = exp - 127 + 15; // f16 biased exponent
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    // Subnormal f16 (or zero): value = m * 2^-24 with m = round(full mantissa >> shift).
+    if (e < -10) return sign; // below half the smallest subnormal: rounds to zero
+    const full = man | 0x800000; // 24-bit significand
+    const shift = 14 - e; // 14..24
+    let m = full >>> shift;
+    const rem = full & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && m & 1)) m++;
+    return sign | m; // m may carry into the smallest normal (0x400), which is the right encoding
+  }
+  let h = (e << 10) | (man >>> 13);
+  const rem = man & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // may carry into the exponent, up to inf: correct
+  return sign | h;
+}
