@@ -70,6 +70,8 @@ export interface ChatResult {
   content: string;
   finishReason: 'stop' | 'length' | 'abort';
   promptTokens: number;
+  /** Prompt tokens continued from the cached conversation instead of being prefilled again. */
+  cachedTokens?: number;
   completionTokens: number;
   kv: KvStats;
   timing: Timing;

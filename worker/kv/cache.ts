@@ -6,9 +6,30 @@
  *   for each layer: write(enc, layer, qkv, alpha); attend(enc, layer, qkv, out)
  *   end(enc)                                   once, after the last layer
  * All of it is recorded into the same Encoder and submitted by the engine: no per-step readback.
+ *
+ * How a step is executed (all policies): attend() reads the keys/values already resident in the cache
+ * plus this step's own keys/values straight from `qkv`, with the policy's visibility rule, and then
+ * commits the step's tokens into the cache (slot assignment, DMS delayed eviction, budget eviction).
+ * So the same `qkv` (and `alpha`) must be passed to write() and attend() of a layer and must not be
+ * overwritten between the two calls.
  */
 import type { Encoder } from '../gpu/encoder';
-import type { KvPolicyName, KvStats } from '../model/types';
+import type { DmsConfig, KvPolicyName, KvStats } from '../model/types';
+
+export type { DmsConfig };
+
+/** What the cache needs to know about the model. */
+export interface ModelShape {
+  numLayers: number;
+  /** Query heads Hq. */
+  numHeads: number;
+  /** KV heads Hkv; Hq must be a multiple of it (group size g = Hq / Hkv). */
+  numKvHeads: number;
+  /** Head dim d (16..128, a multiple of 4). */
+  headDim: number;
+  /** DMS checkpoint (window size etc.), or null. Policy 'dms' needs it; policy 'full' ignores it. */
+  dms: DmsConfig | null;
+}
 
 export interface Segment {
   /** Which sequence (0 for a single conversation; chains 0..W-1). */
@@ -17,26 +38,43 @@ export interface Segment {
   row: number;
   /** Rows (new tokens) of this segment. */
   tokens: number;
-  /** Position of its first token in the sequence. */
+  /**
+   * Position of its first token in the sequence. It must equal the number of tokens the sequence has
+   * seen so far (the cache continues where it stopped; reset(seq) starts a sequence again at 0).
+   */
   pos0: number;
 }
 
 export interface KvCache {
   readonly policy: KvPolicyName;
+  /** Starts a step. At most one segment per sequence; segments may not overlap in rows. */
   begin(enc: Encoder, segments: Segment[]): void;
   /**
-   * Stores this step's keys and values of `layer`. qkv is f32 [rows][(Hq + 2*Hkv) * headDim]: q heads,
+   * Records this step's inputs for `layer`. qkv is f32 [rows][(Hq + 2*Hkv) * headDim]: q heads,
    * then k heads (already normed and roped), then v heads. alpha is f32 [rows][Hkv] of DMS decision
-   * logits (positive = evict after the window), or null when the model has no DMS.
+   * logits (positive = evict after the window), or null when the model has no DMS (it is required by
+   * policy 'dms'). For DMS it applies the first row's decision to the last token of the previous step
+   * (the shift by one across step boundaries). The keys and values themselves enter the cache at the
+   * end of attend(), which reads them from the same qkv.
    */
   write(enc: Encoder, layer: number, qkv: GPUBuffer, alpha: GPUBuffer | null): void;
-  /** out f32 [rows][Hq * headDim] = softmax(q k^T / sqrt(d)) v over the keys visible to each row. */
+  /**
+   * out f32 [rows][Hq * headDim] = softmax(q k^T / sqrt(d)) v over the keys visible to each row
+   * (the cache's resident keys and this step's keys up to the row), then commits the step's keys
+   * and values of `layer` into the cache (evicting per the policy). Call after write() of the layer.
+   */
   attend(enc: Encoder, layer: number, qkv: GPUBuffer, out: GPUBuffer): void;
   end(enc: Encoder): void;
   /** Metrics (docs/kv-cache.md); may read back small counters, so call it after a step, not inside. */
   stats(): Promise<KvStats>;
-  /** Drops a sequence's tokens (all sequences when omitted). */
+  /** Drops a sequence's tokens (all sequences when omitted). Submits its own small GPU work. */
   reset(seq?: number): void;
+  /**
+   * Makes each sequence of `dsts` a copy of sequence `src` (its cached tokens, positions, DMS marks and
+   * policy scores), e.g. parallel chains continuing one prompt. Copy-on-fork: the compressed state of
+   * `src` is copied into each destination's own slots. Submits its own GPU copies.
+   */
+  fork(src: number, dsts: number[]): void;
   destroy(): void;
 }
 
@@ -44,10 +82,16 @@ export interface KvCacheOptions {
   policy: KvPolicyName;
   /** Most tokens a sequence may reach (prompt + generated). */
   maxTokens: number;
-  /** Training-free policies: tokens kept per (layer, KV head); DMS: cap on slots per (layer, KV head). */
+  /**
+   * Training-free policies: tokens kept per (layer, KV head) (required). DMS: slots per (layer, seq,
+   * KV head) (default w+1 + ceil(maxTokens / dms.cr), or maxTokens without cr); when full, the oldest
+   * kept token outside the window is evicted and counted in budgetEvictions. Ignored by 'full'.
+   */
   budget?: number;
-  /** Sequences held at once. */
+  /** Sequences held at once (default 1). */
   sequences?: number;
   /** Most rows one step may carry (prefill chunk size). */
   maxStepTokens: number;
 }
+
+export { createKvCache } from './create';

@@ -1,0 +1,99 @@
+/** Conversations in IndexedDB (idb-keyval, one record per conversation) and settings in localStorage. */
+import { createStore, del, entries, get, set } from 'idb-keyval';
+import type { KvPolicyName, WeightFormat } from '../worker/protocol';
+
+export interface StoredMessage {
+  role: 'user' | 'assistant';
+  content: string;
+  at: number;
+  finishReason?: 'stop' | 'length' | 'abort';
+  error?: string;
+  usage?: { promptTokens: number; cachedTokens: number; completionTokens: number; decodeTokensPerSecond: number; prefillMs: number };
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  createdAt: number;
+  updatedAt: number;
+  /** The model spec it was held with (informational). */
+  model?: string;
+  messages: StoredMessage[];
+}
+
+const convStore = createStore('webdms', 'conversations');
+
+export const newId = (): string => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
+
+export async function listConversations(): Promise<Conversation[]> {
+  const all = await entries<string, Conversation>(convStore);
+  return all.map(([, c]) => c).filter((c) => c && Array.isArray(c.messages)).sort((a, b) => b.updatedAt - a.updatedAt);
+}
+
+export const loadConversation = (id: string): Promise<Conversation | undefined> => get<Conversation>(id, convStore);
+
+export async function saveConversation(c: Conversation): Promise<void> {
+  c.updatedAt = Date.now();
+  // Structured clone of a plain copy: never store DOM or proxies.
+  await set(c.id, JSON.parse(JSON.stringify(c)), convStore);
+}
+
+export const deleteConversation = (id: string): Promise<void> => del(id, convStore);
+
+export function titleFrom(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > 48 ? `${line.slice(0, 47)}…` : line || 'New chat';
+}
+
+export type KvChoice = KvPolicyName | 'auto';
+
+export interface Settings {
+  model: string;
+  temperature: number;
+  topP: number;
+  topK: number;
+  maxTokens: number;
+  kv: KvChoice;
+  /** Tokens kept per layer and KV head (training-free policies) or the DMS slot cap; 0 = the engine's default. */
+  kvBudget: number;
+  maxContext: number;
+  weights: WeightFormat | 'auto';
+  systemPrompt: string;
+  theme: 'system' | 'light' | 'dark';
+  recentModels: string[];
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  model: 'default',
+  temperature: 0.7,
+  topP: 0.9,
+  topK: 40,
+  maxTokens: 512,
+  kv: 'auto',
+  kvBudget: 0,
+  maxContext: 2048,
+  weights: 'auto',
+  systemPrompt: '',
+  theme: 'system',
+  recentModels: [],
+};
+
+const SETTINGS_KEY = 'webdms.settings';
+
+export function loadSettings(): Settings {
+  try {
+    const raw = localStorage.getItem(SETTINGS_KEY);
+    if (raw) return { ...DEFAULT_SETTINGS, ...(JSON.parse(raw) as Partial<Settings>) };
+  } catch {
+    /* corrupt or unavailable storage */
+  }
+  return { ...DEFAULT_SETTINGS };
+}
+
+export function saveSettings(s: Settings): void {
+  try {
+    localStorage.setItem(SETTINGS_KEY, JSON.stringify(s));
+  } catch {
+    /* storage full or disabled: settings last for this visit */
+  }
+}

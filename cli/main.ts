@@ -1,0 +1,39 @@
+/**
+ * The WebDMS CLI: `npm run -s dms -- <command> ...`. Runs the same engine as the browser, on Node's
+ * WebGPU (Dawn). Errors go to stderr with exit code 1 (2 for usage errors).
+ */
+import { generateCommand } from './generate';
+import { UsageError } from './args';
+
+const USAGE = `usage: npm run -s dms -- <command> [options]
+
+commands:
+  generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3)
+           [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
+           [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--json]
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'generate':
+      return generateCommand(rest);
+    case undefined:
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    process.stderr.write(`error: ${e.message}\n`);
+    if (e instanceof UsageError) process.stderr.write(USAGE);
+    process.exit(e instanceof UsageError ? 2 : 1);
+  },
+);

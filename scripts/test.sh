@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test: type check, unit and kernel tests on Node's WebGPU (Vitest), the trainer's CPU smoke
+# test (Python unittest), the CLI, and the browser tests (Playwright in headless Chromium).
+# Ends with one line "N passed, N failed" summed over all suites.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+mkdir -p .cache
+# Node's WebGPU falls back to Chromium's SwiftShader when lavapipe is missing.
+if [ ! -e /usr/share/vulkan/icd.d/lvp_icd.json ]; then
+  export VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+
+status=0
+: >.cache/results.txt
+record() { echo "$1 $2 $3" >>.cache/results.txt; }   # suite passed failed
+
+echo "== typecheck"
+if npx tsc -p .; then record typecheck 1 0; else record typecheck 0 1; status=1; fi
+
+echo "== vitest"
+npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest.json || status=1
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(".cache/vitest.json", "utf8"));
+  console.log("vitest", r.numPassedTests, r.numFailedTests + (r.numTotalTestSuites && !r.success && r.numFailedTests === 0 ? 1 : 0));
+' >>.cache/results.txt 2>/dev/null || { record vitest 0 1; status=1; }
+
+if [ -d retrofit/tests ]; then
+  echo "== retrofit (python unittest, CPU torch)"
+  if /usr/bin/python3 -m unittest discover -s retrofit/tests -t . 2>&1 | tee .cache/unittest.txt; then :; else status=1; fi
+  ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' .cache/unittest.txt | tail -1); ran=${ran:-0}
+  bad=$(sed -n 's/^FAILED (\(.*\))/\1/p' .cache/unittest.txt | grep -o '[0-9]\+' | awk '{s+=$1} END {print s+0}')
+  [ "$ran" -gt 0 ] || { bad=1; status=1; }
+  record unittest $((ran - bad)) "$bad"
+fi
+
+echo "== playwright"
+PLAYWRIGHT_JSON_OUTPUT_NAME=.cache/playwright.json npx playwright test --reporter=list,json || status=1
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(".cache/playwright.json", "utf8"));
+  const s = r.stats; console.log("playwright", s.expected + s.flaky, s.unexpected);
+' >>.cache/results.txt 2>/dev/null || { record playwright 0 1; status=1; }
+
+echo "== results"
+cat .cache/results.txt
+awk '{p+=$2; f+=$3} END {printf "%d passed, %d failed\n", p, f; exit (f > 0)}' .cache/results.txt || status=1
+exit $status

@@ -1,0 +1,185 @@
+// Attention of one step's rows over a KV cache stream (see docs/kv-cache.md).
+// Keys of KV head h = the cache's resident slots [0, len) of (layer, seq, h) followed by this step's own
+// keys, read straight from qkv (row r sees step keys 0..r). Visibility: all resident keys and causal step
+// keys, and with DMS (p.w != NONE) a key at position j marked for eviction is hidden from query i once
+// i - j > w. A key's DMS mark: resident slots carry it in bit 31 of their position word; step key r' is
+// marked iff alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
+// One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
+// (flash-decoding). Online softmax over tiles of 64 keys. With one split the output is written
+// normalised; otherwise partial (acc, m, l) go to `part` and attention_merge.wgsl combines them.
+struct Params {
+  T: u32, rowBase: u32, p0: u32, hq: u32,
+  hkv: u32, d: u32, g: u32, cap: u32,
+  w: u32, qh: u32, nqb: u32, nsplit: u32,
+  splitKeys: u32, scale: f32, stride: u32, posOff: u32,
+  mlOff: u32, _p0: u32, _p1: u32, _p2: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> alpha: array<f32>;
+@group(0) @binding(3) var<storage, read> kc: array<f32>;
+@group(0) @binding(4) var<storage, read> vc: array<f32>;
+@group(0) @binding(5) var<storage, read> state: array<u32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> part: array<f32>;
+
+const WG: u32 = 64u;
+const TK: u32 = 64u;
+const MAXQH: u32 = 16u;
+const NEG: f32 = -3.0e38;
+const NONE: u32 = 0xffffffffu;
+
+var<workgroup> qs: array<f32, 1024>;       // [QH][d], pre-scaled queries
+var<workgroup> sc: array<f32, 1024>;       // [QH][TK] scores, then probabilities
+var<workgroup> mrow: array<f32, 16>;
+var<workgroup> lrow: array<f32, 16>;
+var<workgroup> corr: array<f32, 16>;
+var<workgroup> wlen: u32;
+
+fn kAddr(k: u32, len: u32, h: u32) -> u32 {
+  if (k < len) { return (h * p.cap + k) * p.d; }
+  return (p.rowBase + k - len) * p.stride + (p.hq + h) * p.d;
+}
+
+fn loadK(k: u32, len: u32, base: u32, c: u32) -> f32 {
+  if (k < len) { return kc[base + c]; }
+  return qkv[base + c];
+}
+
+fn loadV(k: u32, len: u32, h: u32, c: u32) -> f32 {
+  if (k < len) { return vc[(h * p.cap + k) * p.d + c]; }
+  return qkv[(p.rowBase + k - len) * p.stride + (p.hq + p.hkv + h) * p.d + c];
+}
+
+// Is key k visible to the query of step row r?
+fn visible(k: u32, len: u32, h: u32, r: u32) -> bool {
+  var pos: u32;
+  var marked: bool;
+  if (k < len) {
+    let pw = state[p.posOff + h * p.cap + k];
+    pos = pw & 0x7fffffffu;
+    marked = (pw >> 31u) == 1u;
+  } else {
+    let rk = k - len;
+    if (rk > r) { return false; }
+    pos = p.p0 + rk;
+    marked = rk + 1u < p.T && alpha[(p.rowBase + rk + 1u) * p.hkv + h] > 0.0;
+  }
+  if (p.w == NONE || !marked) { return true; }
+  return p.p0 + r - pos <= p.w;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let wgi = wid.x + wid.y * nwg.x;
+  if (wgi >= p.hkv * p.nqb * p.nsplit) { return; }
+  let s = wgi % p.nsplit;
+  let qb = (wgi / p.nsplit) % p.nqb;
+  let h = wgi / (p.nsplit * p.nqb);
+  let d = p.d;
+  let qh = p.qh;
+  let nq = min(qh, p.T * p.g - qb * qh);
+
+  for (var e = lid; e < qh * d; e += WG) {
+    let qv = e / d;
+    var v = 0.0;
+    if (qv < nq) {
+      let gq = qb * qh + qv;
+      let r = gq / p.g;
+      let hh = gq % p.g;
+      v = qkv[(p.rowBase + r) * p.stride + (h * p.g + hh) * d + e % d] * p.scale;
+    }
+    qs[e] = v;
+  }
+  if (lid < MAXQH) { mrow[lid] = NEG; lrow[lid] = 0.0; corr[lid] = 1.0; }
+  if (lid == 0u) { wlen = state[h]; }
+  let len = workgroupUniformLoad(&wlen);
+
+  let lastRow = (qb * qh + nq - 1u) / p.g;
+  let nk = len + lastRow + 1u;
+  let kStart = s * p.splitKeys;
+  let kEnd = min(nk, kStart + p.splitKeys);
+  let nacc = qh * d / WG;
+  var acc: array<f32, 16>;
+  for (var j = 0u; j < 16u; j++) { acc[j] = 0.0; }
+
+  for (var kt = kStart; kt < kEnd; kt += TK) {
+    let k = kt + lid;
+    let inTile = k < kEnd;
+    var sacc: array<f32, 16>;
+    for (var qv = 0u; qv < MAXQH; qv++) { sacc[qv] = 0.0; }
+    if (inTile) {
+      let base = kAddr(k, len, h);
+      for (var c = 0u; c < d; c += 4u) {
+        let kv = vec4f(loadK(k, len, base, c), loadK(k, len, base, c + 1u), loadK(k, len, base, c + 2u), loadK(k, len, base, c + 3u));
+        for (var qv = 0u; qv < nq; qv++) {
+          let o = qv * d + c;
+          sacc[qv] += dot(kv, vec4f(qs[o], qs[o + 1u], qs[o + 2u], qs[o + 3u]));
+        }
+      }
+    }
+    for (var qv = 0u; qv < qh; qv++) {
+      var v = NEG;
+      if (inTile && qv < nq && visible(k, len, h, (qb * qh + qv) / p.g)) { v = sacc[qv]; }
+      sc[qv * TK + lid] = v;
+    }
+    workgroupBarrier();
+    if (lid < nq) {
+      var tmax = NEG;
+      for (var i = 0u; i < TK; i++) { tmax = max(tmax, sc[lid * TK + i]); }
+      let mo = mrow[lid];
+      let mn = max(mo, tmax);
+      corr[lid] = exp(mo - mn);
+      mrow[lid] = mn;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < qh * TK; e += WG) {
+      let v = sc[e];
+      var pr = 0.0;
+      if (v > NEG * 0.5) { pr = exp(v - mrow[e / TK]); }
+      sc[e] = pr;
+    }
+    workgroupBarrier();
+    if (lid < nq) {
+      var sum = 0.0;
+      for (var i = 0u; i < TK; i++) { sum += sc[lid * TK + i]; }
+      lrow[lid] = lrow[lid] * corr[lid] + sum;
+    }
+    let ntile = min(TK, kEnd - kt);
+    for (var j = 0u; j < nacc; j++) {
+      let e = lid + j * WG;
+      let qv = e / d;
+      if (qv < nq) {
+        let c = e % d;
+        var a = acc[j] * corr[qv];
+        for (var i = 0u; i < ntile; i++) {
+          let pr = sc[qv * TK + i];
+          if (pr != 0.0) { a += pr * loadV(kt + i, len, h, c); }
+        }
+        acc[j] = a;
+      }
+    }
+    workgroupBarrier();
+  }
+
+  for (var j = 0u; j < nacc; j++) {
+    let e = lid + j * WG;
+    let qv = e / d;
+    if (qv < nq) {
+      let c = e % d;
+      let gq = qb * qh + qv;
+      let r = gq / p.g;
+      let head = h * p.g + gq % p.g;
+      if (p.nsplit == 1u) {
+        out[(p.rowBase + r) * p.hq * d + head * d + c] = acc[j] / lrow[qv];
+      } else {
+        let idx = (r * p.hq + head) * p.nsplit + s;
+        part[idx * d + c] = acc[j];
+        if (c == 0u) {
+          part[p.mlOff + idx * 2u] = mrow[qv];
+          part[p.mlOff + idx * 2u + 1u] = lrow[qv];
+        }
+      }
+    }
+  }
+}

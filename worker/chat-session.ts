@@ -1,0 +1,268 @@
+/**
+ * The chat logic the worker runs on top of one engine: render the chat template, encode, continue the
+ * cached conversation across turns, stream-decode deltas, abort, and attach live KV stats to each delta.
+ *
+ * It depends on the engine only through the structural {@link ChatEngine} interface, so it can be
+ * exercised with a fake engine (e2e/chat-session.spec.ts) as well as the real one (worker/worker.ts).
+ *
+ * Reusing the cache across turns. Chat templates do not render a conversation as a growing string:
+ * Qwen3's, for one, drops the <think> part of earlier assistant turns, so the text of turn n+1 is not
+ * the text of turn n plus something. We therefore do not re-render the history. When the new request
+ * is the previous one plus our reply plus new messages, the prompt is built from token ids:
+ *   previous prompt ids + generated ids + bridge
+ * where the bridge closes the assistant turn and renders the new messages, as the template renders
+ * them after an assistant turn (found with a sentinel reply, see {@link ChatSession.bridgeText}).
+ * The engine then continues its cache from the tokens it already holds. Any other request (edited
+ * history, another conversation) is rendered in full and the engine starts over.
+ */
+import type { ChatDelta, ChatMessage, ChatRequest, ChatResult, KvStats, SamplingOptions, Timing } from './protocol';
+
+export interface ChatTokenizer {
+  applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
+  encode(text: string, addSpecial?: boolean): number[];
+  decode(ids: number[]): string;
+  createStreamDecoder(): { push(id: number): string; flush(): string };
+}
+
+export interface GenerateResult {
+  ids: number[];
+  finishReason: 'stop' | 'length' | 'abort';
+  promptTokens: number;
+  timing: Timing;
+  kv: KvStats;
+}
+
+/** What the session needs of worker/engine/engine.ts's Engine. */
+export interface ChatEngine {
+  readonly tokenizer: ChatTokenizer | null;
+  readonly config: { eosTokenIds: number[] };
+  readonly info: { maxContext: number };
+  generate(promptIds: number[], opts: SamplingOptions & { signal?: AbortSignal; onToken?: (id: number) => void }): Promise<GenerateResult>;
+  kvStats(): Promise<KvStats>;
+  reset(): void;
+}
+
+export class ChatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ChatError';
+  }
+}
+
+/** What the cache holds after a turn, as the session sees it. */
+interface Cached {
+  /** The request's messages. */
+  messages: ChatMessage[];
+  /** The reply text we returned for them. */
+  reply: string;
+  /** Prompt ids followed by generated ids: what the engine continues from. */
+  ids: number[];
+  finishReason: 'stop' | 'length' | 'abort';
+}
+
+const SENTINEL = 'WEBDMSSENTINELREPLY7F3A';
+/** Live KV stats are refreshed at most this often while generating (each refresh reads back counters). */
+const KV_REFRESH_MS = 400;
+export const DEFAULT_MAX_TOKENS = 512;
+
+const sameMessage = (a: ChatMessage, b: ChatMessage): boolean => a.role === b.role && a.content === b.content;
+
+export class ChatSession {
+  private cached: Cached | null = null;
+  private controller: AbortController | null = null;
+  private running: Promise<unknown> | null = null;
+  private lastKv: KvStats | null = null;
+
+  constructor(private readonly engine: ChatEngine) {}
+
+  /** Stops the running reply at the next token. The engine and the cache stay usable. */
+  abort(): void {
+    this.controller?.abort();
+  }
+
+  /** Forgets the cached conversation (the engine starts over on the next turn). */
+  reset(): void {
+    this.abort();
+    this.cached = null;
+    this.engine.reset();
+  }
+
+  get busy(): boolean {
+    return this.running !== null;
+  }
+
+  /** Streams a reply to `req`. A call while another reply is running aborts that one first. */
+  async chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
+    while (this.running) {
+      this.abort();
+      await this.running.catch(() => undefined);
+    }
+    const run = this.run(req, onDelta);
+    this.running = run;
+    try {
+      return await run;
+    } finally {
+      if (this.running === run) this.running = null;
+    }
+  }
+
+  private async run(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
+    const tok = this.engine.tokenizer;
+    if (!tok) throw new ChatError('This model has no tokenizer (tokenizer.json), so it cannot chat.');
+    if (!Array.isArray(req.messages) || req.messages.length === 0) throw new ChatError('The request has no messages.');
+    const maxTokens = Math.max(1, Math.floor(req.maxTokens ?? DEFAULT_MAX_TOKENS));
+    const maxContext = this.engine.info.maxContext;
+    if (maxTokens >= maxContext) throw new ChatError(`maxTokens ${maxTokens} leaves no room for the prompt in a context of ${maxContext} tokens.`);
+
+    const { ids: promptIds, cachedTokens } = this.promptFor(req.messages, maxContext - maxTokens);
+    const eos = new Set(this.engine.config.eosTokenIds);
+
+    const controller = new AbortController();
+    this.controller = controller;
+    const decoder = tok.createStreamDecoder();
+    let content = '';
+    let generated = 0;
+    let firstTokenAt = 0;
+    let lastTokenAt = 0;
+    let kvInFlight = false;
+    let kvFetchedAt = 0;
+    const kv0 = await this.engine.kvStats().catch(() => this.lastKv);
+    if (kv0) this.lastKv = kv0;
+
+    const refreshKv = () => {
+      if (kvInFlight || performance.now() - kvFetchedAt < KV_REFRESH_MS) return;
+      kvInFlight = true;
+      kvFetchedAt = performance.now();
+      // Deferred so the read-back is queued after the engine's current step, not inside it.
+      setTimeout(() => {
+        this.engine
+          .kvStats()
+          .then((s) => (this.lastKv = s))
+          .catch(() => undefined)
+          .finally(() => (kvInFlight = false));
+      }, 0);
+    };
+
+    const onToken = (id: number) => {
+      const now = performance.now();
+      if (generated === 0) firstTokenAt = now;
+      lastTokenAt = now;
+      generated++;
+      const text = eos.has(id) ? '' : decoder.push(id);
+      content += text;
+      refreshKv();
+      const tps = generated > 1 ? ((generated - 1) * 1000) / Math.max(1, lastTokenAt - firstTokenAt) : 0;
+      if (this.lastKv) onDelta({ content: text, tokenIds: [id], kv: this.lastKv, decodeTokensPerSecond: tps });
+    };
+
+    let result: GenerateResult;
+    try {
+      result = await this.engine.generate(promptIds, {
+        maxTokens,
+        temperature: req.temperature,
+        topP: req.topP,
+        topK: req.topK,
+        seed: req.seed,
+        signal: controller.signal,
+        onToken,
+      });
+    } catch (e) {
+      // The cache state is unknown after a failure: start over next time.
+      this.cached = null;
+      try {
+        this.engine.reset();
+      } catch {
+        /* the engine may be gone (device lost) */
+      }
+      throw e;
+    } finally {
+      if (this.controller === controller) this.controller = null;
+    }
+    const tail = decoder.flush();
+    if (tail) {
+      content += tail;
+      if (this.lastKv) onDelta({ content: tail, tokenIds: [], kv: result.kv, decodeTokensPerSecond: result.timing.decodeTokensPerSecond });
+    }
+    this.lastKv = result.kv;
+    this.cached = { messages: req.messages.map((m) => ({ role: m.role, content: m.content })), reply: content, ids: promptIds.concat(result.ids), finishReason: result.finishReason };
+    return {
+      content,
+      finishReason: result.finishReason,
+      promptTokens: promptIds.length,
+      completionTokens: result.ids.filter((id) => !eos.has(id)).length,
+      cachedTokens,
+      kv: result.kv,
+      timing: result.timing,
+    };
+  }
+
+  /**
+   * The prompt ids for `messages`, and how many of them continue the cached conversation.
+   * Exposed for tests; `budget` is the most prompt tokens allowed.
+   */
+  promptFor(messages: ChatMessage[], budget: number): { ids: number[]; cachedTokens: number } {
+    const tok = this.engine.tokenizer!;
+    const c = this.cached;
+    const n = c ? c.messages.length : 0;
+    if (c && messages.length > n + 1 && c.messages.every((m, i) => sameMessage(m, messages[i])) && sameMessage(messages[n], { role: 'assistant', content: c.reply })) {
+      const bridge = this.bridgeText(messages.slice(n + 1));
+      if (bridge !== null) {
+        let bridgeIds = tok.encode(bridge, false);
+        const last = c.ids[c.ids.length - 1];
+        const eos = this.engine.config.eosTokenIds;
+        // The reply already ends with the token that closes the turn: do not close it twice.
+        if (c.finishReason === 'stop' && eos.includes(last) && bridgeIds[0] === last) bridgeIds = bridgeIds.slice(1);
+        const ids = c.ids.concat(bridgeIds);
+        if (ids.length <= budget) return { ids, cachedTokens: c.ids.length };
+      }
+    }
+    return { ids: this.fullPrompt(messages, budget), cachedTokens: 0 };
+  }
+
+  /**
+   * The text the template puts after an assistant reply's content and before the generation prompt
+   * that follows `extra`: the end of the assistant turn, `extra` rendered, and the generation prompt.
+   * Found by rendering a conversation whose last reply is a sentinel. Null when the template does
+   * not render the sentinel reply the same way with and without the following messages.
+   */
+  bridgeText(extra: ChatMessage[]): string | null {
+    const tok = this.engine.tokenizer!;
+    const head: ChatMessage[] = [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: SENTINEL },
+    ];
+    let closed: string;
+    let continued: string;
+    try {
+      closed = tok.applyChatTemplate(head, { addGenerationPrompt: false });
+      continued = tok.applyChatTemplate(head.concat(extra), { addGenerationPrompt: true });
+    } catch {
+      return null;
+    }
+    const a = closed.lastIndexOf(SENTINEL);
+    const b = continued.indexOf(SENTINEL);
+    if (a < 0 || b < 0) return null;
+    const closing = closed.slice(a + SENTINEL.length);
+    const rest = continued.slice(b + SENTINEL.length);
+    if (!rest.startsWith(closing)) return null;
+    return rest;
+  }
+
+  /** Renders the whole conversation; drops the oldest turns (after any system message) until it fits. */
+  private fullPrompt(messages: ChatMessage[], budget: number): number[] {
+    const tok = this.engine.tokenizer!;
+    const system = messages[0]?.role === 'system' ? [messages[0]] : [];
+    let rest = messages.slice(system.length);
+    for (;;) {
+      const ids = tok.encode(tok.applyChatTemplate(system.concat(rest), { addGenerationPrompt: true }), false);
+      if (ids.length <= budget) return ids;
+      // Drop the oldest user turn and the replies up to the next user message.
+      let cut = 1;
+      while (cut < rest.length && rest[cut].role !== 'user') cut++;
+      if (cut >= rest.length) {
+        throw new ChatError(`The message is too long: ${ids.length} prompt tokens, and this model's context leaves room for ${budget} with the reply's max tokens.`);
+      }
+      rest = rest.slice(cut);
+    }
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The engine: loads a checkpoint onto the GPU and generates. One conversation (sequence 0) whose KV
+ * cache is kept between calls, so a chat turn only prefills what is new.
+ */
+import type { Gpu } from '../gpu/context';
+import { Encoder } from '../gpu/encoder';
+import { sample } from '../kernels/sample';
+import { createKvCache } from '../kv/factory';
+import type { KvCache } from '../kv/cache';
+import { parseConfig } from '../model/config';
+import { listTensors } from '../model/safetensors';
+import type { ModelSource } from '../model/source';
+import { ModelTokenizer } from '../model/tokenizer';
+import type { GenerationDefaults, KvPolicyName, KvStats, ModelConfig, WeightFormat } from '../model/types';
+import type { LoadProgress, ModelInfo, SamplingOptions, Timing } from '../protocol';
+import { Forward } from './forward';
+import { createRandom } from './random';
+import { loadWeights, modelWeightBytes, parameterCount, type ModelWeights } from './weights';
+
+export interface EngineOptions {
+  weights?: WeightFormat;
+  kv?: KvPolicyName;
+  kvBudget?: number;
+  /** Most tokens in the conversation (prompt + generated). */
+  maxContext?: number;
+  /** Rows per prefill step. */
+  prefillChunk?: number;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  signal?: AbortSignal;
+  onToken?: (id: number) => void;
+  /** Stop ids; the model's EOS ids by default. */
+  stopIds?: number[];
+}
+
+export interface GenerateResult {
+  ids: number[];
+  finishReason: 'stop' | 'length' | 'abort';
+  promptTokens: number;
+  timing: Timing;
+  kv: KvStats;
+}
+
+export class EngineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+/** Picks the weight format: f16 when the model is small enough, else q8, else q4, within the GPU's buffer limit. */
+export function defaultWeightFormat(c: ModelConfig, maxBufferSize: number): WeightFormat {
+  for (const f of ['f16', 'q8', 'q4'] as const) {
+    if (modelWeightBytes(c, f) <= Math.min(2 ** 31, 4 * maxBufferSize)) return f;
+  }
+  return 'q4';
+}
+
+export class Engine {
+  /** Tokens whose K/V are in the cache, in order. */
+  private cached: number[] = [];
+  private readonly sampled: GPUBuffer;
+  private busy = false;
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly config: ModelConfig,
+    readonly generation: GenerationDefaults,
+    readonly tokenizer: ModelTokenizer | null,
+    readonly info: ModelInfo,
+    private readonly weights: ModelWeights,
+    private readonly forward: Forward,
+    private readonly kv: KvCache,
+  ) {
+    this.sampled = gpu.buffer('act:sampled', 16);
+  }
+
+  static async load(gpu: Gpu, source: ModelSource, opts: EngineOptions = {}): Promise<Engine> {
+    const progress = opts.onProgress ?? (() => {});
+    const { config, generation } = parseConfig(
+      JSON.parse(await source.text('config.json')),
+      (await source.exists('generation_config.json')) ? JSON.parse(await source.text('generation_config.json')) : undefined,
+    );
+    const tokenizer = (await source.exists('tokenizer.json')) ? await ModelTokenizer.load(source) : null;
+    const format = opts.weights ?? defaultWeightFormat(config, gpu.caps.maxBufferSize);
+    const maxContext = Math.min(opts.maxContext ?? 4096, config.maxPositionEmbeddings);
+    const tensors = await listTensors(source);
+    const totalBytes = [...tensors.values()].reduce((n, t) => n + t.byteLength, 0);
+    let loadedBytes = 0;
+    const weights = await gpu.guarded(`loading ${source.name}`, () =>
+      loadWeights(gpu, source, tensors, config, format, (bytes, file) => {
+        loadedBytes += bytes;
+        progress({ phase: 'upload', file, loadedBytes, totalBytes });
+      }),
+    );
+    const chunk = Math.min(opts.prefillChunk ?? 64, maxContext);
+    const forward = new Forward(gpu, config, weights, chunk, chunk);
+    const policy = opts.kv ?? (config.dms ? 'dms' : 'full');
+    if (policy === 'dms' && !config.dms) {
+      throw new EngineError(`--kv dms needs a DMS checkpoint (config.json has no dms_window_size); use full, window, tova or h2o`);
+    }
+    const kv = createKvCache(
+      gpu,
+      { numLayers: config.numLayers, numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim, dms: config.dms },
+      { policy, maxTokens: maxContext, budget: opts.kvBudget, maxStepTokens: chunk },
+    );
+    const info: ModelInfo = {
+      name: source.name,
+      architecture: config.architecture,
+      parameters: parameterCount(config),
+      weights: format,
+      weightBytes: weights.bytes,
+      numLayers: config.numLayers,
+      numKvHeads: config.numKvHeads,
+      dms: config.dms ? { windowSize: config.dms.windowSize, cr: config.dms.cr } : null,
+      adapter: gpu.caps.adapter,
+      maxContext,
+    };
+    const engine = new Engine(gpu, config, generation, tokenizer, info, weights, forward, kv);
+    progress({ phase: 'compile', loadedBytes, totalBytes });
+    progress({ phase: 'ready', loadedBytes, totalBytes });
+    return engine;
+  }
+
+  get policy(): KvPolicyName {
+    return this.kv.policy;
+  }
+
+  /** Tokens currently in the conversation's cache. */
+  get cachedTokens(): readonly number[] {
+    return this.cached;
+  }
+
+  /** Forgets the conversation. */
+  reset(): void {
+    this.kv.reset();
+    this.cached = [];
+  }
+
+  /**
+   * Feeds `ids` after the cached tokens in prefill chunks. Returns nothing; leaves the logits of the
+   * last `logitRows` rows of the final chunk in forward.logits.
+   */
+  private feed(ids: number[], logitRows: number): void {
+    const chunk = this.forward.maxStepTokens;
+    for (let i = 0; i < ids.length; i += chunk) {
+      const rows = Math.min(chunk, ids.length - i);
+      const pos0 = this.cached.length;
+      const positions = Array.from({ length: rows }, (_, k) => pos0 + k);
+      this.forward.setRows(ids.slice(i, i + rows), positions);
+      const enc = new Encoder(this.gpu, 'prefill');
+      const isLast = i + rows >= ids.length;
+      this.forward.encode(enc, this.kv, [{ seq: 0, row: 0, tokens: rows, pos0 }], rows, isLast ? Math.min(logitRows, rows) : 0);
+      enc.submit();
+      for (let k = 0; k < rows; k++) this.cached.push(ids[i + k]);
+    }
+  }
+
+  private checkRoom(extra: number): void {
+    const max = this.info.maxContext;
+    if (this.cached.length + extra > max) {
+      throw new EngineError(`the conversation would reach ${this.cached.length + extra} tokens, over this engine's context of ${max}; start a new conversation or load with a larger context`);
+    }
+  }
+
+  /**
+   * Teacher-forced logits of every position of `ids` (a fresh sequence): f32 [ids.length][vocab].
+   * Used by parity tests and perplexity.
+   */
+  async logits(ids: number[]): Promise<Float32Array> {
+    this.reset();
+    this.checkRoom(ids.length);
+    const V = this.config.vocabSize;
+    const out = new Float32Array(ids.length * V);
+    const chunk = this.forward.maxStepTokens;
+    for (let i = 0; i < ids.length; i += chunk) {
+      const part = ids.slice(i, i + chunk);
+      this.feed(part, part.length);
+      out.set(await this.gpu.readF32(this.forward.logits, part.length * V), i * V);
+    }
+    return out;
+  }
+
+  async generate(promptIds: number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
+    if (this.busy) throw new EngineError('a generation is already running');
+    if (promptIds.length === 0) throw new EngineError('the prompt is empty');
+    for (const id of promptIds) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new EngineError(`token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+    }
+    this.busy = true;
+    try {
+      return await this.run(promptIds, opts);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async run(promptIds: number[], opts: GenerateOptions): Promise<GenerateResult> {
+    const g = this.generation;
+    const maxTokens = opts.maxTokens ?? 256;
+    const temperature = opts.temperature ?? g.temperature ?? 0;
+    const topK = opts.topK ?? g.topK ?? 0;
+    const topP = opts.topP ?? g.topP ?? 1;
+    const random = createRandom(opts.seed ?? 0);
+    const stop = new Set(opts.stopIds ?? this.config.eosTokenIds);
+
+    // Continue the cached conversation when the prompt extends it; otherwise start over.
+    const prefix = this.cached.length <= promptIds.length && this.cached.every((t, i) => promptIds[i] === t);
+    if (!prefix) this.reset();
+    const fresh = promptIds.slice(this.cached.length);
+    if (fresh.length === 0) {
+      // Everything is cached already: re-feed the last token so there are logits to sample from.
+      this.reset();
+      fresh.push(...promptIds);
+    }
+    this.checkRoom(fresh.length);
+    const V = this.config.vocabSize;
+    const out: number[] = [];
+    let finishReason: GenerateResult['finishReason'] = 'length';
+
+    const t0 = performance.now();
+    this.feed(fresh, 1);
+    let id = await this.sampleNext(V, temperature, topK, topP, random());
+    const t1 = performance.now();
+    while (true) {
+      if (opts.signal?.aborted) {
+        finishReason = 'abort';
+        break;
+      }
+      out.push(id);
+      opts.onToken?.(id);
+      if (stop.has(id)) {
+        finishReason = 'stop';
+        break;
+      }
+      if (out.length >= maxTokens || this.cached.length >= this.info.maxContext) break;
+      this.feed([id], 1);
+      id = await this.sampleNext(V, temperature, topK, topP, random());
+    }
+    const t2 = performance.now();
+    const decoded = Math.max(0, out.length - 1);
+    return {
+      ids: out,
+      finishReason,
+      promptTokens: promptIds.length,
+      timing: { prefillMs: t1 - t0, decodeMs: t2 - t1, decodeTokensPerSecond: decoded > 0 ? (decoded * 1000) / (t2 - t1) : 0 },
+      kv: await this.kv.stats(),
+    };
+  }
+
+  private async sampleNext(V: number, temperature: number, topK: number, topP: number, u: number): Promise<number> {
+    const enc = new Encoder(this.gpu, 'sample');
+    sample(enc, this.forward.logits, 0, V, this.sampled, 0, { temperature, topK, topP, u });
+    enc.submit();
+    const [id] = await this.gpu.readU32(this.sampled, 1);
+    this.gpu.check();
+    return id;
+  }
+
+  kvStats(): Promise<KvStats> {
+    return this.kv.stats();
+  }
+
+  destroy(): void {
+    this.kv.destroy();
+    this.forward.destroy();
+    const seen = new Set<GpuMatrixLike>();
+    const mats = [this.weights.embed, this.weights.lmHead, ...this.weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down, ...(l.dmsAlpha ? [l.dmsAlpha.proj] : [])])];
+    for (const m of mats) {
+      if (seen.has(m)) continue;
+      seen.add(m);
+      for (const p of m.parts) {
+        this.gpu.destroy(p.data);
+        if (p.scales) this.gpu.destroy(p.scales);
+      }
+    }
+    for (const l of this.weights.layers) {
+      for (const b of [l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.qkvBias, l.dmsAlpha?.norm]) if (b) this.gpu.destroy(b);
+    }
+    this.gpu.destroy(this.weights.finalNorm);
+    this.gpu.destroy(this.sampled);
+  }
+}
+
+type GpuMatrixLike = ModelWeights['embed'];

@@ -1,0 +1,102 @@
+import f16Source from '../../shaders/linear_f16.wgsl';
+import f32Source from '../../shaders/linear_f32.wgsl';
+import q4Source from '../../shaders/linear_q4.wgsl';
+import q8Source from '../../shaders/linear_q8.wgsl';
+import { params, type Encoder } from '../gpu/encoder';
+import type { GpuMatrix, WeightFormat } from '../model/types';
+
+const SOURCES: Record<WeightFormat, string> = { f32: f32Source, f16: f16Source, q8: q8Source, q4: q4Source };
+
+/** Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups. */
+export const linearTuning = { allowSubgroups: true };
+
+/** Lanes per workgroup (each row tile is reduced over them), weight rows per workgroup, and columns per lane step. */
+const LANES = 64;
+const ROWS = 4;
+const UNIT = 8;
+
+/**
+ * Keeps the lines between `// #if NAME` and `// #else` / `// #endif` when `defines[NAME]`, else the
+ * lines between `// #else` and `// #endif`. Blocks nest. Directive lines themselves are dropped.
+ */
+export function specialize(source: string, defines: Record<string, boolean>): string {
+  const out: string[] = [];
+  const stack: Array<{ parent: boolean; cond: boolean; inElse: boolean }> = [];
+  let active = true;
+  for (const line of source.split('\n')) {
+    const m = /^\s*\/\/\s*#(if|else|endif)\b\s*(\w*)/.exec(line);
+    if (!m) {
+      if (active) out.push(line);
+      continue;
+    }
+    if (m[1] === 'if') {
+      if (!(m[2] in defines)) throw new Error(`specialize: #if ${m[2]} has no value`);
+      stack.push({ parent: active, cond: defines[m[2]], inElse: false });
+      active = active && defines[m[2]];
+    } else {
+      const top = stack[stack.length - 1];
+      if (!top) throw new Error(`specialize: #${m[1]} without #if`);
+      if (m[1] === 'else') {
+        if (top.inElse) throw new Error('specialize: two #else');
+        top.inElse = true;
+        active = top.parent && !top.cond;
+      } else {
+        stack.pop();
+        active = top.parent;
+      }
+    }
+  }
+  if (stack.length) throw new Error('specialize: unterminated #if');
+  return out.join('\n');
+}
+
+/** Tokens per workgroup: each weight is read once per tile of this many tokens. */
+function tokenTile(tokens: number): number {
+  return tokens <= 1 ? 1 : tokens <= 2 ? 2 : tokens <= 4 ? 4 : 8;
+}
+
+const compiled = new WeakMap<object, Map<string, GPUComputePipeline>>();
+
+function pipeline(enc: Encoder, format: WeightFormat, tt: number, aligned: boolean, bias: boolean): GPUComputePipeline {
+  const subgroups = enc.gpu.caps.subgroups && linearTuning.allowSubgroups;
+  const label = `linear_${format} R${ROWS} T${tt} L${LANES}${subgroups ? ' sg' : ''}${aligned ? ' aligned' : ''}${bias ? ' bias' : ''}`;
+  let cache = compiled.get(enc.gpu);
+  if (!cache) compiled.set(enc.gpu, (cache = new Map()));
+  let p = cache.get(label);
+  if (!p) {
+    const code = (subgroups ? 'enable subgroups;\n' : '')
+      + `const R = ${ROWS}u;\nconst TT = ${tt}u;\nconst L = ${LANES}u;\n`
+      + specialize(SOURCES[format], { SUBGROUPS: subgroups, ALIGNED: aligned, BIAS: bias });
+    p = enc.gpu.pipeline(label, code);
+    cache.set(label, p);
+  }
+  return p;
+}
+
+/**
+ * y = x · Wᵀ (+ bias): x f32[tokens][w.cols], y f32[tokens][w.rows], bias f32[w.rows].
+ * One dispatch per part; part p writes columns rowStart .. rowStart + rows of every token's y row.
+ */
+export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, tokens: number, bias: GPUBuffer | null = null): void {
+  if (tokens <= 0 || w.rows === 0) return;
+  if (w.cols <= 0) throw new Error(`linear ${w.label}: no columns`);
+  const tt = tokenTile(tokens);
+  const aligned = w.cols % UNIT === 0;
+  const pipe = pipeline(enc, w.format, tt, aligned, bias !== null);
+  const nunits = Math.ceil(w.cols / UNIT);
+  const tokenBlocks = Math.ceil(tokens / tt);
+  const quant = w.format === 'q8' || w.format === 'q4';
+  for (const part of w.parts) {
+    if (part.rows === 0) continue;
+    const rowBlocks = Math.ceil(part.rows / ROWS);
+    const count = rowBlocks * tokenBlocks;
+    const buffers: GPUBuffer[] = [part.data];
+    if (quant) {
+      if (!part.scales) throw new Error(`linear ${w.label}: ${w.format} part without scales`);
+      buffers.push(part.scales);
+    }
+    buffers.push(x, y);
+    if (bias) buffers.push(bias);
+    enc.dispatch(pipe, params(part.rows, w.cols, tokens, w.rows, part.rowStart, nunits, rowBlocks, count), buffers, enc.grid(count));
+  }
+}

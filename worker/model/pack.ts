@@ -1,0 +1,160 @@
+/**
+ * CPU packing and quantization of weight matrices into the GPU layouts described on `MatrixPart`
+ * (./types.ts), and their upload as row-split `GpuMatrix`es.
+ */
+import type { Gpu } from '../gpu/context';
+import { GpuError } from '../gpu/context';
+import type { GpuMatrix, MatrixPart, WeightFormat } from './types';
+
+/** Quantization group along cols for q8 and q4. */
+export const QUANT_GROUP = 32;
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** IEEE half bits (low 16 bits of `h`) to a number. */
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1024 + frac) * 2 ** (exp - 25);
+}
+
+/** A number to IEEE half bits, rounding the f32 value to nearest even (overflow to ±Inf, NaN kept). */
+export function f32ToF16Bits(v: number): number {
+  f32Scratch[0] = v;
+  const x = u32Scratch[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    // Subnormal half (or zero): value = m * 2^-24 with m = round(full mantissa * 2^(e-1-13)).
+    if (e < -10) return sign;
+    const full = mant | 0x800000;
+    const shift = 14 - e;
+    let m = full >>> shift;
+    const rem = full & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && m & 1)) m++;
+    return sign | m; // m may carry into the smallest normal, which is the right encoding
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // may carry into the exponent, up to Inf: correct
+  return sign | h;
+}
+
+/** bfloat16 bits (low 16 bits of `b`) to a number. */
+export function bf16BitsToF32(b: number): number {
+  u32Scratch[0] = (b & 0xffff) << 16;
+  return f32Scratch[0];
+}
+
+/** Logical cols rounded up to the quantization group (q8/q4), or cols itself. */
+export function paddedCols(cols: number, format: WeightFormat): number {
+  return format === 'q8' || format === 'q4' ? Math.ceil(cols / QUANT_GROUP) * QUANT_GROUP : cols;
+}
+
+/** 32-bit words (f32 elements for f32) of one packed row. */
+export function rowWords(cols: number, format: WeightFormat): number {
+  switch (format) {
+    case 'f32': return cols;
+    case 'f16': return Math.ceil(cols / 2);
+    case 'q8': return paddedCols(cols, format) / 4;
+    case 'q4': return paddedCols(cols, format) / 8;
+  }
+}
+
+/** f32 scales of one row (q8/q4), else 0. */
+export function rowScales(cols: number, format: WeightFormat): number {
+  return format === 'q8' || format === 'q4' ? paddedCols(cols, format) / QUANT_GROUP : 0;
+}
+
+/** Exact packed bytes (data + scales) of a rows x cols matrix, before the 16-byte rounding of each GPU buffer. */
+export function matrixBytes(rows: number, cols: number, format: WeightFormat): number {
+  return rows * (rowWords(cols, format) + rowScales(cols, format)) * 4;
+}
+
+/**
+ * Packs `rows` rows of `cols` f32 values (row-major) into `format`. For f32 the data is a view of `src`
+ * (no copy). q8: scale = maxabs/127, q = round(w/scale) in -127..127; q4: scale = maxabs/7,
+ * q = clamp(round(w/scale) + 8, 0, 15); groups of 32 along cols, zero-padded; an all-zero group has scale 0.
+ */
+export function packRows(src: Float32Array, rows: number, cols: number, format: WeightFormat): { data: Uint32Array | Float32Array; scales: Float32Array | null } {
+  if (src.length < rows * cols) throw new Error(`packRows: ${src.length} values for ${rows}x${cols}`);
+  if (format === 'f32') return { data: src.subarray(0, rows * cols), scales: null };
+  const words = rowWords(cols, format);
+  const data = new Uint32Array(rows * words);
+  if (format === 'f16') {
+    for (let r = 0; r < rows; r++) {
+      const s = r * cols, d = r * words;
+      for (let c = 0; c < cols; c += 2) {
+        const lo = f32ToF16Bits(src[s + c]);
+        const hi = c + 1 < cols ? f32ToF16Bits(src[s + c + 1]) : 0;
+        data[d + (c >> 1)] = (lo | (hi << 16)) >>> 0;
+      }
+    }
+    return { data, scales: null };
+  }
+  const q8 = format === 'q8';
+  const qmax = q8 ? 127 : 7;
+  const groups = rowScales(cols, format);
+  const scales = new Float32Array(rows * groups);
+  for (let r = 0; r < rows; r++) {
+    const s = r * cols;
+    for (let g = 0; g < groups; g++) {
+      const c0 = g * QUANT_GROUP, c1 = Math.min(cols, c0 + QUANT_GROUP);
+      let maxabs = 0;
+      for (let c = c0; c < c1; c++) maxabs = Math.max(maxabs, Math.abs(src[s + c]));
+      const scale = Math.fround(maxabs / qmax);
+      scales[r * groups + g] = scale;
+      if (scale === 0 || !Number.isFinite(scale)) continue; // zero group: all codes 0 (q4: stored as 8 below)
+      for (let c = c0; c < c1; c++) {
+        const v = src[s + c] / scale;
+        const q = Math.max(-qmax, Math.min(qmax, Math.sign(v) * Math.round(Math.abs(v))));
+        if (q8) data[r * words + (c >> 2)] |= (q & 0xff) << ((c & 3) * 8);
+        else data[r * words + (c >> 3)] |= (q + 8) << ((c & 7) * 4);
+      }
+    }
+    if (!q8) {
+      // Codes of zero-scale groups and of the padding: 8, i.e. w = 0 (the value is irrelevant when
+      // scale is 0, but 8 keeps every element's dequantized value exactly 0 whatever the scale).
+      for (let g = 0; g < groups; g++) {
+        const sc = scales[r * groups + g];
+        const c0 = g * QUANT_GROUP;
+        for (let c = c0; c < c0 + QUANT_GROUP; c++) {
+          if (c >= cols || sc === 0 || !Number.isFinite(sc)) data[r * words + (c >> 3)] |= 8 << ((c & 7) * 4);
+        }
+      }
+    }
+  }
+  return { data, scales };
+}
+
+/**
+ * Packs and uploads a rows x cols f32 matrix, split along rows into parts whose data and scales each
+ * fit `maxPartBytes` (after the 16-byte rounding of buffers). Buffers are labelled `${label} part ${i}`
+ * and `${label} scales ${i}`.
+ */
+export function uploadMatrix(gpu: Gpu, label: string, src: Float32Array, rows: number, cols: number, format: WeightFormat, maxPartBytes = gpu.caps.maxStorageBufferBindingSize): GpuMatrix {
+  if (src.length < rows * cols) throw new Error(`uploadMatrix ${label}: ${src.length} values for ${rows}x${cols}`);
+  const limit = Math.floor(Math.min(maxPartBytes, gpu.caps.maxBufferSize) / 16) * 16;
+  const rowBytes = Math.max(rowWords(cols, format), rowScales(cols, format)) * 4;
+  const perPart = Math.floor(limit / rowBytes);
+  if (perPart < 1) throw new GpuError(`${label}: one row of ${cols} ${format} values (${rowBytes} bytes) exceeds the ${maxPartBytes}-byte buffer limit`);
+  const parts: MatrixPart[] = [];
+  for (let rowStart = 0, i = 0; rowStart < rows || (rows === 0 && i === 0); rowStart += perPart, i++) {
+    const n = Math.min(perPart, rows - rowStart);
+    const packed = packRows(src.subarray(rowStart * cols, (rowStart + n) * cols), n, cols, format);
+    const data = gpu.upload(`${label} part ${i}`, packed.data);
+    const scales = packed.scales ? gpu.upload(`${label} scales ${i}`, packed.scales) : null;
+    parts.push({ rowStart, rows: n, data, scales });
+    if (rows === 0) break;
+  }
+  return { label, format, rows, cols, parts };
+}

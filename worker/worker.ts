@@ -1,0 +1,154 @@
+/**
+ * The model worker: one Engine per worker, exposed to the page through Comlink as {@link WorkerApi}.
+ * The page creates it with `new Worker(new URL('../worker/worker.ts', import.meta.url), { type: 'module' })`.
+ * Errors thrown here reach the page as Errors with the same message (Comlink serialises them), so
+ * every message is written for the person using the page.
+ */
+import * as Comlink from 'comlink';
+import { Gpu } from './gpu/context';
+import { Engine } from './engine/engine';
+import { HttpSource, resolveModelUrl } from './model/source';
+import { ChatSession } from './chat-session';
+import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, WorkerApi } from './protocol';
+
+/** Where the embedded model lives, relative to this script (dev: /worker/, build: /assets/). */
+const DEFAULT_MODEL_PATH = '../models/webdms-default/';
+const PROGRESS_INTERVAL_MS = 100;
+
+export const NO_WEBGPU =
+  'WebGPU is not available in this browser, and WebDMS needs it to run the model on your GPU. ' +
+  'It works in Chrome or Edge 113+ (Windows, macOS, ChromeOS; Android 121+), Safari 26+ (macOS, iOS, iPadOS) ' +
+  'and Firefox 141+ on Windows. On Linux, Chrome needs chrome://flags/#enable-unsafe-webgpu.';
+export const NO_ADAPTER =
+  'WebGPU is present but found no usable GPU. Hardware acceleration may be turned off, or this GPU is blocklisted ' +
+  '(see chrome://gpu). Try Chrome or Edge with hardware acceleration enabled.';
+
+let gpu: Gpu | null = null;
+let engine: Engine | null = null;
+let session: ChatSession | null = null;
+/** Bumped by every load and unload, so a load that was overtaken cleans up after itself. */
+let generation = 0;
+
+/** The model's base URL (ending in '/') for a LoadRequest.model. */
+export function modelBaseUrl(model: string): string {
+  const spec = model.trim();
+  if (spec === '' || spec === 'default') return new URL(DEFAULT_MODEL_PATH, self.location.href).href;
+  // 'org/name' (a Hugging Face repo id), optionally 'org/name@revision'.
+  if (/^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(spec)) return ensureSlash(resolveModelUrl(spec));
+  let url: URL;
+  try {
+    url = new URL(spec, self.location.href);
+  } catch {
+    throw new Error(`"${spec}" is neither a Hugging Face repo id (org/name) nor a URL.`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`Only http(s) model URLs can be loaded, not ${url.protocol}`);
+  return ensureSlash(url.href);
+}
+
+function ensureSlash(u: string): string {
+  return u.endsWith('/') ? u : `${u}/`;
+}
+
+async function getGpu(): Promise<Gpu> {
+  if (gpu && !gpu.lost) return gpu;
+  const nav = self.navigator as Navigator & { gpu?: GPU };
+  if (!nav.gpu) throw new Error(NO_WEBGPU);
+  const adapter = await nav.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null);
+  if (!adapter) throw new Error(NO_ADAPTER);
+  gpu = await Gpu.create(nav.gpu);
+  return gpu;
+}
+
+/** Checks the model's config.json first, so a wrong URL fails with its URL and HTTP status. */
+async function preflight(base: string): Promise<void> {
+  const url = `${base}config.json`;
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'GET', cache: 'no-cache' });
+  } catch (e) {
+    throw new Error(`Could not reach ${url} (${(e as Error).message}). Check the address and your connection; other sites must allow cross-origin requests (CORS).`);
+  }
+  if (!res.ok) {
+    const hint = res.status === 404 ? ' There is no model at this address.' : res.status === 401 || res.status === 403 ? ' The model is private or gated.' : '';
+    throw new Error(`Loading the model failed: GET ${url} returned HTTP ${res.status} ${res.statusText}.${hint}`);
+  }
+  await res.body?.cancel().catch(() => undefined);
+}
+
+function throttle(cb: ((p: LoadProgress) => void) | undefined): (p: LoadProgress) => void {
+  let last = 0;
+  let lastPhase = '';
+  return (p) => {
+    if (!cb) return;
+    const now = performance.now();
+    if (p.phase !== lastPhase || p.phase === 'ready' || p.loadedBytes >= p.totalBytes || now - last >= PROGRESS_INTERVAL_MS) {
+      last = now;
+      lastPhase = p.phase;
+      // The callback is a Comlink proxy; do not let a closed page break the load.
+      Promise.resolve(cb({ ...p })).catch(() => undefined);
+    }
+  };
+}
+
+function dropEngine(): void {
+  session?.abort();
+  session = null;
+  try {
+    engine?.destroy();
+  } catch {
+    /* already gone */
+  }
+  engine = null;
+}
+
+const api: WorkerApi = {
+  async load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+    const mine = ++generation;
+    dropEngine();
+    const base = modelBaseUrl(req.model);
+    const g = await getGpu();
+    await preflight(base);
+    let e: Engine;
+    try {
+      e = await Engine.load(g, new HttpSource(base), {
+        weights: req.weights,
+        kv: req.kv,
+        kvBudget: req.kvBudget,
+        maxContext: req.maxContext,
+        onProgress: throttle(onProgress),
+      });
+    } catch (err) {
+      const msg = (err as Error)?.message ?? String(err);
+      throw new Error(msg.includes(base) ? msg : `Loading the model from ${base} failed: ${msg}`);
+    }
+    if (mine !== generation) {
+      e.destroy();
+      throw new Error('The load was cancelled by a newer request.');
+    }
+    engine = e;
+    session = new ChatSession(e);
+    return e.info;
+  },
+
+  async chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
+    if (!session) throw new Error('No model is loaded yet.');
+    return session.chat(req, (d) => {
+      Promise.resolve(onDelta(d)).catch(() => undefined);
+    });
+  },
+
+  abort(): void {
+    session?.abort();
+  },
+
+  async kvStats(): Promise<KvStats | null> {
+    return engine ? engine.kvStats() : null;
+  },
+
+  async unload(): Promise<void> {
+    generation++;
+    dropEngine();
+  },
+};
+
+Comlink.expose(api);
