@@ -53,7 +53,8 @@ export function resolveModelUrl(spec: string): string {
   return `https://huggingface.co/${org}/${name}/resolve/${encodeURIComponent(revision ?? 'main')}/`;
 }
 
-const inBrowser = typeof (globalThis as { document?: unknown }).document !== 'undefined' ||
+const inBrowser = () =>
+  typeof (globalThis as { document?: unknown }).document !== 'undefined' ||
   typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
 
 /** Above this, a server that ignores Range (200 with the whole body) is not worth caching. */
@@ -64,6 +65,8 @@ export interface HttpSourceOptions {
   fetch?: typeof fetch;
   /** Extra request headers (e.g. Authorization). */
   headers?: Record<string, string>;
+  /** Largest whole body kept when a server ignores Range (default 64 MiB). */
+  maxCachedBody?: number;
 }
 
 export class HttpSource implements ModelSource {
@@ -71,6 +74,7 @@ export class HttpSource implements ModelSource {
   private readonly base: string;
   private readonly fetchFn: typeof fetch;
   private readonly headers: Record<string, string>;
+  private readonly maxCachedBody: number;
   private readonly sizes = new Map<string, Promise<number>>();
   /** Whole bodies of small files from servers that ignored a Range request. */
   private readonly bodies = new Map<string, Uint8Array>();
@@ -80,6 +84,7 @@ export class HttpSource implements ModelSource {
     this.name = this.base;
     this.fetchFn = opts.fetch ?? ((...a: Parameters<typeof fetch>) => globalThis.fetch(...a));
     this.headers = opts.headers ?? {};
+    this.maxCachedBody = opts.maxCachedBody ?? MAX_CACHED_BODY;
   }
 
   url(file: string): string {
@@ -92,7 +97,7 @@ export class HttpSource implements ModelSource {
     try {
       res = await this.fetchFn(url, { ...init, headers: { ...this.headers, ...(init.headers as Record<string, string>) } });
     } catch (e) {
-      const hint = inBrowser
+      const hint = inBrowser()
         ? ' (in a browser this is often CORS: the server must send Access-Control-Allow-Origin and expose Content-Range/Content-Length)'
         : '';
       throw new ModelLoadError(`Network error fetching ${url}: ${(e as Error)?.message ?? e}${hint}`, url);
@@ -151,9 +156,14 @@ export class HttpSource implements ModelSource {
       throw new ModelLoadError(`Cannot tell the size of ${url}: no total in Content-Range`, url, 206);
     }
     if (res.ok) {
-      // Range ignored: the whole body came back.
+      // Range ignored: the whole body is coming. Do not download a large file just to learn its size.
+      const len = res.headers.get('content-length');
+      if (len !== null && /^\d+$/.test(len) && Number(len) > this.maxCachedBody) {
+        await res.body?.cancel();
+        return Number(len);
+      }
       const body = new Uint8Array(await res.arrayBuffer());
-      if (body.length <= MAX_CACHED_BODY) this.bodies.set(file, body);
+      if (body.length <= this.maxCachedBody) this.bodies.set(file, body);
       return body.length;
     }
     if (res.status === 416) return 0; // empty file: no byte 0 to return
@@ -201,10 +211,10 @@ export class HttpSource implements ModelSource {
 
   private async readWindowFromFullBody(res: Response, file: string, offset: number, length: number, url: string): Promise<Uint8Array> {
     const declared = Number(res.headers.get('content-length'));
-    const small = Number.isFinite(declared) && declared > 0 && declared <= MAX_CACHED_BODY;
+    const small = Number.isFinite(declared) && declared > 0 && declared <= this.maxCachedBody;
     if (small || !res.body) {
       const all = new Uint8Array(await res.arrayBuffer());
-      if (all.length <= MAX_CACHED_BODY) this.bodies.set(file, all);
+      if (all.length <= this.maxCachedBody) this.bodies.set(file, all);
       if (!this.sizes.has(file)) this.sizes.set(file, Promise.resolve(all.length));
       return sliceExact(all, offset, length, url);
     }
