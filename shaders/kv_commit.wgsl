@@ -1,0 +1,184 @@
+// Slot bookkeeping of the KV cache streams of one (layer, seq): one workgroup per KV head h.
+// State words (per (layer, seq) buffer, see docs/kv-cache.md): len[h] at h; pos[h][slot] at posOff
+// (bit 31 = DMS mark "evict after the window"); ring[h][t % (w+1)] at ringOff = slot of token t, for the
+// last w+1 tokens (DMS); score[h][slot] at scoreOff (f32 bits, tova/h2o).
+// mode 0 (commit, after attention): inserts the step's T tokens one by one, in order:
+//   DMS: token t-1 gets its mark from alpha[row of t] (shift by one); the candidate t-w-1, if marked,
+//        gives its slot to t (delayed eviction, slot reuse); else t is appended.
+//   all: if no slot is free, a victim is chosen by the policy (argmin of (key, pos) over eligible
+//        resident slots) and its slot is reused; DMS counts it in budgetEvictions.
+//   then copies K/V of the inserted tokens from qkv into their slots (tokens evicted within the step
+//   are not copied).
+// mode 1 (mark, in write()): the first row's decision marks token p0-1 (the previous step's last token).
+// mode 2 (reset): len = 0, subtracting it from the resident counter.
+// mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
+// Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
+// 5 policy evictions (training-free policies).
+struct Params {
+  T: u32, rowBase: u32, p0: u32, hq: u32,
+  hkv: u32, d: u32, cap: u32, w: u32,
+  w1: u32, stride: u32, posOff: u32, ringOff: u32,
+  policy: u32, mode: u32, maxStep: u32, sink: u32,
+  recent: u32, scoreOff: u32, _p0: u32, _p1: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> alpha: array<f32>;
+@group(0) @binding(3) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(5) var<storage, read_write> state: array<u32>;
+@group(0) @binding(6) var<storage, read_write> dest: array<u32>;
+@group(0) @binding(7) var<storage, read_write> counters: array<atomic<u32>>;
+
+const FULL: u32 = 0u;
+const DMS: u32 = 1u;
+const WINDOW: u32 = 2u;
+const TOVA: u32 = 3u;
+const H2O: u32 = 4u;
+const NONE: u32 = 0xffffffffu;
+const BIG: f32 = 3.0e38;
+
+var<workgroup> wlen: u32;
+var<workgroup> wslot: u32;
+var<workgroup> wneed: u32;
+var<workgroup> bk: array<f32, 64>;
+var<workgroup> bp: array<u32, 64>;
+var<workgroup> bs: array<u32, 64>;
+
+fn posOf(h: u32, slot: u32) -> u32 { return state[p.posOff + h * p.cap + slot] & 0x7fffffffu; }
+
+// Slot of token t if it is resident (DMS ring), else NONE.
+fn ringSlot(h: u32, t: u32, len: u32) -> u32 {
+  let s = state[p.ringOff + h * p.w1 + t % p.w1];
+  if (s < len && posOf(h, s) == t) { return s; }
+  return NONE;
+}
+
+// The token at position `pos` was evicted during this step: do not copy it.
+fn dropInStep(h: u32, pos: u32) {
+  if (pos >= p.p0) { dest[h * p.maxStep + pos - p.p0] = NONE; }
+}
+
+fn markPrev(h: u32, t: u32, row: u32, len: u32) {
+  if (t == 0u) { return; }
+  let s = ringSlot(h, t - 1u, len);
+  if (s != NONE && alpha[row * p.hkv + h] > 0.0) {
+    let i = p.posOff + h * p.cap + s;
+    state[i] = state[i] | 0x80000000u;
+  }
+}
+
+fn add64(lo: u32, v: u32) {
+  let old = atomicAdd(&counters[lo], v);
+  if (old + v < old) { atomicAdd(&counters[lo + 1u], 1u); }
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.x;
+  if (h >= p.hkv) { return; }
+  if (p.mode == 1u) {
+    if (lid == 0u) { markPrev(h, p.p0, p.rowBase, state[h]); }
+    return;
+  }
+  if (p.mode == 2u) {
+    if (lid == 0u) { atomicSub(&counters[0], state[h]); state[h] = 0u; }
+    return;
+  }
+  if (p.mode == 3u) {
+    if (lid == 0u) {
+      let old = atomicAdd(&counters[0], state[h]);
+      atomicMax(&counters[1], old + state[h]);
+    }
+    return;
+  }
+  let len0 = state[h];
+  if (lid == 0u) { wlen = len0; }
+  for (var r = 0u; r < p.T; r++) {
+    let t = p.p0 + r;
+    if (lid == 0u) {
+      var len = wlen;
+      var slot = NONE;
+      if (p.policy == DMS) {
+        if (r > 0u) { markPrev(h, t, p.rowBase + r, len); }
+        if (t >= p.w1) {
+          let cs = ringSlot(h, t - p.w1, len);
+          if (cs != NONE && (state[p.posOff + h * p.cap + cs] >> 31u) == 1u) {
+            slot = cs;
+            dropInStep(h, t - p.w1);
+          }
+        }
+      }
+      if (slot == NONE && len < p.cap) { slot = len; len += 1u; }
+      wlen = len;
+      wslot = slot;
+      wneed = select(0u, 1u, slot == NONE);
+    }
+    let need = workgroupUniformLoad(&wneed);
+    if (need == 1u) {
+      // Victim: the eligible resident slot with the smallest (key, pos).
+      let len = wlen;
+      var bestK = BIG;
+      var bestP = NONE;
+      var bestS = NONE;
+      for (var s = lid; s < len; s += 64u) {
+        let pos = posOf(h, s);
+        var ok = true;
+        var key = 0.0;
+        if (p.policy == DMS) { ok = pos + p.w < t; }
+        if (p.policy == WINDOW) { ok = pos >= p.sink; }
+        if (p.policy == TOVA || p.policy == H2O) { key = bitcast<f32>(state[p.scoreOff + h * p.cap + s]); }
+        if (p.policy == H2O) { ok = pos + p.recent <= t; }
+        if (ok && (key < bestK || (key == bestK && pos < bestP))) { bestK = key; bestP = pos; bestS = s; }
+      }
+      bk[lid] = bestK; bp[lid] = bestP; bs[lid] = bestS;
+      workgroupBarrier();
+      for (var off = 32u; off > 0u; off >>= 1u) {
+        if (lid < off) {
+          let k2 = bk[lid + off];
+          let p2 = bp[lid + off];
+          if (bs[lid + off] != NONE && (bs[lid] == NONE || k2 < bk[lid] || (k2 == bk[lid] && p2 < bp[lid]))) {
+            bk[lid] = k2; bp[lid] = p2; bs[lid] = bs[lid + off];
+          }
+        }
+        workgroupBarrier();
+      }
+      if (lid == 0u) {
+        let v = bs[0];
+        if (v != NONE) {
+          dropInStep(h, bp[0]);
+          if (p.policy == DMS) { atomicAdd(&counters[4], 1u); } else { atomicAdd(&counters[5], 1u); }
+        }
+        wslot = v;
+      }
+    }
+    if (lid == 0u) {
+      let slot = wslot;
+      dest[h * p.maxStep + r] = slot;
+      if (slot != NONE) {
+        state[p.posOff + h * p.cap + slot] = t;
+        if (p.policy == DMS) { state[p.ringOff + h * p.w1 + t % p.w1] = slot; }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let len = wlen;
+    state[h] = len;
+    let old = atomicAdd(&counters[0], len - len0);
+    atomicMax(&counters[1], old + len - len0);
+    if (p.T == 1u) { add64(2u, len0 + 1u); }
+  }
+  storageBarrier();
+  workgroupBarrier();
+  for (var e = lid; e < p.T * p.d; e += 64u) {
+    let r = e / p.d;
+    let slot = dest[h * p.maxStep + r];
+    if (slot != NONE) {
+      let c = e % p.d;
+      let src = (p.rowBase + r) * p.stride + h * p.d + c;
+      kc[(h * p.cap + slot) * p.d + c] = qkv[src + p.hq * p.d];
+      vc[(h * p.cap + slot) * p.d + c] = qkv[src + (p.hq + p.hkv) * p.d];
+    }
+  }
+}

@@ -1,0 +1,315 @@
+/**
+ * The slot KV cache (docs/kv-cache.md). For every (layer, sequence) there are three GPU buffers:
+ *   K, V   f32 [Hkv][cap][d]   cap = slots per (layer, seq, KV head), sized from the policy's budget
+ *   state  u32: len[Hkv] | pos[Hkv][cap] (bit 31 = DMS mark) | ring[Hkv][w+1] (DMS) | score[Hkv][cap] (tova/h2o)
+ * Slots [0, len) of a stream are resident, in no particular order (RoPE is applied before caching).
+ * Counters (resident, peak, reads, evictions) live on the GPU and are read only by stats().
+ */
+import type { Gpu } from '../gpu/context';
+import { Encoder, type Binding } from '../gpu/encoder';
+import { attention, NO_WINDOW, partialFloats, queryBlock } from '../kernels/attention';
+import { COMMIT, FORKED, kvCommit, MARK, POLICY_CODE, RESET } from '../kernels/kv-commit';
+import type { KvPolicyName, KvStats } from '../model/types';
+import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
+
+/** Splits of the keys for one decode row at most (flash-decoding). */
+const MAX_SPLITS = 64;
+/** Aim for at least this many workgroups per attention dispatch before splitting keys. */
+const TARGET_WORKGROUPS = 128;
+const MIN_SPLIT_KEYS = 256;
+const COUNTERS = 8;
+
+let nextId = 0;
+
+interface Stream {
+  k: GPUBuffer;
+  v: GPUBuffer;
+  state: GPUBuffer;
+}
+
+export interface SlotCacheTuning {
+  /** Force keys per attention split (tests); 0 or absent = automatic. */
+  splitKeys?: number;
+}
+
+export class SlotKvCache implements KvCache {
+  readonly policy: KvPolicyName;
+  /** Slots per (layer, seq, KV head). */
+  readonly capacity: number;
+  /** DMS window, or NO_WINDOW. */
+  readonly window: number;
+  readonly sequences: number;
+  private readonly prefix: string;
+  private readonly L: number;
+  private readonly hq: number;
+  private readonly hkv: number;
+  private readonly d: number;
+  private readonly maxStep: number;
+  private readonly maxTokens: number;
+  private readonly posOff: number;
+  private readonly ringOff: number;
+  private readonly scoreOff: number;
+  private readonly stateWords: number;
+  private readonly streams: Stream[] = []; // [layer * S + seq]
+  private readonly dest: GPUBuffer;
+  private readonly part: GPUBuffer;
+  private readonly partFloats: number;
+  private readonly counters: GPUBuffer;
+  private readonly dummy: GPUBuffer;
+  private readonly code: number;
+  private readonly sink: number;
+  private readonly recent: number;
+  /** Tokens each sequence has seen (CPU-known, no readback). */
+  private readonly seqLen: number[];
+  private segments: Segment[] = [];
+  private alpha: GPUBuffer | null = null;
+  private destroyed = false;
+  splitKeys = 0;
+  // CPU-side metrics (deterministic from the step protocol).
+  private tokensSeen = 0;
+  private tokenReadsFull = 0;
+  private peakFull = 0;
+
+  constructor(
+    private readonly gpu: Gpu,
+    shape: ModelShape,
+    opts: KvCacheOptions & { tuning?: SlotCacheTuning },
+  ) {
+    const { numLayers: L, numHeads: hq, numKvHeads: hkv, headDim: d } = shape;
+    if (!(L >= 1 && hkv >= 1 && hq % hkv === 0)) throw new Error(`KV cache: ${hq} query heads are not a multiple of ${hkv} KV heads`);
+    if (!(d >= 8 && d <= 128 && d % 8 === 0)) throw new Error(`KV cache: head dim ${d} unsupported (8..128, a multiple of 8)`);
+    if (!(opts.maxTokens >= 1 && opts.maxStepTokens >= 1)) throw new Error('KV cache: maxTokens and maxStepTokens must be >= 1');
+    this.policy = opts.policy;
+    this.code = POLICY_CODE[opts.policy];
+    if (this.code === undefined) throw new Error(`KV cache: unknown policy ${opts.policy}`);
+    this.L = L;
+    this.hq = hq;
+    this.hkv = hkv;
+    this.d = d;
+    this.maxStep = opts.maxStepTokens;
+    this.maxTokens = opts.maxTokens;
+    this.sequences = opts.sequences ?? 1;
+    this.seqLen = new Array(this.sequences).fill(0);
+    this.splitKeys = opts.tuning?.splitKeys ?? 0;
+
+    let cap = opts.maxTokens;
+    let w = NO_WINDOW;
+    this.sink = 0;
+    this.recent = 0;
+    if (opts.policy === 'dms') {
+      if (!shape.dms) throw new Error("KV cache: policy 'dms' needs a DMS model (modelShape.dms)");
+      w = shape.dms.windowSize;
+      if (!(w >= 0)) throw new Error(`KV cache: bad DMS window ${w}`);
+      const dflt = shape.dms.cr && shape.dms.cr > 1 ? w + 1 + Math.ceil(opts.maxTokens / shape.dms.cr) : opts.maxTokens;
+      cap = Math.min(opts.maxTokens, opts.budget ?? dflt);
+      if (cap < Math.min(opts.maxTokens, w + 1)) throw new Error(`KV cache: DMS budget ${cap} is below the window w+1 = ${w + 1}`);
+    } else if (opts.policy !== 'full') {
+      if (!(opts.budget && opts.budget >= 2)) throw new Error(`KV cache: policy '${opts.policy}' needs a budget >= 2`);
+      cap = Math.min(opts.maxTokens, opts.budget);
+      if (opts.policy === 'window') {
+        this.sink = Math.min(4, cap - 1);
+      }
+      if (opts.policy === 'h2o') this.recent = Math.max(1, Math.floor(cap / 2));
+    }
+    this.capacity = cap;
+    this.window = w;
+
+    this.prefix = `kv${nextId++} `;
+    this.posOff = Math.ceil(hkv / 4) * 4;
+    this.ringOff = this.posOff + hkv * cap;
+    const ring = opts.policy === 'dms' ? hkv * (w + 1) : 0;
+    this.scoreOff = this.ringOff + ring;
+    const scores = opts.policy === 'tova' || opts.policy === 'h2o' ? hkv * cap : 0;
+    this.stateWords = this.scoreOff + scores;
+    const kvBytes = hkv * cap * d * 4;
+    if (kvBytes > gpu.caps.maxStorageBufferBindingSize) {
+      throw new Error(`KV cache: one (layer, sequence) needs ${kvBytes} bytes of K, over this GPU's maxStorageBufferBindingSize ${gpu.caps.maxStorageBufferBindingSize}; lower maxTokens or the budget`);
+    }
+    for (let l = 0; l < L; l++) {
+      for (let s = 0; s < this.sequences; s++) {
+        this.streams.push({
+          k: gpu.buffer(`${this.prefix}K l${l} s${s}`, kvBytes),
+          v: gpu.buffer(`${this.prefix}V l${l} s${s}`, kvBytes),
+          state: gpu.upload(`${this.prefix}state l${l} s${s}`, new Uint32Array(this.stateWords)),
+        });
+      }
+    }
+    this.dest = gpu.buffer(`${this.prefix}dest`, hkv * this.maxStep * 4);
+    this.partFloats = partialFloats(1, hq, d, MAX_SPLITS);
+    this.part = gpu.buffer(`${this.prefix}partials`, this.partFloats * 4);
+    this.counters = gpu.upload(`${this.prefix}counters`, new Uint32Array(COUNTERS));
+    this.dummy = gpu.buffer(`${this.prefix}dummy`, 16);
+  }
+
+  private stream(layer: number, seq: number): Stream {
+    return this.streams[layer * this.sequences + seq];
+  }
+
+  begin(_enc: Encoder, segments: Segment[]): void {
+    this.check();
+    const seen = new Set<number>();
+    let rows = 0;
+    for (const s of segments) {
+      if (!(s.seq >= 0 && s.seq < this.sequences)) throw new Error(`KV cache: sequence ${s.seq} out of range (${this.sequences} sequences)`);
+      if (seen.has(s.seq)) throw new Error(`KV cache: sequence ${s.seq} appears twice in one step`);
+      seen.add(s.seq);
+      if (!(s.tokens >= 1)) throw new Error('KV cache: a segment needs at least one token');
+      if (s.pos0 !== this.seqLen[s.seq]) throw new Error(`KV cache: sequence ${s.seq} continues at position ${this.seqLen[s.seq]}, not ${s.pos0}`);
+      if (s.pos0 + s.tokens > this.maxTokens) throw new Error(`KV cache: sequence ${s.seq} would exceed maxTokens ${this.maxTokens}`);
+      rows += s.tokens;
+    }
+    if (rows > this.maxStep) throw new Error(`KV cache: ${rows} rows in one step, over maxStepTokens ${this.maxStep}`);
+    this.segments = segments.map((s) => ({ ...s }));
+  }
+
+  write(enc: Encoder, layer: number, _qkv: GPUBuffer, alpha: GPUBuffer | null): void {
+    this.check();
+    if (this.policy === 'dms' && !alpha) throw new Error("KV cache: policy 'dms' needs the alpha logits in write()");
+    this.alpha = alpha;
+    if (this.policy !== 'dms') return;
+    for (const seg of this.segments) {
+      if (seg.pos0 === 0) continue;
+      const st = this.stream(layer, seg.seq);
+      kvCommit(enc, this.commitArgs(MARK, seg), { qkv: this.dummy, alpha: alpha!, k: this.dummy, v: this.dummy, state: st.state, dest: this.dest, counters: this.counters });
+    }
+  }
+
+  attend(enc: Encoder, layer: number, qkv: GPUBuffer, out: GPUBuffer): void {
+    this.check();
+    const alpha: Binding = this.policy === 'dms' ? this.alpha! : this.dummy;
+    for (const seg of this.segments) {
+      const st = this.stream(layer, seg.seq);
+      const keysUpper = Math.min(this.capacity, seg.pos0) + seg.tokens;
+      attention(
+        enc,
+        {
+          T: seg.tokens, rowBase: seg.row, p0: seg.pos0, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity,
+          w: this.window, posOff: this.posOff, keysUpper, splitKeys: this.chooseSplit(seg.tokens, keysUpper),
+        },
+        { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part: this.part },
+      );
+      kvCommit(enc, this.commitArgs(COMMIT, seg), { qkv, alpha, k: st.k, v: st.v, state: st.state, dest: this.dest, counters: this.counters });
+    }
+  }
+
+  /** Keys per split for a segment (0 = one split). */
+  private chooseSplit(T: number, keysUpper: number): number {
+    const perSplit = partialFloats(T, this.hq, this.d, 1);
+    const maxSplits = Math.min(MAX_SPLITS, Math.floor(this.partFloats / perSplit));
+    if (maxSplits < 2) return 0;
+    let n: number;
+    if (this.splitKeys > 0) {
+      n = Math.ceil(keysUpper / this.splitKeys);
+    } else {
+      const base = this.hkv * Math.ceil((T * (this.hq / this.hkv)) / queryBlock(this.d));
+      if (base >= TARGET_WORKGROUPS || keysUpper <= MIN_SPLIT_KEYS) return 0;
+      n = Math.min(Math.ceil(keysUpper / MIN_SPLIT_KEYS), Math.ceil(TARGET_WORKGROUPS / base));
+    }
+    n = Math.min(n, maxSplits);
+    if (n < 2) return 0;
+    return Math.ceil(keysUpper / n / 64) * 64;
+  }
+
+  private commitArgs(mode: number, seg: Segment) {
+    return {
+      mode, T: seg.tokens, rowBase: seg.row, p0: seg.pos0, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity,
+      w: this.window === NO_WINDOW ? 0 : this.window, posOff: this.posOff, ringOff: this.ringOff, scoreOff: this.scoreOff,
+      policy: this.code, maxStep: this.maxStep, sink: this.sink, recent: this.recent,
+    };
+  }
+
+  end(_enc: Encoder): void {
+    this.check();
+    for (const seg of this.segments) {
+      if (seg.tokens === 1) this.tokenReadsFull += (seg.pos0 + 1) * this.L * this.hkv;
+      this.seqLen[seg.seq] += seg.tokens;
+      this.tokensSeen += seg.tokens;
+    }
+    this.peakFull = Math.max(this.peakFull, this.seqLen.reduce((a, b) => a + b, 0) * this.L * this.hkv);
+    this.segments = [];
+    this.alpha = null;
+  }
+
+  async stats(): Promise<KvStats> {
+    this.check();
+    const c = await this.gpu.readU32(this.counters, COUNTERS);
+    const peak = c[1];
+    return {
+      policy: this.policy,
+      tokensSeen: this.tokensSeen,
+      residentTokens: c[0],
+      peakTokens: peak,
+      peakTokensFull: this.peakFull,
+      tokenReads: c[2] + c[3] * 4294967296,
+      tokenReadsFull: this.tokenReadsFull,
+      compression: peak > 0 ? this.peakFull / peak : 1,
+      peakBytes: peak * this.d * 2 * 4,
+      allocatedBytes: this.gpu.bytes(this.prefix),
+      budgetEvictions: c[4],
+    };
+  }
+
+  /** Tokens each sequence has seen (the next pos0 of each). */
+  positions(): readonly number[] {
+    return this.seqLen;
+  }
+
+  reset(seq?: number): void {
+    this.check();
+    const seqs = seq === undefined ? [...this.seqLen.keys()] : [seq];
+    const enc = new Encoder(this.gpu, 'kv reset');
+    for (const s of seqs) {
+      if (!(s >= 0 && s < this.sequences)) throw new Error(`KV cache: sequence ${s} out of range`);
+      for (let l = 0; l < this.L; l++) {
+        const st = this.stream(l, s);
+        kvCommit(enc, this.commitArgs(RESET, { seq: s, row: 0, tokens: 1, pos0: 0 }), { qkv: this.dummy, alpha: this.dummy, k: this.dummy, v: this.dummy, state: st.state, dest: this.dest, counters: this.counters });
+      }
+      this.seqLen[s] = 0;
+    }
+    enc.submit();
+    if (seq === undefined) {
+      this.gpu.write(this.counters, new Uint32Array(COUNTERS));
+      this.tokensSeen = 0;
+      this.tokenReadsFull = 0;
+      this.peakFull = 0;
+    }
+  }
+
+  fork(src: number, dsts: number[]): void {
+    this.check();
+    if (!(src >= 0 && src < this.sequences)) throw new Error(`KV cache: sequence ${src} out of range`);
+    const enc = new Encoder(this.gpu, 'kv fork');
+    for (const dst of dsts) {
+      if (!(dst >= 0 && dst < this.sequences) || dst === src) throw new Error(`KV cache: cannot fork ${src} into ${dst}`);
+      for (let l = 0; l < this.L; l++) {
+        const a = this.stream(l, src);
+        const b = this.stream(l, dst);
+        const seg = { seq: dst, row: 0, tokens: 1, pos0: 0 };
+        const bufs = { qkv: this.dummy, alpha: this.dummy, k: this.dummy, v: this.dummy, state: b.state, dest: this.dest, counters: this.counters };
+        kvCommit(enc, this.commitArgs(RESET, seg), bufs);
+        enc.copy(a.k, 0, b.k, 0, a.k.size);
+        enc.copy(a.v, 0, b.v, 0, a.v.size);
+        enc.copy(a.state, 0, b.state, 0, a.state.size);
+        kvCommit(enc, this.commitArgs(FORKED, seg), bufs);
+      }
+      this.seqLen[dst] = this.seqLen[src];
+    }
+    enc.submit();
+    this.peakFull = Math.max(this.peakFull, this.seqLen.reduce((x, y) => x + y, 0) * this.L * this.hkv);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const s of this.streams) {
+      this.gpu.destroy(s.k);
+      this.gpu.destroy(s.v);
+      this.gpu.destroy(s.state);
+    }
+    for (const b of [this.dest, this.part, this.counters, this.dummy]) this.gpu.destroy(b);
+  }
+
+  private check(): void {
+    if (this.destroyed) throw new Error('KV cache: used after destroy()');
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * CPU references of the KV cache (docs/kv-cache.md, /work/shared/DMS.md sections 2-3).
+ *
+ * dmsVisible is the visibility rule, as a dense mask: query i sees key j <= i iff i - j <= w or the
+ * decision that applies to key j (the one computed at token j+1, shift by one) is "keep".
+ *
+ * KvCacheRef simulates the cache token by token with plain sets of positions and dense attention
+ * (no slots): per step, each row attends over the tokens resident before the step plus the step's
+ * tokens up to itself, filtered by the visibility rule; then the step's tokens are inserted one by one
+ * with the policy's eviction. For DMS without budget pressure its attention equals the dense mask.
+ */
+import type { KvPolicyName } from '../model/types';
+import { attentionRef } from './attention';
+
+/** DMS visibility of key j to query i (j <= i); alphaNext = decision logit computed at token j+1. */
+export function dmsVisible(i: number, j: number, w: number, alphaNext: number | undefined): boolean {
+  if (j > i) return false;
+  if (i - j <= w) return true;
+  return !(alphaNext !== undefined && alphaNext > 0);
+}
+
+export interface RefShape {
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+export interface RefOptions {
+  policy: KvPolicyName;
+  /** Slots per (layer, seq, KV head). */
+  capacity: number;
+  /** DMS window (policy 'dms'). */
+  window?: number;
+  /** 'window': sink tokens. */
+  sink?: number;
+  /** 'h2o': recent tokens protected. */
+  recent?: number;
+}
+
+interface SeqState {
+  /** Per position: k, v [hkv][d] and alpha [hkv] (null without DMS). */
+  k: Float32Array[];
+  v: Float32Array[];
+  alpha: (Float32Array | null)[];
+  /** Resident positions per KV head. */
+  resident: Set<number>[];
+  /** Policy score per KV head and position (tova: last attention weight; h2o: accumulated). */
+  score: Map<number, number>[];
+}
+
+export class KvCacheRef {
+  budgetEvictions = 0;
+  policyEvictions = 0;
+  tokenReads = 0;
+  peakResident = 0;
+  private readonly layers: Map<number, SeqState>[];
+
+  constructor(
+    readonly shape: RefShape,
+    readonly opts: RefOptions,
+  ) {
+    this.layers = Array.from({ length: shape.numLayers }, () => new Map());
+  }
+
+  private seqState(layer: number, seq: number): SeqState {
+    let s = this.layers[layer].get(seq);
+    if (!s) {
+      const hkv = this.shape.numKvHeads;
+      s = { k: [], v: [], alpha: [], resident: Array.from({ length: hkv }, () => new Set()), score: Array.from({ length: hkv }, () => new Map()) };
+      this.layers[layer].set(seq, s);
+    }
+    return s;
+  }
+
+  /** Resident tokens summed over layers, sequences and KV heads. */
+  resident(): number {
+    let n = 0;
+    for (const m of this.layers) for (const s of m.values()) for (const r of s.resident) n += r.size;
+    return n;
+  }
+
+  residentPositions(layer: number, seq: number, kvHead: number): number[] {
+    return [...this.seqState(layer, seq).resident[kvHead]].sort((a, b) => a - b);
+  }
+
+  reset(seq: number): void {
+    for (const m of this.layers) m.delete(seq);
+  }
+
+  fork(src: number, dst: number): void {
+    for (const m of this.layers) {
+      const s = m.get(src);
+      if (!s) { m.delete(dst); continue; }
+      m.set(dst, {
+        k: [...s.k], v: [...s.v], alpha: [...s.alpha],
+        resident: s.resident.map((r) => new Set(r)),
+        score: s.score.map((r) => new Map(r)),
+      });
+    }
+  }
+
+  /** Is key j visible to query i under this policy (beyond residency)? */
+  private ruleVisible(st: SeqState, i: number, j: number, h: number): boolean {
+    if (j > i) return false;
+    if (this.opts.policy !== 'dms') return true;
+    const a = st.alpha[j + 1];
+    return dmsVisible(i, j, this.opts.window!, a ? a[h] : undefined);
+  }
+
+  /**
+   * One step of one segment in one layer. qkv: [T][(hq + 2 hkv) d] rows of this segment; alpha:
+   * [T][hkv] or null. Returns out [T][hq * d].
+   */
+  step(layer: number, seq: number, p0: number, T: number, qkv: Float32Array, alpha: Float32Array | null): Float32Array {
+    const { numHeads: hq, numKvHeads: hkv, headDim: d } = this.shape;
+    const stride = (hq + 2 * hkv) * d;
+    const st = this.seqState(layer, seq);
+    if (st.k.length !== p0) throw new Error(`reference: sequence ${seq} is at ${st.k.length}, not ${p0}`);
+    for (let r = 0; r < T; r++) {
+      st.k.push(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d));
+      st.v.push(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride));
+      st.alpha.push(alpha ? alpha.slice(r * hkv, (r + 1) * hkv) : null);
+    }
+    // Attention over (resident before the step) + step tokens, dense over all positions.
+    const n = p0 + T;
+    const keys = new Float32Array(n * hkv * d);
+    const values = new Float32Array(n * hkv * d);
+    for (let j = 0; j < n; j++) { keys.set(st.k[j], j * hkv * d); values.set(st.v[j], j * hkv * d); }
+    const q = new Float32Array(T * hq * d);
+    for (let r = 0; r < T; r++) q.set(qkv.subarray(r * stride, r * stride + hq * d), r * hq * d);
+    const before = st.resident.map((s) => new Set(s));
+    const out = attentionRef(q, keys, values, { rows: T, nk: n, hq, hkv, d }, (r, j, h) =>
+      (j >= p0 || before[h].has(j)) && this.ruleVisible(st, p0 + r, j, h));
+    if (T === 1) for (let h = 0; h < hkv; h++) this.tokenReads += before[h].size + 1;
+    // Insert token by token.
+    for (let h = 0; h < hkv; h++) {
+      const res = st.resident[h];
+      for (let t = p0; t < p0 + T; t++) this.insert(st, res, h, t);
+    }
+    this.peakResident = Math.max(this.peakResident, this.resident());
+    return out;
+  }
+
+  private insert(st: SeqState, res: Set<number>, h: number, t: number): void {
+    const { policy, capacity } = this.opts;
+    if (policy === 'dms') {
+      const w = this.opts.window!;
+      const c = t - w - 1;
+      if (c >= 0 && res.has(c) && (st.alpha[c + 1]?.[h] ?? 0) > 0) {
+        res.delete(c);
+        res.add(t);
+        return;
+      }
+    }
+    if (res.size < capacity) { res.add(t); return; }
+    let victim = -1;
+    for (const j of [...res].sort((a, b) => a - b)) {
+      if (policy === 'dms' && !(j + this.opts.window! < t)) continue;
+      if (policy === 'window' && j < (this.opts.sink ?? 0)) continue;
+      victim = j;
+      break;
+    }
+    if (victim < 0) throw new Error(`reference: no victim for token ${t}`);
+    res.delete(victim);
+    if (policy === 'dms') this.budgetEvictions++;
+    else this.policyEvictions++;
+    res.add(t);
+  }
+}
