@@ -5,12 +5,12 @@
  * The chat log renders every message, streamed or restored, through {@link renderMessage}.
  */
 import { Marked } from 'marked';
-import createDOMPurify from 'dompurify';
+import createDOMPurify, { type Config } from 'dompurify';
 
 const marked = new Marked({ gfm: true, breaks: true, async: false });
 
 const purify = createDOMPurify(window);
-const SANITIZE = {
+const SANITIZE: Config = {
   USE_PROFILES: { html: true },
   // Media and embeds load remote content (a tracking pixel is an <img>); forms and styles can spoof the UI.
   FORBID_TAGS: ['img', 'picture', 'source', 'video', 'audio', 'track', 'svg', 'math', 'iframe', 'object', 'embed', 'form', 'input', 'button', 'textarea', 'select', 'option', 'style', 'link', 'meta', 'base', 'dialog', 'template'],
@@ -18,7 +18,7 @@ const SANITIZE = {
   ALLOW_DATA_ATTR: false,
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#)/i,
   RETURN_TRUSTED_TYPE: false,
-} as const;
+};
 
 purify.addHook('afterSanitizeAttributes', (node) => {
   if (node instanceof Element && node.tagName === 'A') {

@@ -72,7 +72,10 @@ async function preflight(base: string): Promise<void> {
     const hint = res.status === 404 ? ' There is no model at this address.' : res.status === 401 || res.status === 403 ? ' The model is private or gated.' : '';
     throw new Error(`Loading the model failed: GET ${url} returned HTTP ${res.status} ${res.statusText}.${hint}`);
   }
+  const type = res.headers.get('content-type') ?? '';
   await res.body?.cancel().catch(() => undefined);
+  // Single-page-app servers answer every path with index.html.
+  if (type.includes('text/html')) throw new Error(`Loading the model failed: GET ${url} returned a web page, not config.json. There is no model at this address.`);
 }
 
 function throttle(cb: ((p: LoadProgress) => void) | undefined): (p: LoadProgress) => void {
