@@ -141,8 +141,11 @@ export class ModelTokenizer {
     return ModelTokenizer.fromJson(tj, cfg, tpl);
   }
 
+  private vocabSizeCache = -1;
+  /** Vocabulary entries, added tokens included. */
   get vocabSize(): number {
-    return this.tokenizer.get_vocab(true).size;
+    if (this.vocabSizeCache < 0) this.vocabSizeCache = this.tokenizer.get_vocab(true).size;
+    return this.vocabSizeCache;
   }
 
   tokenToId(token: string): number | undefined {
