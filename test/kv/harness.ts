@@ -4,7 +4,8 @@ import { Encoder } from '../../worker/gpu/encoder';
 import type { Gpu } from '../../worker/gpu/context';
 import type { KvCacheOptions, ModelShape, Segment } from '../../worker/kv/cache';
 import { SlotKvCache, type SlotCacheTuning } from '../../worker/kv/slot-cache';
-import { KvCacheRef } from '../../worker/reference/dms';
+import { attentionRef } from '../../worker/reference/attention';
+import { dmsVisible, KvCacheRef } from '../../worker/reference/dms';
 import { maxRelErr, randn } from '../gpu';
 
 export interface StepSpec {
@@ -18,6 +19,10 @@ export interface Driver {
   /** Runs one step (one segment per entry) through both and checks every layer's output. Returns the worst error. */
   step(segs: StepSpec[]): Promise<number>;
   steps: number;
+  /** cache.fork and the same on the reference. */
+  fork(src: number, dsts: number[]): void;
+  /** cache.reset and the same on the reference. */
+  reset(seq: number): void;
 }
 
 export interface DriverOptions {
@@ -30,6 +35,11 @@ export interface DriverOptions {
   evictRate?: number;
   /** Alpha logits chosen by the test: (layer, seq, pos, kvHead) -> logit. Overrides evictRate. */
   alphaFn?: (layer: number, seq: number, pos: number, h: number) => number;
+  /**
+   * Also check the reference against the plain dense DMS mask over the whole history (valid only when
+   * no budget eviction happens): the reference's slot-free simulation must equal the spec's rule.
+   */
+  dense?: boolean;
   /** Tolerance of maxRelErr. */
   atol?: number;
   rtol?: number;
@@ -48,7 +58,35 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
   const stride = (hq + 2 * hkv) * d;
   const pos = new Map<number, number>();
   let seed = o.seed ?? 1;
+  // mulberry32: uniform [0, 1) for the alpha decisions.
+  let rs = (seed * 0x9e3779b9) >>> 0;
+  const rand = (): number => {
+    rs = (rs + 0x6d2b79f5) >>> 0;
+    let t = rs;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
   const dms = o.cache.policy === 'dms' || !!o.shape.dms;
+  // Dense history per (layer, seq) for the dense check: k, v [pos][hkv*d], alpha [pos][hkv].
+  const hist = new Map<string, { k: Float32Array[]; v: Float32Array[]; a: Float32Array[] }>();
+  const denseStep = (l: number, seq: number, p0: number, T: number, qkv: Float32Array, alpha: Float32Array): Float32Array => {
+    const key = `${l}/${seq}`;
+    const hs = hist.get(key) ?? { k: [], v: [], a: [] };
+    hist.set(key, hs);
+    for (let r = 0; r < T; r++) {
+      hs.k.push(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d));
+      hs.v.push(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride));
+      hs.a.push(alpha.slice(r * hkv, (r + 1) * hkv));
+    }
+    const n = p0 + T;
+    const keys = new Float32Array(n * hkv * d), values = new Float32Array(n * hkv * d);
+    for (let j = 0; j < n; j++) { keys.set(hs.k[j], j * hkv * d); values.set(hs.v[j], j * hkv * d); }
+    const q = new Float32Array(T * hq * d);
+    for (let r = 0; r < T; r++) q.set(qkv.subarray(r * stride, r * stride + hq * d), r * hq * d);
+    const w = o.cache.policy === 'dms' ? o.shape.dms!.windowSize : Infinity;
+    return attentionRef(q, keys, values, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => dmsVisible(p0 + r, j, w, hs.a[j + 1]?.[h]));
+  };
   const driver: Driver = {
     cache,
     ref,
@@ -62,19 +100,20 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
       }
       const qkvs: Float32Array[] = [];
       const alphas: Float32Array[] = [];
-      const enc = new Encoder(gpu);
       const outs: GPUBuffer[] = [];
       const temps: GPUBuffer[] = [];
+      await gpu.guarded(`step ${driver.steps}`, () => {
+      const enc = new Encoder(gpu);
       cache.begin(enc, segments);
       for (let l = 0; l < L; l++) {
         const qkv = randn(rows * stride, seed++, o.qkScale ?? 1);
         const alpha = new Float32Array(rows * hkv);
-        const rnd = randn(rows * hkv, seed++);
         for (const s of segments) {
           for (let r = 0; r < s.tokens; r++) {
             for (let h = 0; h < hkv; h++) {
               const i = (s.row + r) * hkv + h;
-              alpha[i] = o.alphaFn ? o.alphaFn(l, s.seq, s.pos0 + r, h) : rnd[i] * 0.5 + 0.5 < (o.evictRate ?? 0.5) ? 1 + rnd[i] : -1 - rnd[i];
+              const u = rand();
+              alpha[i] = o.alphaFn ? o.alphaFn(l, s.seq, s.pos0 + r, h) : u < (o.evictRate ?? 0.5) ? 0.1 + u : -0.1 - u;
             }
           }
         }
@@ -91,6 +130,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
       }
       cache.end(enc);
       enc.submit();
+      });
       let worst = 0;
       for (let l = 0; l < L; l++) {
         const got = await gpu.readF32(outs[l], rows * hq * d);
@@ -98,7 +138,15 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
           const q = qkvs[l].slice(s.row * stride, (s.row + s.tokens) * stride);
           const a = dms ? alphas[l].slice(s.row * hkv, (s.row + s.tokens) * hkv) : null;
           const want = ref.step(l, s.seq, s.pos0, s.tokens, q, a);
+          if (o.dense) {
+            const dense = denseStep(l, s.seq, s.pos0, s.tokens, q, a ?? new Float32Array(s.tokens * hkv).fill(-1));
+            const e = maxRelErr(want, dense, 1e-6, 1e-5);
+            if (!(e <= 1)) expect.fail(`reference != dense mask at step ${driver.steps} layer ${l} seq ${s.seq}: ${e}`);
+          }
           const err = maxRelErr(got.subarray(s.row * hq * d, (s.row + s.tokens) * hq * d), want, o.atol ?? 2e-5, o.rtol ?? 2e-4);
+          if (!(err <= 1) && process.env.KV_DEBUG) {
+            for (let r = 0; r < s.tokens; r++) console.log('row', r, Array.from(got.subarray((s.row + r) * hq * d, (s.row + r) * hq * d + 4)), Array.from(want.subarray(r * hq * d, r * hq * d + 4)), maxRelErr(got.subarray((s.row + r) * hq * d, (s.row + r + 1) * hq * d), want.subarray(r * hq * d, (r + 1) * hq * d), o.atol ?? 2e-5, o.rtol ?? 2e-4));
+          }
           if (!(err <= 1)) expect.fail(`step ${driver.steps} layer ${l} seq ${s.seq} (pos0 ${s.pos0}, ${s.tokens} tokens): error ${err}`);
           worst = Math.max(worst, err);
         }
@@ -107,6 +155,23 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
       for (const b of temps) gpu.destroy(b);
       driver.steps++;
       return worst;
+    },
+    fork(src, dsts) {
+      cache.fork(src, dsts);
+      for (const dst of dsts) {
+        ref.fork(src, dst);
+        pos.set(dst, pos.get(src) ?? 0);
+        for (let l = 0; l < L; l++) {
+          const h = hist.get(`${l}/${src}`);
+          if (h) hist.set(`${l}/${dst}`, { k: [...h.k], v: [...h.v], a: [...h.a] });
+        }
+      }
+    },
+    reset(seq) {
+      cache.reset(seq);
+      ref.reset(seq);
+      pos.set(seq, 0);
+      for (let l = 0; l < L; l++) hist.delete(`${l}/${seq}`);
     },
   };
   return driver;

@@ -55,7 +55,10 @@ export class SlotKvCache implements KvCache {
   private readonly part: GPUBuffer;
   private readonly partFloats: number;
   private readonly counters: GPUBuffer;
+  /** Placeholders for bindings a dispatch does not use: one read-only, two read-write (writable bindings may not alias). */
   private readonly dummy: GPUBuffer;
+  private readonly dummyW: GPUBuffer;
+  private readonly dummyW2: GPUBuffer;
   private readonly code: number;
   private readonly sink: number;
   private readonly recent: number;
@@ -139,6 +142,8 @@ export class SlotKvCache implements KvCache {
     this.part = gpu.buffer(`${this.prefix}partials`, this.partFloats * 4);
     this.counters = gpu.upload(`${this.prefix}counters`, new Uint32Array(COUNTERS));
     this.dummy = gpu.buffer(`${this.prefix}dummy`, 16);
+    this.dummyW = gpu.buffer(`${this.prefix}dummyW`, 16);
+    this.dummyW2 = gpu.buffer(`${this.prefix}dummyW2`, 16);
   }
 
   private stream(layer: number, seq: number): Stream {
@@ -170,7 +175,7 @@ export class SlotKvCache implements KvCache {
     for (const seg of this.segments) {
       if (seg.pos0 === 0) continue;
       const st = this.stream(layer, seg.seq);
-      kvCommit(enc, this.commitArgs(MARK, seg), { qkv: this.dummy, alpha: alpha!, k: this.dummy, v: this.dummy, state: st.state, dest: this.dest, counters: this.counters });
+      kvCommit(enc, this.commitArgs(MARK, seg), { qkv: this.dummy, alpha: alpha!, k: this.dummyW, v: this.dummyW2, state: st.state, dest: this.dest, counters: this.counters });
     }
   }
 
@@ -262,7 +267,7 @@ export class SlotKvCache implements KvCache {
       if (!(s >= 0 && s < this.sequences)) throw new Error(`KV cache: sequence ${s} out of range`);
       for (let l = 0; l < this.L; l++) {
         const st = this.stream(l, s);
-        kvCommit(enc, this.commitArgs(RESET, { seq: s, row: 0, tokens: 1, pos0: 0 }), { qkv: this.dummy, alpha: this.dummy, k: this.dummy, v: this.dummy, state: st.state, dest: this.dest, counters: this.counters });
+        kvCommit(enc, this.commitArgs(RESET, { seq: s, row: 0, tokens: 1, pos0: 0 }), { qkv: this.dummy, alpha: this.dummy, k: this.dummyW, v: this.dummyW2, state: st.state, dest: this.dest, counters: this.counters });
       }
       this.seqLen[s] = 0;
     }
@@ -285,7 +290,7 @@ export class SlotKvCache implements KvCache {
         const a = this.stream(l, src);
         const b = this.stream(l, dst);
         const seg = { seq: dst, row: 0, tokens: 1, pos0: 0 };
-        const bufs = { qkv: this.dummy, alpha: this.dummy, k: this.dummy, v: this.dummy, state: b.state, dest: this.dest, counters: this.counters };
+        const bufs = { qkv: this.dummy, alpha: this.dummy, k: this.dummyW, v: this.dummyW2, state: b.state, dest: this.dest, counters: this.counters };
         kvCommit(enc, this.commitArgs(RESET, seg), bufs);
         enc.copy(a.k, 0, b.k, 0, a.k.size);
         enc.copy(a.v, 0, b.v, 0, a.v.size);
@@ -306,7 +311,7 @@ export class SlotKvCache implements KvCache {
       this.gpu.destroy(s.v);
       this.gpu.destroy(s.state);
     }
-    for (const b of [this.dest, this.part, this.counters, this.dummy]) this.gpu.destroy(b);
+    for (const b of [this.dest, this.part, this.counters, this.dummy, this.dummyW, this.dummyW2]) this.gpu.destroy(b);
   }
 
   private check(): void {
