@@ -37,6 +37,8 @@ export interface ChatEngine {
   readonly tokenizer: ChatTokenizer | null;
   readonly config: { eosTokenIds: number[] };
   readonly info: { maxContext: number };
+  /** Tokens whose K/V the engine holds, in order (when it tells). */
+  readonly cachedTokens?: readonly number[];
   generate(promptIds: number[], opts: SamplingOptions & { signal?: AbortSignal; onToken?: (id: number) => void }): Promise<GenerateResult>;
   kvStats(): Promise<KvStats>;
   reset(): void;
@@ -114,7 +116,8 @@ export class ChatSession {
     const maxContext = this.engine.info.maxContext;
     if (maxTokens >= maxContext) throw new ChatError(`maxTokens ${maxTokens} leaves no room for the prompt in a context of ${maxContext} tokens.`);
 
-    const { ids: promptIds, cachedTokens } = this.promptFor(req.messages, maxContext - maxTokens);
+    const { ids: promptIds } = this.promptFor(req.messages, maxContext - maxTokens);
+    const cachedTokens = this.reusable(promptIds);
     const eos = new Set(this.engine.config.eosTokenIds);
 
     const controller = new AbortController();
@@ -196,8 +199,17 @@ export class ChatSession {
     };
   }
 
+  /** How many of `promptIds` the engine will continue from its cache instead of prefilling. */
+  private reusable(promptIds: number[]): number {
+    const held = this.engine.cachedTokens;
+    if (!held) return 0;
+    if (held.length > promptIds.length) return 0;
+    for (let i = 0; i < held.length; i++) if (held[i] !== promptIds[i]) return 0;
+    return held.length;
+  }
+
   /**
-   * The prompt ids for `messages`, and how many of them continue the cached conversation.
+   * The prompt ids for `messages`, and how many of them extend the previous turn's tokens.
    * Exposed for tests; `budget` is the most prompt tokens allowed.
    */
   promptFor(messages: ChatMessage[], budget: number): { ids: number[]; cachedTokens: number } {
