@@ -1,0 +1,267 @@
+/**
+ * The network side of the weight store: metadata of a remote file (size, SHA-256, ETag, commit) and
+ * byte-range downloads that stream (for progress) and give up on a stalled connection.
+ *
+ * URLs and the plain ranged reader come from ../model/source (HttpSource, resolveModelUrl); this
+ * module adds what storing needs and HttpSource does not expose: response headers, streaming progress,
+ * stall timeouts, and errors that say whether a retry can help.
+ */
+import { HttpSource, ModelLoadError, parseContentRange } from '../model/source';
+
+export interface RemoteOptions {
+  fetch?: typeof fetch;
+  headers?: Record<string, string>;
+  /** A request whose response or body makes no progress for this long is aborted (default 30 s). */
+  stallTimeoutMs?: number;
+}
+
+export interface RemoteFileInfo {
+  file: string;
+  url: string;
+  size: number;
+  /** The file's SHA-256 when the server tells it (Hugging Face LFS: X-Linked-ETag / ETag). */
+  sha256?: string;
+  etag?: string;
+  lastModified?: string;
+  /** Hugging Face's X-Repo-Commit. */
+  commit?: string;
+}
+
+/** A download error; `retriable` when trying again may work (network loss, stall, 5xx, 429). */
+export class FetchError extends ModelLoadError {
+  constructor(
+    message: string,
+    url: string,
+    status: number | undefined,
+    readonly retriable: boolean,
+    /** True when the request never got an HTTP response (offline, DNS, CORS, connection refused). */
+    readonly network = false,
+  ) {
+    super(message, url, status);
+    this.name = 'ModelLoadError';
+  }
+}
+
+const isOffline = (): boolean => (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false;
+
+const inBrowser = (): boolean =>
+  typeof (globalThis as { document?: unknown }).document !== 'undefined' ||
+  typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
+
+/** A quoted (possibly weak) ETag that is a 64-hex SHA-256, as Hugging Face sends for LFS files. */
+export function sha256FromEtag(h: string | null | undefined): string | undefined {
+  if (!h) return undefined;
+  const m = /^(?:W\/)?"?([0-9a-fA-F]{64})"?$/.exec(h.trim());
+  return m ? m[1].toLowerCase() : undefined;
+}
+
+function httpMessage(status: number, statusText: string, url: string, what: string): string {
+  const reason =
+    status === 404 ? 'not found: there is no such file at this address' :
+    status === 401 || status === 403 ? 'access denied: the repository is private or gated (or does not exist)' :
+    status === 416 ? 'range not satisfiable' :
+    status === 429 ? 'too many requests: the server is rate-limiting, try again later' :
+    status >= 500 ? `server error${statusText ? ` (${statusText})` : ''}` : statusText || 'error';
+  return `HTTP ${status} ${reason} for ${url} (${what})`;
+}
+
+export class Remote {
+  readonly base: string;
+  readonly http: HttpSource;
+  private readonly fetchFn: typeof fetch;
+  private readonly headers: Record<string, string>;
+  readonly stallTimeoutMs: number;
+
+  constructor(baseUrl: string, opts: RemoteOptions = {}) {
+    this.fetchFn = opts.fetch ?? ((...a: Parameters<typeof fetch>) => globalThis.fetch(...a));
+    this.headers = opts.headers ?? {};
+    this.http = new HttpSource(baseUrl, { fetch: this.fetchFn, headers: this.headers });
+    this.base = this.http.name;
+    this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
+  }
+
+  url(file: string): string {
+    return this.http.url(file);
+  }
+
+  /** fetch with no HTTP-cache copy (the store is the cache) and a timeout until the response starts. */
+  private async request(file: string, init: RequestInit, what: string, ctl = new AbortController()): Promise<Response> {
+    const url = this.url(file);
+    const timer = setTimeout(() => ctl.abort(new Error(`no response after ${this.stallTimeoutMs} ms`)), this.stallTimeoutMs);
+    try {
+      return await this.fetchFn(url, {
+        ...init,
+        cache: 'no-store',
+        signal: ctl.signal,
+        headers: { ...this.headers, ...(init.headers as Record<string, string> | undefined) },
+      });
+    } catch (e) {
+      const reason = ctl.signal.aborted ? (ctl.signal.reason as Error)?.message ?? 'timed out' : (e as Error)?.message ?? String(e);
+      const msg = isOffline()
+        ? `You are offline: cannot download ${url} (${what}).`
+        : `Network error downloading ${url} (${what}): ${reason}.` +
+          (inBrowser() && !ctl.signal.aborted
+            ? ' The connection failed, or the server does not let this site read the file (CORS: it must send Access-Control-Allow-Origin and expose Content-Length, Content-Range and ETag).'
+            : '');
+      throw new FetchError(msg, url, undefined, true, true);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private fail(res: Response, url: string, what: string): never {
+    const retriable = res.status === 429 || res.status >= 500 || res.status === 408;
+    throw new FetchError(httpMessage(res.status, res.statusText, url, what), url, res.status, retriable);
+  }
+
+  private info(file: string, res: Response, size: number): RemoteFileInfo {
+    const h = res.headers;
+    const etag = h.get('x-linked-etag') ?? h.get('etag') ?? undefined;
+    return {
+      file,
+      url: this.url(file),
+      size,
+      sha256: sha256FromEtag(h.get('x-linked-etag')) ?? sha256FromEtag(h.get('etag')),
+      etag: etag ?? undefined,
+      lastModified: h.get('last-modified') ?? undefined,
+      commit: h.get('x-repo-commit') ?? undefined,
+    };
+  }
+
+  /** Size and identity of a file, or null when the server says 404. */
+  async probe(file: string): Promise<RemoteFileInfo | null> {
+    const url = this.url(file);
+    const head = await this.request(file, { method: 'HEAD' }, 'size');
+    if (head.status === 404) return null;
+    if (head.ok) {
+      const linked = head.headers.get('x-linked-size');
+      const len = head.headers.get('content-length');
+      const enc = head.headers.get('content-encoding');
+      if (linked && /^\d+$/.test(linked)) return this.info(file, head, Number(linked));
+      if (len !== null && /^\d+$/.test(len) && (!enc || enc === 'identity')) return this.info(file, head, Number(len));
+    } else if (head.status !== 405 && head.status !== 501) {
+      this.fail(head, url, 'size');
+    }
+    // No usable HEAD: one byte, and the total in Content-Range.
+    const res = await this.request(file, { headers: { Range: 'bytes=0-0' } }, 'size');
+    if (res.status === 404) {
+      await res.body?.cancel().catch(() => undefined);
+      return null;
+    }
+    if (res.status === 206) {
+      await res.arrayBuffer();
+      const total = parseContentRange(res.headers.get('content-range'))?.total;
+      if (total !== undefined) return this.info(file, res, total);
+      throw new FetchError(`Cannot tell the size of ${url}: the server does not expose Content-Range (CORS)`, url, 206, false);
+    }
+    if (res.status === 416) {
+      await res.body?.cancel().catch(() => undefined);
+      return this.info(file, res, 0);
+    }
+    if (res.ok) {
+      const len = res.headers.get('content-length');
+      await res.body?.cancel().catch(() => undefined);
+      if (len !== null && /^\d+$/.test(len)) return this.info(file, res, Number(len));
+      throw new FetchError(`Cannot tell the size of ${url}: no Content-Length`, url, res.status, false);
+    }
+    await res.body?.cancel().catch(() => undefined);
+    this.fail(res, url, 'size');
+  }
+
+  /**
+   * Exactly `length` bytes of `file` from `offset`. `fileSize` is what the plan expects: a server
+   * reporting another total means the file changed under us. `onBytes` is called as bytes arrive.
+   */
+  async fetchRange(file: string, offset: number, length: number, fileSize: number, onBytes?: (n: number) => void): Promise<Uint8Array> {
+    const url = this.url(file);
+    const end = offset + length - 1;
+    const what = `bytes ${offset}-${end}`;
+    if (length === 0) return new Uint8Array(0);
+    const ctl = new AbortController();
+    const res = await this.request(file, { headers: { Range: `bytes=${offset}-${end}` } }, what, ctl);
+    let skip = 0;
+    if (res.status === 206) {
+      const crHeader = res.headers.get('content-range');
+      const cr = parseContentRange(crHeader);
+      if (crHeader !== null && (!cr || cr.start !== offset || cr.end !== end)) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new FetchError(`Bad Content-Range ${JSON.stringify(crHeader)} from ${url} for ${what}`, url, 206, true);
+      }
+      if (cr?.total !== undefined && cr.total !== fileSize) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new FetchError(`${url} changed on the server while downloading: its size is now ${cr.total}, was ${fileSize}`, url, 206, false);
+      }
+    } else if (res.status === 200) {
+      // The server ignores Range: stream the whole body and keep the window (slow for big files).
+      skip = offset;
+    } else {
+      await res.body?.cancel().catch(() => undefined);
+      this.fail(res, url, what);
+    }
+    return this.readBody(res, url, what, skip, length, ctl, onBytes);
+  }
+
+  private async readBody(res: Response, url: string, what: string, skip: number, length: number, ctl: AbortController, onBytes?: (n: number) => void): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    if (!res.body) {
+      const all = new Uint8Array(await res.arrayBuffer());
+      if (all.length < skip + length) throw new FetchError(`Short response from ${url} (${what}): ${all.length} bytes`, url, res.status, true);
+      out.set(all.subarray(skip, skip + length));
+      onBytes?.(length);
+      return out;
+    }
+    const reader = res.body.getReader();
+    let pos = 0; // body bytes seen
+    let filled = 0;
+    let stalled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        ctl.abort(new Error('stalled'));
+        reader.cancel().catch(() => undefined);
+      }, this.stallTimeoutMs);
+    };
+    try {
+      arm();
+      while (filled < length) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          throw new FetchError(
+            stalled
+              ? `The download of ${url} (${what}) stalled: no data for ${Math.round(this.stallTimeoutMs / 1000)} s`
+              : isOffline()
+                ? `You went offline while downloading ${url} (${what}).`
+                : `The connection was lost while downloading ${url} (${what}) after ${filled} of ${length} bytes: ${(e as Error)?.message ?? e}`,
+            url, res.status, true, !stalled);
+        }
+        if (r.done) break;
+        arm();
+        const v = r.value;
+        const from = Math.max(skip, pos);
+        const to = Math.min(skip + length, pos + v.length);
+        if (to > from) {
+          out.set(v.subarray(from - pos, to - pos), from - skip);
+          filled += to - from;
+          onBytes?.(to - from);
+        }
+        pos += v.length;
+        if (res.status === 206 && pos > length) {
+          throw new FetchError(`${url} sent more bytes than asked (${what})`, url, 206, true);
+        }
+      }
+      if (stalled) throw new FetchError(`The download of ${url} (${what}) stalled`, url, res.status, true);
+    } finally {
+      clearTimeout(timer);
+      if (filled >= length) await reader.cancel().catch(() => undefined);
+    }
+    if (filled < length) {
+      throw new FetchError(
+        `The connection was cut while downloading ${url} (${what}): got ${filled} of ${length} bytes`, url, res.status, true, true);
+    }
+    return out;
+  }
+}
