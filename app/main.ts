@@ -39,7 +39,14 @@ const numParam = (k: string): number | undefined => {
   const v = params.get(k);
   return v !== null && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined;
 };
-const urlOverrides = { maxTokens: numParam('maxTokens'), temperature: numParam('temperature'), seed: numParam('seed') };
+/** `?maxTokens=`, `?temperature=` start this visit with those values (not saved unless settings are saved); `?seed=` fixes sampling. */
+const urlSeed = numParam('seed');
+{
+  const mt = numParam('maxTokens');
+  const temp = numParam('temperature');
+  if (mt !== undefined) settings.maxTokens = Math.max(1, Math.round(mt));
+  if (temp !== undefined) settings.temperature = temp;
+}
 
 type ModelState = 'idle' | 'loading' | 'ready' | 'error' | 'elsewhere';
 let modelState: ModelState = 'idle';
@@ -612,11 +619,11 @@ async function send(): Promise<void> {
   const reply: StoredMessage = { role: 'assistant', content: '', at: Date.now() };
   const req: ChatRequest = {
     messages: requestMessages(),
-    temperature: urlOverrides.temperature ?? settings.temperature,
+    temperature: settings.temperature,
     topP: settings.topP,
     topK: settings.topK,
-    maxTokens: urlOverrides.maxTokens ?? settings.maxTokens,
-    seed: urlOverrides.seed,
+    maxTokens: settings.maxTokens,
+    seed: urlSeed,
   };
   conv.messages.push(reply);
   const el = appendMessage(reply, true);

@@ -32,12 +32,13 @@ let generation = 0;
 /** The model's base URL (ending in '/') for a LoadRequest.model. */
 export function modelBaseUrl(model: string): string {
   const spec = model.trim();
-  if (spec === '' || spec === 'default') return new URL(DEFAULT_MODEL_PATH, self.location.href).href;
+  // Relative to this module's own URL, not self.location: the widget may start this worker from a blob: URL.
+  if (spec === '' || spec === 'default') return new URL(DEFAULT_MODEL_PATH, import.meta.url).href;
   // 'org/name' (a Hugging Face repo id), optionally 'org/name@revision'.
   if (/^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(spec)) return ensureSlash(resolveModelUrl(spec));
   let url: URL;
   try {
-    url = new URL(spec, self.location.href);
+    url = new URL(spec, import.meta.url);
   } catch {
     throw new Error(`"${spec}" is neither a Hugging Face repo id (org/name) nor a URL.`);
   }

@@ -1,0 +1,152 @@
+/**
+ * The chat page end to end on Chromium's SwiftShader WebGPU: the golden qwen3 fixture (a 3-layer,
+ * random-weight model served by Vite from the repo) loaded in the Web Worker, streamed replies, Stop,
+ * a follow-up turn that continues the KV cache, the one-tab lock, and the error paths.
+ * Replies are kept short: SwiftShader is slow.
+ */
+import { test, expect, type Page } from '@playwright/test';
+
+const FIXTURE = '/test/fixtures/golden/qwen3/';
+const page_url = (q: Record<string, string | number>) => `/?${new URLSearchParams({ model: FIXTURE, temperature: 0, ...Object.fromEntries(Object.entries(q).map(([k, v]) => [k, String(v)])) })}`;
+
+async function waitReady(page: Page): Promise<void> {
+  await expect(page.locator('#status-dot')).toHaveAttribute('data-state', 'ready', { timeout: 150_000 });
+}
+
+const assistantReplies = (page: Page) => page.getByRole('log').locator('article.msg-assistant');
+
+test('loads a fixture model in the Web Worker and streams generated text', async ({ page }) => {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(page_url({ maxTokens: 12 }));
+  await waitReady(page);
+  // The model runs in a module worker, not on the page.
+  expect(page.workers().some((w) => w.url().includes('worker'))).toBe(true);
+  const info = await page.evaluate(() => (window as unknown as { __webdms: { state: { modelInfo: { architecture: string; numLayers: number } } } }).__webdms.state.modelInfo);
+  expect(info.architecture).toBe('qwen3');
+  expect(info.numLayers).toBe(3);
+  await expect(page.locator('#model-name')).not.toHaveText('No model');
+
+  // Record every text the reply bubble shows while it streams.
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (window as unknown as { __seen: string[] }).__seen = seen;
+    new MutationObserver(() => {
+      const el = document.querySelector('#log article.msg-assistant .content');
+      const t = el?.textContent ?? '';
+      if (el && !el.querySelector('.typing') && seen[seen.length - 1] !== t) seen.push(t);
+    }).observe(document.getElementById('log')!, { childList: true, subtree: true, characterData: true });
+  });
+  const input = page.getByRole('textbox', { name: 'Message' });
+  await input.fill('Tell me about the sea.');
+  await page.getByRole('button', { name: 'Send', exact: true }).click();
+  const reply = assistantReplies(page).first();
+  await expect(reply).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Send', exact: true })).toBeVisible({ timeout: 120_000 });
+  await expect(reply.locator('.msg-meta')).toContainText(/\d+ tokens/);
+  const seen = await page.evaluate(() => (window as unknown as { __seen: string[] }).__seen);
+  const final = seen[seen.length - 1] ?? '';
+  expect(final.length).toBeGreaterThan(0);
+  // Streamed: the bubble showed growing prefixes of the final text before it was done.
+  const partial = seen.filter((t) => t.length > 0 && t.length < final.length);
+  expect(partial.length).toBeGreaterThan(1);
+  // The memory panel shows the live cache.
+  await expect(page.locator('#mem-seen')).not.toHaveText('–');
+  expect(Number((await page.locator('#mem-seen').textContent())!.replace(/\D/g, ''))).toBeGreaterThan(20);
+  await expect(page.locator('#mem-policy')).toHaveText(/FULL/);
+  expect(errors).toEqual([]);
+});
+
+test('send with Enter, Stop mid-stream, then a follow-up turn continues the cache', async ({ page }) => {
+  await page.goto(page_url({ maxTokens: 400 }));
+  await waitReady(page);
+  const input = page.getByRole('textbox', { name: 'Message' });
+
+  // Shift+Enter is a newline, not a send.
+  await input.click();
+  await input.pressSequentially('Write a long story');
+  await input.press('Shift+Enter');
+  await input.pressSequentially('about a boat.');
+  await expect(input).toHaveValue('Write a long story\nabout a boat.');
+  await expect(assistantReplies(page)).toHaveCount(0);
+  await input.press('Enter');
+  await expect(input).toHaveValue('');
+  await expect(page.getByRole('log').locator('article.msg-user .content')).toHaveText('Write a long story\nabout a boat.');
+
+  // Stop as soon as some text has streamed in.
+  const reply = assistantReplies(page).first();
+  const stop = page.getByRole('button', { name: 'Stop', exact: true });
+  await expect(stop).toBeVisible();
+  await expect(reply.locator('.content')).not.toBeEmpty();
+  await expect(reply.locator('.content .typing')).toHaveCount(0, { timeout: 120_000 });
+  await stop.click();
+  // The UI stops at once.
+  await expect(page.getByRole('button', { name: 'Send', exact: true })).toBeVisible({ timeout: 2_000 });
+  await expect(stop).toBeHidden();
+  await expect(reply.locator('.msg-meta')).toContainText('Stopped', { timeout: 30_000 });
+  const stoppedAt = await reply.locator('.content').textContent();
+  const tokens = Number((await reply.locator('.msg-meta').textContent())!.match(/(\d+) tokens/)?.[1]);
+  expect(tokens).toBeGreaterThan(0);
+  expect(tokens).toBeLessThan(400);
+  await page.waitForTimeout(1500);
+  expect(await reply.locator('.content').textContent()).toBe(stoppedAt);
+
+  // Fewer tokens for the follow-up, through the settings dialog.
+  await page.getByRole('button', { name: 'Settings' }).click();
+  await page.getByRole('spinbutton', { name: 'Max tokens' }).fill('8');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+
+  // The engine is still usable, and the follow-up continues the cached conversation.
+  await input.fill('Go on.');
+  await input.press('Enter');
+  await expect(assistantReplies(page)).toHaveCount(2);
+  const second = assistantReplies(page).nth(1);
+  await expect(second.locator('.msg-meta')).toContainText(/\d+ tokens/, { timeout: 120_000 });
+  await expect(second.locator('.msg-meta')).toContainText(/\d+ cached prompt tokens reused/);
+  await expect(second.locator('.msg-error')).toHaveCount(0);
+
+  // Both turns are kept in IndexedDB and listed; they come back after a reload.
+  await page.reload();
+  await waitReady(page);
+  await page.getByRole('navigation', { name: 'Saved conversations' }).getByRole('button', { name: /^Write a long story/ }).click();
+  await expect(assistantReplies(page)).toHaveCount(2);
+  await expect(page.getByRole('log').locator('article.msg-user')).toHaveCount(2);
+});
+
+test('a second tab does not load a second copy; it can take the model over', async ({ context }) => {
+  const first = await context.newPage();
+  await first.goto(page_url({ maxTokens: 4 }));
+  await waitReady(first);
+  const second = await context.newPage();
+  await second.goto(page_url({ maxTokens: 4 }));
+  await expect(second.getByRole('status').filter({ hasText: 'already running in another tab' })).toBeVisible();
+  await expect(second.locator('#status-dot')).toHaveAttribute('data-state', 'elsewhere');
+  expect(second.workers().length).toBe(0);
+  await second.getByRole('button', { name: 'Use it here instead' }).click();
+  await waitReady(second);
+  await expect(first.getByText('The model moved to another tab')).toBeVisible();
+  await expect(first.locator('#status-dot')).toHaveAttribute('data-state', 'elsewhere');
+  // And it works in the new tab.
+  await second.getByRole('textbox', { name: 'Message' }).fill('Hi');
+  await second.getByRole('textbox', { name: 'Message' }).press('Enter');
+  await expect(assistantReplies(second).first().locator('.msg-meta')).toContainText(/\d+ tokens/, { timeout: 120_000 });
+});
+
+test('a model address that does not exist names the URL', async ({ page }) => {
+  await page.goto('/?model=/test/fixtures/golden/no-such-model/');
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('The model could not be loaded', { timeout: 60_000 });
+  await expect(alert).toContainText('/test/fixtures/golden/no-such-model/config.json');
+  await expect(page.getByRole('button', { name: 'Send', exact: true })).toBeDisabled();
+});
+
+test('without WebGPU the page says which browsers work', async ({ page }) => {
+  await page.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
+  });
+  await page.goto(page_url({}));
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('WebGPU is not available');
+  await expect(alert).toContainText('Chrome or Edge');
+  await expect(alert).toContainText('Safari');
+});
