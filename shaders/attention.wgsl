@@ -7,12 +7,14 @@
 // One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
 // (flash-decoding). Online softmax over tiles of 64 keys. With one split the output is written
 // normalised; otherwise partial (acc, m, l) go to `part` and attention_merge.wgsl combines them.
+// With p.stats = 1 the softmax max and sum (m, l) of each (row, query head) are kept in
+// part[statOff + (r * hq + head) * 2] for the attention-score kernel (kv_score.wgsl, tova/h2o).
 struct Params {
   T: u32, rowBase: u32, p0: u32, hq: u32,
   hkv: u32, d: u32, g: u32, cap: u32,
   w: u32, qh: u32, nqb: u32, nsplit: u32,
   splitKeys: u32, scale: f32, stride: u32, posOff: u32,
-  mlOff: u32, _p0: u32, _p1: u32, _p2: u32,
+  mlOff: u32, stats: u32, statOff: u32, _p2: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
@@ -172,6 +174,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let head = h * p.g + gq % p.g;
       if (p.nsplit == 1u) {
         out[(p.rowBase + r) * p.hq * d + head * d + c] = acc[j] / lrow[qv];
+        if (c == 0u && p.stats == 1u) {
+          part[p.statOff + (r * p.hq + head) * 2u] = mrow[qv];
+          part[p.statOff + (r * p.hq + head) * 2u + 1u] = lrow[qv];
+        }
       } else {
         let idx = (r * p.hq + head) * p.nsplit + s;
         part[idx * d + c] = acc[j];

@@ -7,6 +7,7 @@
 //        gives its slot to t (delayed eviction, slot reuse); else t is appended.
 //   all: if no slot is free, a victim is chosen by the policy (argmin of (key, pos) over eligible
 //        resident slots) and its slot is reused; DMS counts it in budgetEvictions.
+//   tova/h2o: an inserted token's score comes from dest[hkv * maxStep + h * maxStep + r] (kv_score.wgsl).
 //   then copies K/V of the inserted tokens from qkv into their slots (tokens evicted within the step
 //   are not copied).
 // mode 1 (mark, in write()): the first row's decision marks token p0-1 (the previous step's last token).
@@ -158,6 +159,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       if (slot != NONE) {
         state[p.posOff + h * p.cap + slot] = t;
         if (p.policy == DMS) { state[p.ringOff + h * p.w1 + t % p.w1] = slot; }
+        if (p.policy == TOVA || p.policy == H2O) {
+          state[p.scoreOff + h * p.cap + slot] = dest[p.hkv * p.maxStep + h * p.maxStep + r];
+        }
       }
     }
     workgroupBarrier();

@@ -6,7 +6,7 @@ import { makeDriver } from './harness';
 const dms = { windowSize: 3, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false };
 
 describe('several sequences in one cache', () => {
-  for (const policy of ['full', 'dms'] as KvPolicyName[]) {
+  for (const policy of ['full', 'dms', 'window', 'tova', 'h2o'] as KvPolicyName[]) {
     it(`${policy}: segments of different sequences in the same step, then fork one prompt into parallel chains`, async () => {
       const gpu = await testGpu();
       const dr = makeDriver(gpu, {

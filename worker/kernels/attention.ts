@@ -23,6 +23,8 @@ export interface AttentionArgs {
   keysUpper: number;
   /** Keys per split; nsplit = ceil(keysUpper / splitKeys). 0: no split. */
   splitKeys: number;
+  /** Float offset in `part` where (m, l) of every (row, query head) are kept, or -1 for none. */
+  statOff: number;
 }
 
 /** Query vectors (row, head) per workgroup: QH * d <= 1024 and a multiple of 64. */
@@ -57,11 +59,11 @@ export function attention(
     a.hkv, a.d, g, a.cap,
     a.w, qh, nqb, nsplit,
     splitKeys, { f32: 1 / Math.sqrt(a.d) }, stride, a.posOff,
-    mlOff, 0, 0, 0,
+    mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff), 0,
   );
   enc.dispatch(enc.gpu.pipeline('attention', source), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * nsplit));
   if (nsplit > 1) {
-    enc.dispatch(enc.gpu.pipeline('attention_merge', mergeSource), params(a.T, a.rowBase, a.hq, a.d, nsplit, mlOff, 0, 0), [bufs.part, bufs.out], enc.grid(a.T * a.hq));
+    enc.dispatch(enc.gpu.pipeline('attention_merge', mergeSource), params(a.T, a.rowBase, a.hq, a.d, nsplit, mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff)), [bufs.part, bufs.out], enc.grid(a.T * a.hq));
   }
   return nsplit;
 }

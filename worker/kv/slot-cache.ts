@@ -9,6 +9,7 @@ import type { Gpu } from '../gpu/context';
 import { Encoder, type Binding } from '../gpu/encoder';
 import { attention, NO_WINDOW, partialFloats, queryBlock } from '../kernels/attention';
 import { COMMIT, FORKED, kvCommit, MARK, POLICY_CODE, RESET } from '../kernels/kv-commit';
+import { kvScore } from '../kernels/kv-score';
 import type { KvPolicyName, KvStats } from '../model/types';
 import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
 
@@ -60,6 +61,8 @@ export class SlotKvCache implements KvCache {
   private readonly dummyW: GPUBuffer;
   private readonly dummyW2: GPUBuffer;
   private readonly code: number;
+  /** Policy keeps attention-weight scores per slot (tova, h2o). */
+  private readonly scored: boolean;
   private readonly sink: number;
   private readonly recent: number;
   /** Tokens each sequence has seen (CPU-known, no readback). */
@@ -137,9 +140,12 @@ export class SlotKvCache implements KvCache {
         });
       }
     }
-    this.dest = gpu.buffer(`${this.prefix}dest`, hkv * this.maxStep * 4);
+    this.scored = opts.policy === 'tova' || opts.policy === 'h2o';
+    // dest: slot of each step token per KV head, then (tova/h2o) the step tokens' scores.
+    this.dest = gpu.buffer(`${this.prefix}dest`, hkv * this.maxStep * 4 * (this.scored ? 2 : 1));
     this.partFloats = partialFloats(1, hq, d, MAX_SPLITS);
-    this.part = gpu.buffer(`${this.prefix}partials`, this.partFloats * 4);
+    // partials, then (tova/h2o) the softmax (max, sum) of every (row, query head) of a segment.
+    this.part = gpu.buffer(`${this.prefix}partials`, (this.partFloats + (this.scored ? this.maxStep * hq * 2 : 0)) * 4);
     this.counters = gpu.upload(`${this.prefix}counters`, new Uint32Array(COUNTERS));
     this.dummy = gpu.buffer(`${this.prefix}dummy`, 16);
     this.dummyW = gpu.buffer(`${this.prefix}dummyW`, 16);
@@ -190,9 +196,21 @@ export class SlotKvCache implements KvCache {
         {
           T: seg.tokens, rowBase: seg.row, p0: seg.pos0, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity,
           w: this.window, posOff: this.posOff, keysUpper, splitKeys: this.chooseSplit(seg.tokens, keysUpper),
+          statOff: this.scored ? this.partFloats : -1,
         },
         { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part: this.part },
       );
+      if (this.scored) {
+        kvScore(
+          enc,
+          {
+            T: seg.tokens, rowBase: seg.row, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity, scoreOff: this.scoreOff,
+            statOff: this.partFloats, rowStart: this.policy === 'tova' ? seg.tokens - 1 : 0, accumulate: this.policy === 'h2o',
+            maxStep: this.maxStep, keysUpper,
+          },
+          { qkv, k: st.k, state: st.state, part: this.part, dest: this.dest },
+        );
+      }
       kvCommit(enc, this.commitArgs(COMMIT, seg), { qkv, alpha, k: st.k, v: st.v, state: st.state, dest: this.dest, counters: this.counters });
     }
   }
@@ -252,6 +270,15 @@ export class SlotKvCache implements KvCache {
       allocatedBytes: this.gpu.bytes(this.prefix),
       budgetEvictions: c[4],
     };
+  }
+
+  /** Reads back the positions resident in one stream, sorted (tests and debugging; not for the step loop). */
+  async residentPositions(layer: number, seq: number, kvHead: number): Promise<number[]> {
+    const st = await this.gpu.readU32(this.stream(layer, seq).state, this.posOff + this.hkv * this.capacity);
+    const len = st[kvHead];
+    const out: number[] = [];
+    for (let s = 0; s < len; s++) out.push(st[this.posOff + kvHead * this.capacity + s] & 0x7fffffff);
+    return out.sort((a, b) => a - b);
   }
 
   /** Tokens each sequence has seen (the next pos0 of each). */

@@ -49,3 +49,42 @@ export function attentionRef(
 export function causal(queryPos: (row: number) => number, keyPos: (key: number) => number) {
   return (row: number, key: number): boolean => keyPos(key) <= queryPos(row);
 }
+
+/**
+ * Softmax weights of the same attention: [rows][hq][nk], zero for invisible keys (f64). Used by the
+ * references of the score-based eviction policies (tova, h2o).
+ */
+export function attentionWeights(
+  q: ArrayLike<number>,
+  keys: ArrayLike<number>,
+  shape: { rows: number; nk: number; hq: number; hkv: number; d: number },
+  visible: (row: number, key: number, kvHead: number) => boolean,
+): Float64Array {
+  const { rows, nk, hq, hkv, d } = shape;
+  const g = hq / hkv;
+  const scale = 1 / Math.sqrt(d);
+  const out = new Float64Array(rows * hq * nk);
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < hq; h++) {
+      const kh = Math.floor(h / g);
+      const qo = (r * hq + h) * d;
+      const o = (r * hq + h) * nk;
+      let mx = -Infinity;
+      for (let j = 0; j < nk; j++) {
+        if (!visible(r, j, kh)) { out[o + j] = -Infinity; continue; }
+        const ko = (j * hkv + kh) * d;
+        let dot = 0;
+        for (let c = 0; c < d; c++) dot += q[qo + c] * keys[ko + c];
+        out[o + j] = dot * scale;
+        mx = Math.max(mx, out[o + j]);
+      }
+      let l = 0;
+      for (let j = 0; j < nk; j++) {
+        out[o + j] = out[o + j] === -Infinity ? 0 : Math.exp(out[o + j] - mx);
+        l += out[o + j];
+      }
+      for (let j = 0; j < nk; j++) out[o + j] /= l;
+    }
+  }
+  return out;
+}

@@ -8,9 +8,17 @@
  * (no slots): per step, each row attends over the tokens resident before the step plus the step's
  * tokens up to itself, filtered by the visibility rule; then the step's tokens are inserted one by one
  * with the policy's eviction. For DMS without budget pressure its attention equals the dense mask.
+ *
+ * Eviction when a token is inserted into a full stream (capacity slots), victim = smallest (score, pos):
+ *   dms     oldest kept token outside the window of the inserted token t (pos < t - w); budgetEvictions
+ *   window  oldest token that is not one of the `sink` first tokens (StreamingLLM)
+ *   tova    lowest score = attention weight from the query of the segment's last row in this step,
+ *           averaged over the g query heads of the group (all resident scores are refreshed each step)
+ *   h2o     lowest score = attention weight accumulated over all query rows so far (mean over the g
+ *           heads of the group, summed over rows), among tokens outside the `recent` newest positions
  */
 import type { KvPolicyName } from '../model/types';
-import { attentionRef } from './attention';
+import { attentionRef, attentionWeights } from './attention';
 
 /** DMS visibility of key j to query i (j <= i); alphaNext = decision logit computed at token j+1. */
 export function dmsVisible(i: number, j: number, w: number, alphaNext: number | undefined): boolean {
@@ -133,6 +141,20 @@ export class KvCacheRef {
     const out = attentionRef(q, keys, values, { rows: T, nk: n, hq, hkv, d }, (r, j, h) =>
       (j >= p0 || before[h].has(j)) && this.ruleVisible(st, p0 + r, j, h));
     if (T === 1) for (let h = 0; h < hkv; h++) this.tokenReads += before[h].size + 1;
+    if (this.opts.policy === 'tova' || this.opts.policy === 'h2o') {
+      const g = hq / hkv;
+      const wts = attentionWeights(q, keys, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => (j >= p0 || before[h].has(j)) && j <= p0 + r);
+      const r0 = this.opts.policy === 'tova' ? T - 1 : 0;
+      for (let h = 0; h < hkv; h++) {
+        for (const j of [...before[h], ...Array.from({ length: T }, (_, r) => p0 + r)]) {
+          let s = 0;
+          for (let r = r0; r < T; r++) for (let hh = 0; hh < g; hh++) s += wts[(r * hq + h * g + hh) * n + j];
+          s /= g;
+          const old = this.opts.policy === 'h2o' && j < p0 ? (st.score[h].get(j) ?? 0) : 0;
+          st.score[h].set(j, old + s);
+        }
+      }
+    }
     // Insert token by token.
     for (let h = 0; h < hkv; h++) {
       const res = st.resident[h];
@@ -155,11 +177,13 @@ export class KvCacheRef {
     }
     if (res.size < capacity) { res.add(t); return; }
     let victim = -1;
+    let best = Infinity;
     for (const j of [...res].sort((a, b) => a - b)) {
       if (policy === 'dms' && !(j + this.opts.window! < t)) continue;
       if (policy === 'window' && j < (this.opts.sink ?? 0)) continue;
-      victim = j;
-      break;
+      if (policy === 'h2o' && !(j + this.opts.recent! <= t)) continue;
+      const key = policy === 'tova' || policy === 'h2o' ? st.score[h].get(j)! : 0;
+      if (key < best) { best = key; victim = j; }
     }
     if (victim < 0) throw new Error(`reference: no victim for token ${t}`);
     res.delete(victim);

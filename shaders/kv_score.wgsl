@@ -1,0 +1,64 @@
+// Attention weights as eviction scores (policies 'tova' and 'h2o'), after attention.wgsl of a step.
+// One thread per key k of KV head h: keys are the resident slots [0, len) then the step's keys (as in
+// attention.wgsl). For each query row r in [rowStart, T) that sees k, and each of the g query heads of
+// the group: weight = exp(q.k / sqrt(d) - M) / L with (M, L) from part[statOff + (r * hq + head) * 2].
+// score(k) = sum over those rows of the mean over the g heads.
+//   accumulate = 1 (h2o): resident scores += score; accumulate = 0 (tova): resident scores = score.
+// Step keys get their score in dest[hkv * maxStep + h * maxStep + r'] (f32 bits); kv_commit.wgsl moves
+// it into the slot the token receives.
+struct Params {
+  T: u32, rowBase: u32, hq: u32, hkv: u32,
+  d: u32, g: u32, cap: u32, stride: u32,
+  scoreOff: u32, statOff: u32, rowStart: u32, accumulate: u32,
+  maxStep: u32, scale: f32, tiles: u32, _p0: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> state: array<u32>;
+@group(0) @binding(4) var<storage, read> part: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dest: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let wgi = wid.x + wid.y * nwg.x;
+  let h = wgi / p.tiles;
+  if (h >= p.hkv) { return; }
+  let len = state[h];
+  let k = (wgi % p.tiles) * 64u + lid;
+  if (k >= len + p.T) { return; }
+  var key: array<vec4f, 32>;
+  for (var c = 0u; c < p.d; c += 4u) {
+    if (k < len) {
+      let b = (h * p.cap + k) * p.d + c;
+      key[c / 4u] = vec4f(kc[b], kc[b + 1u], kc[b + 2u], kc[b + 3u]);
+    } else {
+      let b = (p.rowBase + k - len) * p.stride + (p.hq + h) * p.d + c;
+      key[c / 4u] = vec4f(qkv[b], qkv[b + 1u], qkv[b + 2u], qkv[b + 3u]);
+    }
+  }
+  var r0 = p.rowStart;
+  if (k >= len) { r0 = max(r0, k - len); }
+  var acc = 0.0;
+  for (var r = r0; r < p.T; r++) {
+    for (var hh = 0u; hh < p.g; hh++) {
+      let head = h * p.g + hh;
+      let qo = (p.rowBase + r) * p.stride + head * p.d;
+      var dotv = 0.0;
+      for (var c = 0u; c < p.d; c += 4u) {
+        dotv += dot(key[c / 4u], vec4f(qkv[qo + c], qkv[qo + c + 1u], qkv[qo + c + 2u], qkv[qo + c + 3u]));
+      }
+      let so = p.statOff + (r * p.hq + head) * 2u;
+      acc += exp(dotv * p.scale - part[so]) / part[so + 1u];
+    }
+  }
+  let w = acc / f32(p.g);
+  if (k < len) {
+    let i = p.scoreOff + h * p.cap + k;
+    var v = w;
+    if (p.accumulate == 1u) { v += bitcast<f32>(state[i]); }
+    state[i] = bitcast<u32>(v);
+  } else {
+    dest[p.hkv * p.maxStep + h * p.maxStep + k - len] = bitcast<u32>(w);
+  }
+}

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import type { KvPolicyName } from '../../worker/model/types';
+import { testGpu } from '../gpu';
+import { makeDriver, prefillDecode, type Driver } from './harness';
+
+async function sameResidents(dr: Driver, L: number, hkv: number, seq = 0): Promise<void> {
+  for (let l = 0; l < L; l++) {
+    for (let h = 0; h < hkv; h++) {
+      expect(await dr.cache.residentPositions(l, seq, h), `layer ${l} head ${h}`).toEqual(dr.ref.residentPositions(l, seq, h));
+    }
+  }
+}
+
+describe('training-free policies: GPU == CPU reference of each rule', () => {
+  const cases: Array<{ policy: KvPolicyName; g: number; budget: number }> = [
+    { policy: 'window', g: 1, budget: 10 },
+    { policy: 'window', g: 4, budget: 7 },
+    { policy: 'tova', g: 1, budget: 10 },
+    { policy: 'tova', g: 2, budget: 8 },
+    { policy: 'tova', g: 4, budget: 12 },
+    { policy: 'h2o', g: 1, budget: 10 },
+    { policy: 'h2o', g: 2, budget: 8 },
+    { policy: 'h2o', g: 4, budget: 12 },
+  ];
+  for (const { policy, g, budget } of cases) {
+    it(`${policy}, budget ${budget}, group size ${g}: prefill 30 in chunks of 8, 40 decode steps, same residents`, async () => {
+      const gpu = await testGpu();
+      const hkv = 2;
+      const dr = makeDriver(gpu, {
+        shape: { numLayers: 2, numHeads: hkv * g, numKvHeads: hkv, headDim: 16, dms: null },
+        cache: { policy, maxTokens: 80, maxStepTokens: 8, budget },
+        seed: budget * 10 + g,
+        qkScale: 2,
+      });
+      await prefillDecode(dr, 30, 8, 20);
+      await sameResidents(dr, 2, hkv);
+      await prefillDecode(dr, 0, 8, 20);
+      await sameResidents(dr, 2, hkv);
+      const st = await dr.cache.stats();
+      expect(st.residentTokens).toBe(2 * hkv * budget);
+      expect(st.peakTokens).toBe(2 * hkv * budget);
+      expect(st.tokenReads).toBe(dr.ref.tokenReads);
+      expect(st.budgetEvictions).toBe(0);
+      if (policy === 'window') {
+        // StreamingLLM: the 4 sinks and the budget-4 most recent tokens.
+        const want = [0, 1, 2, 3, ...Array.from({ length: budget - 4 }, (_, i) => 70 - (budget - 4) + i)];
+        expect(await dr.cache.residentPositions(1, 0, 1)).toEqual(want);
+      }
+      if (policy === 'h2o') {
+        // The budget/2 most recent tokens are always resident.
+        const res = await dr.cache.residentPositions(0, 0, 0);
+        for (let t = 70 - budget / 2; t < 70; t++) expect(res).toContain(t);
+      }
+      dr.cache.destroy();
+    });
+  }
+});
