@@ -101,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let nk = len + lastRow + 1u;
   let kStart = s * p.splitKeys;
   let kEnd = min(nk, kStart + p.splitKeys);
-  let nacc = qh * d / WG;
+  let ncol = (d + WG - 1u) / WG;
   var acc: array<f32, 16>;
   for (var j = 0u; j < 16u; j++) { acc[j] = 0.0; }
 
@@ -147,40 +147,38 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       for (var i = 0u; i < TK; i++) { sum += sc[lid * TK + i]; }
       lrow[lid] = lrow[lid] * corr[lid] + sum;
     }
+    // Each thread owns columns c = lid + ci * WG of every query vector: V is read once per tile.
     let ntile = min(TK, kEnd - kt);
-    for (var j = 0u; j < nacc; j++) {
-      let e = lid + j * WG;
-      let qv = e / d;
-      if (qv < nq) {
-        let c = e % d;
-        var a = acc[j] * corr[qv];
+    for (var ci = 0u; ci < ncol; ci++) {
+      let c = lid + ci * WG;
+      if (c < d) {
+        for (var qv = 0u; qv < nq; qv++) { acc[ci * qh + qv] *= corr[qv]; }
         for (var i = 0u; i < ntile; i++) {
-          let pr = sc[qv * TK + i];
-          if (pr != 0.0) { a += pr * loadV(kt + i, len, h, c); }
+          let v = loadV(kt + i, len, h, c);
+          for (var qv = 0u; qv < nq; qv++) { acc[ci * qh + qv] += sc[qv * TK + i] * v; }
         }
-        acc[j] = a;
       }
     }
     workgroupBarrier();
   }
 
-  for (var j = 0u; j < nacc; j++) {
-    let e = lid + j * WG;
-    let qv = e / d;
-    if (qv < nq) {
-      let c = e % d;
+  for (var ci = 0u; ci < ncol; ci++) {
+    let c = lid + ci * WG;
+    if (c >= d) { continue; }
+    for (var qv = 0u; qv < nq; qv++) {
+      let a = acc[ci * qh + qv];
       let gq = qb * qh + qv;
       let r = gq / p.g;
       let head = h * p.g + gq % p.g;
       if (p.nsplit == 1u) {
-        out[(p.rowBase + r) * p.hq * d + head * d + c] = acc[j] / lrow[qv];
+        out[(p.rowBase + r) * p.hq * d + head * d + c] = a / lrow[qv];
         if (c == 0u && p.stats == 1u) {
           part[p.statOff + (r * p.hq + head) * 2u] = mrow[qv];
           part[p.statOff + (r * p.hq + head) * 2u + 1u] = lrow[qv];
         }
       } else {
         let idx = (r * p.hq + head) * p.nsplit + s;
-        part[idx * d + c] = acc[j];
+        part[idx * d + c] = a;
         if (c == 0u) {
           part[p.mlOff + idx * 2u] = mrow[qv];
           part[p.mlOff + idx * 2u + 1u] = lrow[qv];

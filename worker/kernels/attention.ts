@@ -27,7 +27,7 @@ export interface AttentionArgs {
   statOff: number;
 }
 
-/** Query vectors (row, head) per workgroup: QH * d <= 1024 and a multiple of 64. */
+/** Query vectors (row, head) per workgroup: QH * d <= 1024 (workgroup memory) and ceil(d / 64) * QH <= 16 (accumulators). */
 export function queryBlock(d: number): number {
   return d <= 64 ? 16 : 8;
 }

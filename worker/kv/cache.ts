@@ -94,4 +94,4 @@ export interface KvCacheOptions {
   maxStepTokens: number;
 }
 
-export { createKvCache } from './create';
+export { createKvCache } from './factory';
