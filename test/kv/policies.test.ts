@@ -55,3 +55,32 @@ describe('training-free policies: GPU == CPU reference of each rule', () => {
     });
   }
 });
+
+describe('long contexts: key splits (flash-decoding) with every policy', () => {
+  const cases: Array<{ policy: KvPolicyName; budget?: number }> = [
+    { policy: 'dms' },
+    { policy: 'dms', budget: 50 },
+    { policy: 'window', budget: 150 },
+    { policy: 'tova', budget: 150 },
+    { policy: 'h2o', budget: 150 },
+  ];
+  for (const { policy, budget } of cases) {
+    it(`${policy}${budget ? `, budget ${budget}` : ''}: prefill 200 in chunks of 40, 12 decode steps, 64 keys per split`, async () => {
+      const gpu = await testGpu();
+      const dr = makeDriver(gpu, {
+        shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 32, dms: { windowSize: 16, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false } },
+        cache: { policy, maxTokens: 256, maxStepTokens: 40, budget, tuning: { splitKeys: 64 } },
+        seed: 77,
+        evictRate: 0.7,
+        dense: policy === 'dms' && !budget,
+      });
+      await prefillDecode(dr, 200, 40, 12);
+      await sameResidents(dr, 1, 2);
+      const st = await dr.cache.stats();
+      expect(st.residentTokens).toBe(dr.ref.resident());
+      expect(st.budgetEvictions).toBe(dr.ref.budgetEvictions);
+      if (budget && policy === 'dms') expect(st.budgetEvictions).toBeGreaterThan(0);
+      dr.cache.destroy();
+    });
+  }
+});
