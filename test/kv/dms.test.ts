@@ -55,6 +55,10 @@ describe("policy 'dms': GPU == brute-force reference == dense visibility mask", 
         if (!marked || j + 2 + 1 > 32) want.push(j);
       }
       expect(res).toEqual(want);
+      // The GPU holds the same tokens, each marked by the decision of the token after it.
+      const got = await dr.cache.inspect(0, 0, h);
+      expect(got.map((t) => t.pos)).toEqual(want);
+      for (const t of got) expect(t.marked, `pos ${t.pos}`).toBe(t.pos < 32 && (t.pos + 1 + h) % 2 === 1);
     }
     const st = await dr.cache.stats();
     expect(st.residentTokens).toBe(dr.ref.resident());

@@ -1,12 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import type { KvPolicyName } from '../../worker/model/types';
-import { testGpu } from '../gpu';
+import { maxRelErr, testGpu } from '../gpu';
 import { makeDriver, prefillDecode, type Driver } from './harness';
 
+/** Same resident positions on the GPU and in the reference; for tova/h2o also the same scores. */
 async function sameResidents(dr: Driver, L: number, hkv: number, seq = 0): Promise<void> {
   for (let l = 0; l < L; l++) {
     for (let h = 0; h < hkv; h++) {
       expect(await dr.cache.residentPositions(l, seq, h), `layer ${l} head ${h}`).toEqual(dr.ref.residentPositions(l, seq, h));
+      if (dr.cache.policy === 'tova' || dr.cache.policy === 'h2o') {
+        const got = await dr.cache.inspect(l, seq, h);
+        const want = got.map((t) => dr.ref.score(l, seq, h, t.pos)!);
+        expect(maxRelErr(got.map((t) => t.score!), want, 1e-6, 1e-4)).toBeLessThanOrEqual(1);
+      }
     }
   }
 }

@@ -281,6 +281,21 @@ export class SlotKvCache implements KvCache {
     return out.sort((a, b) => a - b);
   }
 
+  /**
+   * Reads back one stream's resident tokens sorted by position, with their DMS mark and (tova/h2o)
+   * eviction score (tests and debugging; not for the step loop).
+   */
+  async inspect(layer: number, seq: number, kvHead: number): Promise<Array<{ pos: number; marked: boolean; score: number | null }>> {
+    const st = await this.gpu.readU32(this.stream(layer, seq).state, this.stateWords);
+    const f = new Float32Array(st.buffer);
+    const out = [];
+    for (let s = 0; s < st[kvHead]; s++) {
+      const w = st[this.posOff + kvHead * this.capacity + s];
+      out.push({ pos: w & 0x7fffffff, marked: w >>> 31 === 1, score: this.scored ? f[this.scoreOff + kvHead * this.capacity + s] : null });
+    }
+    return out.sort((a, b) => a.pos - b.pos);
+  }
+
   /** Tokens each sequence has seen (the next pos0 of each). */
   positions(): readonly number[] {
     return this.seqLen;

@@ -92,6 +92,11 @@ export class KvCacheRef {
     return [...this.seqState(layer, seq).resident[kvHead]].sort((a, b) => a - b);
   }
 
+  /** Eviction score of a resident token (tova/h2o). */
+  score(layer: number, seq: number, kvHead: number, pos: number): number | undefined {
+    return this.seqState(layer, seq).score[kvHead].get(pos);
+  }
+
   reset(seq: number): void {
     for (const m of this.layers) m.delete(seq);
   }
