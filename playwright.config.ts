@@ -6,7 +6,11 @@
 import { defineConfig } from '@playwright/test';
 
 const DEV_PORT = 5183;
+/** The production build (vite build + vite preview): service worker, PWA and widget.js tests. */
+export const PREVIEW_PORT = 4183;
 const ci = !!process.env.CI;
+/** WEBDMS_E2E_NO_BUILD=1 runs only the dev-server tests (the build specs skip themselves). */
+const noBuild = !!process.env.WEBDMS_E2E_NO_BUILD;
 
 export const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -46,5 +50,17 @@ export default defineConfig({
       stdout: 'ignore',
       stderr: 'pipe',
     },
+    ...(noBuild
+      ? []
+      : [
+          {
+            command: `npx vite build --logLevel warn && npx vite preview --host 127.0.0.1 --port ${PREVIEW_PORT} --strictPort`,
+            url: `http://127.0.0.1:${PREVIEW_PORT}/`,
+            reuseExistingServer: !ci,
+            timeout: 240_000,
+            stdout: 'ignore' as const,
+            stderr: 'pipe' as const,
+          },
+        ]),
   ],
 });

@@ -1,4 +1,6 @@
+/// <reference types="vitest/config" />
 import { defineConfig, type Plugin } from 'vite';
+import { VitePWA } from 'vite-plugin-pwa';
 
 /** Imports `*.wgsl` files as strings. */
 function wgsl(): Plugin {
@@ -10,8 +12,51 @@ function wgsl(): Plugin {
   };
 }
 
+/**
+ * The app's service worker (build only): precaches the app shell, the worker bundle and widget.js, so
+ * the page reloads offline. Model weights are not precached (too large; see docs).
+ */
+const pwa = VitePWA({
+  registerType: 'autoUpdate',
+  injectRegister: 'script',
+  includeAssets: ['icon.svg', 'icons/*.png'],
+  manifest: {
+    name: 'WebDMS: private chat on your GPU',
+    short_name: 'WebDMS',
+    description: 'A language model that runs in your browser on WebGPU, with a KV cache compressed by Dynamic Memory Sparsification.',
+    start_url: './',
+    scope: './',
+    display: 'standalone',
+    background_color: '#0f1115',
+    theme_color: '#5b5bf0',
+    icons: [
+      { src: 'icons/icon-192.png', sizes: '192x192', type: 'image/png' },
+      { src: 'icons/icon-512.png', sizes: '512x512', type: 'image/png' },
+      { src: 'icons/icon-512-maskable.png', sizes: '512x512', type: 'image/png', purpose: 'maskable' },
+      { src: 'icon.svg', sizes: 'any', type: 'image/svg+xml' },
+    ],
+  },
+  workbox: {
+    globPatterns: ['**/*.{js,css,html,svg,png,webmanifest}'],
+    globIgnores: ['models/**'],
+    navigateFallback: 'index.html',
+    navigateFallbackDenylist: [/\/models\//, /\.(json|safetensors|js|wasm)$/],
+    maximumFileSizeToCacheInBytes: 8 * 1024 * 1024,
+    cleanupOutdatedCaches: true,
+  },
+});
+
 export default defineConfig({
-  plugins: [wgsl()],
+  // Relative URLs in the build, so the app and widget.js work from any folder of any host.
+  base: './',
+  plugins: [wgsl(), pwa],
+  build: {
+    rollupOptions: {
+      // The chat page, and the embeddable <webdms-chat> as widget.js at the root of the output.
+      input: { main: 'index.html', widget: 'app/widget/widget.ts' },
+      output: { entryFileNames: (chunk) => (chunk.name === 'widget' ? 'widget.js' : 'assets/[name]-[hash].js') },
+    },
+  },
   worker: { format: 'es', plugins: () => [wgsl()] },
   test: {
     include: ['test/**/*.test.ts'],

@@ -7,7 +7,11 @@
 import { test, expect, type Page } from '@playwright/test';
 
 const FIXTURE = '/test/fixtures/golden/qwen3/';
-const page_url = (q: Record<string, string | number>) => `/?${new URLSearchParams({ model: FIXTURE, temperature: 0, ...Object.fromEntries(Object.entries(q).map(([k, v]) => [k, String(v)])) })}`;
+const page_url = (q: Record<string, string | number>) => {
+  const p = new URLSearchParams({ model: FIXTURE, temperature: '0' });
+  for (const [k, v] of Object.entries(q)) p.set(k, String(v));
+  return `/?${p}`;
+};
 
 async function waitReady(page: Page): Promise<void> {
   await expect(page.locator('#status-dot')).toHaveAttribute('data-state', 'ready', { timeout: 150_000 });

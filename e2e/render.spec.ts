@@ -45,7 +45,7 @@ async function openPage(page: Page): Promise<string[]> {
 test('the renderer neutralises HTML in model output and runs nothing', async ({ page }) => {
   const requests = await openPage(page);
   const result = await page.evaluate(async (payloads) => {
-    const r = await import('/app/render.ts');
+    const r = (await import('/app/render.ts' as string)) as typeof import('../app/render');
     const host = document.createElement('div');
     document.body.append(host);
     const html: string[] = [];
@@ -91,7 +91,7 @@ test('the renderer neutralises HTML in model output and runs nothing', async ({ 
 test('markdown renders, think blocks are collapsed, unfinished ones say so', async ({ page }) => {
   await openPage(page);
   const out = await page.evaluate(async () => {
-    const r = await import('/app/render.ts');
+    const r = (await import('/app/render.ts' as string)) as typeof import('../app/render');
     const el = document.createElement('div');
     document.body.append(el);
     r.renderMessage(el, '<think>\nLet me add.\n</think>\n\n**Four**, see `2+2`:\n\n```js\nconsole.log(4)\n```\n\n- a\n- b', { streaming: false });
@@ -128,7 +128,7 @@ test('the chat log paints stored replies through the same renderer, and nothing 
   await openPage(page);
   const evil = 'Here you go: <img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> **bold** <a href="javascript:window.__pwned=3">link</a>';
   const id = await page.evaluate(async (content) => {
-    const store = await import('/app/store.ts');
+    const store = (await import('/app/store.ts' as string)) as typeof import('../app/store');
     const now = Date.now();
     const conv = { id: store.newId(), title: 'Hostile reply', createdAt: now, updatedAt: now, messages: [
       { role: 'user' as const, content: 'show me <img src=x onerror="window.__pwned=9">', at: now },
@@ -147,7 +147,7 @@ test('the chat log paints stored replies through the same renderer, and nothing 
   await expect(log.locator('.msg-user .content')).toHaveText('show me <img src=x onerror="window.__pwned=9">');
   await page.waitForTimeout(500);
   const check = await page.evaluate(async (content) => {
-    const r = await import('/app/render.ts');
+    const r = (await import('/app/render.ts' as string)) as typeof import('../app/render');
     const bubbleEl = document.querySelector('#log .msg-assistant .content') as HTMLElement;
     return {
       pwned: (window as unknown as { __pwned?: number }).__pwned ?? null,
