@@ -53,22 +53,22 @@ fn loadV(k: u32, len: u32, h: u32, c: u32) -> f32 {
   return qkv[(p.rowBase + k - len) * p.stride + (p.hq + p.hkv + h) * p.d + c];
 }
 
-// Is key k visible to the query of step row r?
-fn visible(k: u32, len: u32, h: u32, r: u32) -> bool {
-  var pos: u32;
-  var marked: bool;
-  if (k < len) {
-    let pw = state[p.posOff + h * p.cap + k];
-    pos = pw & 0x7fffffffu;
-    marked = (pw >> 31u) == 1u;
-  } else {
-    let rk = k - len;
-    if (rk > r) { return false; }
-    pos = p.p0 + rk;
-    marked = rk + 1u < p.T && alpha[(p.rowBase + rk + 1u) * p.hkv + h] > 0.0;
-  }
-  if (p.w == NONE || !marked) { return true; }
-  return p.p0 + r - pos <= p.w;
+// Position of key k (bits 0..30) and its DMS mark (bit 31), for visibility tests.
+fn keyInfo(k: u32, len: u32, h: u32) -> u32 {
+  if (k < len) { return state[p.posOff + h * p.cap + k]; }
+  let rk = k - len;
+  var m = 0u;
+  if (rk + 1u < p.T && alpha[(p.rowBase + rk + 1u) * p.hkv + h] > 0.0) { m = 0x80000000u; }
+  return (p.p0 + rk) | m;
+}
+
+// Is a key with info `ki` visible to the query of step row r? (Resident keys are all older than the step.)
+fn visible(ki: u32, r: u32) -> bool {
+  let pos = ki & 0x7fffffffu;
+  let i = p.p0 + r;
+  if (pos > i) { return false; }
+  if (p.w == NONE || (ki >> 31u) == 0u) { return true; }
+  return i - pos <= p.w;
 }
 
 @compute @workgroup_size(64)
@@ -120,9 +120,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
         }
       }
     }
+    var ki = 0u;
+    if (inTile) { ki = keyInfo(k, len, h); }
     for (var qv = 0u; qv < qh; qv++) {
       var v = NEG;
-      if (inTile && qv < nq && visible(k, len, h, (qb * qh + qv) / p.g)) { v = sacc[qv]; }
+      if (inTile && qv < nq && visible(ki, (qb * qh + qv) / p.g)) { v = sacc[qv]; }
       sc[qv * TK + lid] = v;
     }
     workgroupBarrier();
