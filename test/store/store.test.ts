@@ -95,6 +95,27 @@ describe('StoredSource: first download', () => {
     expect(JSON.parse(await src.text('config.json')).model_type).toBe('qwen3');
   });
 
+  it('keeps at most `parallel` chunk downloads in flight, and uses them', async () => {
+    let now = 0;
+    let peak = 0;
+    const counting = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      const chunk = !!new Headers(init?.headers).get('range') && String(input).endsWith('.safetensors');
+      if (chunk) peak = Math.max(peak, ++now);
+      try {
+        const res = await fetch(input, init);
+        if (!chunk) return res;
+        const body = await res.arrayBuffer(); // the whole body, while counted as in flight
+        return new Response(body, { status: res.status, headers: res.headers });
+      } finally {
+        if (chunk) now--;
+      }
+    }) as typeof fetch;
+    hub.faults.slow = { bytes: 4096, everyMs: 2 };
+    const src = await StoredSource.open(hub.base(repo), opts({ parallel: 3, fetchImpl: counting }));
+    expect(peak).toBe(3);
+    await expectSameFiles(src);
+  });
+
   it('serves the engine: the safetensors index and shards read through the store give the same tensors as HTTP', async () => {
     const src = await stored(await StoredSource.open(hub.base(repo), opts({ cacheChunks: 1 })));
     const http = new HttpSource(hub.base(repo));
@@ -427,8 +448,18 @@ describe('StoredSource: quota', () => {
     backend.chunks.beforeSet = () => {
       if (++writes > 5) throw new DOMException('quota', 'QuotaExceededError');
     };
-    const e = await rejection(StoredSource.open(hub.base(repo), opts()), StorageQuotaError);
+    const e = await rejection(StoredSource.open(hub.base(repo), opts({ parallel: 1 })), StorageQuotaError);
     expect(e.message).toMatch(/refused to store more data/);
+    const total = [...files().values()].reduce((k, b) => k + b.length, 0);
+    expect(e.modelBytes).toBe(total);
+    expect(e.requiredBytes).toBe(total - (await listModels({ backend }))[0].storedBytes);
+    expect(Number.isNaN(e.availableBytes)).toBe(true);
+    // Choosing "run from memory" gives the partial download's space back.
+    const src = await StoredSource.open(hub.base(repo), opts({ memoryFallback: true }));
+    expect(src).toBeInstanceOf(MemorySource);
+    await expectSameFiles(src);
+    expect(await backend.chunks.keys()).toEqual([]);
+    expect(await listModels({ backend })).toEqual([]);
   });
 
   it('asks for persistent storage before downloading, where the API exists', async () => {

@@ -43,8 +43,10 @@ export class StorageQuotaError extends Error {
     super(
       (detail ? `${detail} ` : '') +
         `Not enough storage for this model: it needs ${formatBytes(requiredBytes)} more` +
-        (Number.isFinite(availableBytes) ? `, but only ${formatBytes(Math.max(0, availableBytes))} is free` : '') +
-        ` (this site may use ${formatBytes(quotaBytes)}, ${formatBytes(usageBytes)} already used; the model is ${formatBytes(modelBytes)} in all). ` +
+        (Number.isFinite(availableBytes)
+          ? `, but only ${formatBytes(Math.max(0, availableBytes))} is free (this site may use ${formatBytes(quotaBytes)}, ${formatBytes(usageBytes)} already used; `
+          : ` (the browser reports ${formatBytes(usageBytes)} used of ${formatBytes(quotaBytes)}, but its real limit is lower; `) +
+        `the model is ${formatBytes(modelBytes)} in all). ` +
         `You can run it from memory without storing it (it downloads again next time)` +
         (otherModels.length ? `, or delete stored models to free up to ${formatBytes(others)}.` : ', or free disk space and try again.'),
     );

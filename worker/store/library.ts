@@ -63,14 +63,16 @@ export async function listModels(opts: LibraryOptions = {}): Promise<StoredModel
 }
 
 /** Deletes one model: its versions, an unfinished download, every chunk. */
-export async function deleteModel(id: string, opts: LibraryOptions = {}): Promise<void> {
+export async function deleteModel(id: string, opts: LibraryOptions & { /** @internal the caller holds the model's lock */ locked?: boolean } = {}): Promise<void> {
   const backend = opts.backend ?? idbStoreBackend();
-  await backend.withLock(`webdms-weights:${id}`, async () => {
+  const run = async () => {
     await backend.meta.del(modelRecordKey(id));
     await backend.meta.del(pendingRecordKey(id));
     await backend.meta.delPrefix(`file:${id}|`);
     await backend.chunks.delPrefix(`${id}|`);
-  });
+  };
+  if (opts.locked) await run();
+  else await backend.withLock(`webdms-weights:${id}`, run);
 }
 
 /** Deletes every stored model. */

@@ -9,7 +9,7 @@
 import { HttpSource, ModelLoadError, checkRange, type ModelSource } from '../model/source';
 import type { LoadProgress } from '../protocol';
 import { idbStoreBackend, type StoreBackend } from './backend';
-import { listModels } from './library';
+import { deleteModel, listModels } from './library';
 import { IntegrityError, StorageQuotaError, StorageUnavailableError, formatBytes, isQuotaExceeded } from './errors';
 import {
   chunkCount, chunkIndexOf, chunkKey, chunkLength, chunkPrefix, fileIdFor, fileKey, fileRecordKey, modelRecordKey,
@@ -192,7 +192,13 @@ export class StoredSource implements ModelSource {
     try {
       return await backend.withLock(`webdms-weights:${ctx.key}`, () => openLocked(ctx));
     } catch (e) {
-      if (opts.memoryFallback && (e instanceof StorageQuotaError || e instanceof StorageUnavailableError)) return fallback(e);
+      if (opts.memoryFallback && (e instanceof StorageQuotaError || e instanceof StorageUnavailableError)) {
+        // Running from memory instead: give back the space an unfinished download of this model holds.
+        await backend.withLock(`webdms-weights:${ctx.key}`, async () => {
+          if (!(await backend.meta.get(modelRecordKey(ctx.key)))) await deleteModel(ctx.key, { backend, locked: true });
+        }).catch(() => undefined);
+        return fallback(e);
+      }
       throw e;
     }
   }
@@ -315,7 +321,7 @@ export class StoredSource implements ModelSource {
     if (rec && rec.chunkSha256[i] !== sha) {
       throw new IntegrityError(`${what}; the copy downloaded again does not match the recorded hash either (the file changed on the server). Reload to update the model.`, this.ctx.remote.url(f.name));
     }
-    await storeChunk(this.ctx, ck, bytes, sha, this.manifest.totalBytes);
+    await storeChunk(this.ctx, ck, bytes, sha, this.manifest.totalBytes, bytes.length);
     if (rec) {
       await this.ctx.backend.meta.set(fileRecordKey(fk), rec);
       this.records.set(fk, Promise.resolve(rec));
@@ -359,13 +365,16 @@ async function quotaError(ctx: Ctx, required: number, modelBytes: number, detail
   return new StorageQuotaError(required, writeRefused ? NaN : available, quota, usage, modelBytes, others, detail);
 }
 
-async function storeChunk(ctx: Ctx, ck: string, bytes: Uint8Array, sha256: string, modelBytes: number): Promise<void> {
+/** Stores one chunk; `remaining` is what the download still has to store, this chunk included (for the quota message). */
+async function storeChunk(ctx: Ctx, ck: string, bytes: Uint8Array, sha256: string, modelBytes: number, remaining: number): Promise<void> {
   const data = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
   const rec: ChunkRecord = { data: data as ArrayBuffer, size: bytes.length, sha256 };
   try {
     await ctx.backend.chunks.set(ck, rec);
   } catch (e) {
-    if (isQuotaExceeded(e)) throw await quotaError(ctx, bytes.length, modelBytes, 'The browser refused to store more data (quota exceeded).', true);
+    if (isQuotaExceeded(e)) {
+      throw await quotaError(ctx, remaining, modelBytes, `The browser refused to store more data (quota exceeded) with ${formatBytes(modelBytes - remaining)} of this model stored.`, true);
+    }
     throw new StorageUnavailableError(e);
   }
 }
@@ -570,6 +579,7 @@ async function download(ctx: Ctx, m: Manifest, prefetched: Map<string, Uint8Arra
   const queue: Task[] = missing.flatMap(({ f, idx }) => idx.map((i) => ({ f, i })));
   const left = new Map(missing.map(({ f, idx }) => [f.name, idx.length]));
   const retriedWhole = new Set<string>();
+  let storedNow = 0;
   const finalizers: Promise<void>[] = [];
   let failure: unknown = null;
 
@@ -605,7 +615,8 @@ async function download(ctx: Ctx, m: Manifest, prefetched: Map<string, Uint8Arra
     } else {
       bytes = await fetchWithRetries(ctx, f, i * f.chunkSize, len, (n) => progress.add(n, f.name));
     }
-    await storeChunk(ctx, chunkKey(fileKey(ctx.key, f), i), bytes, await sha256Hex(bytes), m.totalBytes);
+    await storeChunk(ctx, chunkKey(fileKey(ctx.key, f), i), bytes, await sha256Hex(bytes), m.totalBytes, need - storedNow);
+    storedNow += len;
     const l = left.get(f.name)! - 1;
     left.set(f.name, l);
     if (l === 0) {
