@@ -4,50 +4,17 @@
  */
 import type { Gpu } from '../gpu/context';
 import { GpuError } from '../gpu/context';
+import { f32ToF16Bits } from './dtype';
 import type { GpuMatrix, MatrixPart, WeightFormat } from './types';
+
+// The scalar conversions live in ./dtype (shared with the loader); re-exported for the packing API.
+export { f16BitsToF32, f32ToF16Bits } from './dtype';
 
 /** Quantization group along cols for q8 and q4. */
 export const QUANT_GROUP = 32;
 
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** IEEE half bits (low 16 bits of `h`) to a number. */
-export function f16BitsToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
-  return sign * (1024 + frac) * 2 ** (exp - 25);
-}
-
-/** A number to IEEE half bits, rounding the f32 value to nearest even (overflow to ±Inf, NaN kept). */
-export function f32ToF16Bits(v: number): number {
-  f32Scratch[0] = v;
-  const x = u32Scratch[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    // Subnormal half (or zero): value = m * 2^-24 with m = round(full mantissa * 2^(e-1-13)).
-    if (e < -10) return sign;
-    const full = mant | 0x800000;
-    const shift = 14 - e;
-    let m = full >>> shift;
-    const rem = full & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && m & 1)) m++;
-    return sign | m; // m may carry into the smallest normal, which is the right encoding
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // may carry into the exponent, up to Inf: correct
-  return sign | h;
-}
 
 /** bfloat16 bits (low 16 bits of `b`) to a number. */
 export function bf16BitsToF32(b: number): number {
