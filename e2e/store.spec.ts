@@ -300,3 +300,33 @@ test('persistent storage: granted through the permission, the store reports it',
     await ctx.close();
   }
 });
+
+test("'default' is the app's /models/webdms-default/: stored, then read from IndexedDB without downloading", async ({ page, context }) => {
+  await openHarness(page);
+  const modelGets: string[] = [];
+  context.on('request', (r) => {
+    if (r.url().includes('/models/webdms-default/') && r.method() === 'GET') modelGets.push(r.url());
+  });
+  const probe = await page.request.get('/models/webdms-default/config.json');
+  const present = probe.ok() && /json/.test(probe.headers()['content-type'] ?? '');
+  const first = await open(page, 'default', { chunkSize: 4 * 1024 * 1024 });
+  if (!present) {
+    // No embedded model in this checkout: the dev server answers with its HTML fallback page.
+    const err = expectError(first);
+    expect(err.status).toBe(404);
+    expect(err.message).toContain(`${new URL(page.url()).origin}/models/webdms-default/config.json`);
+    expect(await list(page)).toEqual([]);
+    return;
+  }
+  expect(first.ok, JSON.stringify(first.ok ? '' : first.error)).toBe(true);
+  expect(first.ok && first.stored).toBe(true);
+  expect(modelGets.length).toBeGreaterThan(0);
+  await page.reload();
+  await expect(page.locator('#status')).toHaveText('ready');
+  modelGets.length = 0;
+  const second = await open(page, 'default', { chunkSize: 4 * 1024 * 1024 });
+  expect(second.ok && second.fromStorage).toBe(true);
+  expect(modelGets).toEqual([]);
+  expect(second.ok && first.ok && second.files).toEqual(first.ok && first.files);
+  expect((await list(page))[0]).toMatchObject({ name: 'default', complete: true });
+});

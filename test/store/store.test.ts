@@ -385,6 +385,14 @@ describe('StoredSource: errors', () => {
     expect(await backend.chunks.keys()).toEqual([]);
   });
 
+  it("an app's HTML fallback page (200 text/html for any path) is not taken for model files", async () => {
+    const spa = (async () => new Response('<!doctype html><title>app</title>', { status: 200, headers: { 'Content-Type': 'text/html' } })) as typeof fetch;
+    const e = await rejection(StoredSource.open('http://127.0.0.1:9/models/webdms-default/', opts({ fetchImpl: spa })), ModelLoadError);
+    expect(e.status).toBe(404);
+    expect(e.message).toMatch(/config\.json was not found at http:\/\/127\.0\.0\.1:9\/models\/webdms-default\/config\.json \(HTTP 404, or an HTML page/);
+    expect(await backend.meta.keys()).toEqual([]);
+  });
+
   it('a shard listed in the index but missing: a 404 naming the shard, nothing marked complete', async () => {
     hub.repos.get(repo)!.files.delete(SHARD_B);
     const e = await rejection(StoredSource.open(hub.base(repo), opts()), ModelLoadError);

@@ -21,14 +21,15 @@ export interface OpenModelOptions extends StoreOpenOptions {
   appBase?: string;
 }
 
-/** The app's base URL as seen from this (worker) script. */
+/**
+ * The app's base URL, from this module's own URL (not self.location: the widget may start the worker
+ * from a blob: URL). With an absolute Vite base ('/' in dev, '/app/') it is that path on this origin;
+ * with a relative base ('./' in a build) this code is bundled into a worker chunk one folder below the
+ * app (assets/), so the app is '../'.
+ */
 function appBaseUrl(): string {
-  const here = (globalThis as { location?: { href: string } }).location?.href;
   const base = import.meta.env?.BASE_URL ?? '/';
-  if (!here) throw new Error("openModelSource('default') needs opts.appBase outside a browser");
-  // An absolute base ('/' or '/app/') is resolved on this origin; a relative one ('./') against the
-  // worker script, which Vite puts one folder below the app (/worker/ in dev, /assets/ in a build).
-  return base.startsWith('/') || /^https?:/.test(base) ? new URL(base, here).href : new URL('../', here).href;
+  return base.startsWith('/') || /^https?:/.test(base) ? new URL(base, import.meta.url).href : new URL('../', import.meta.url).href;
 }
 
 /** The base URL (ending in '/') of a model spec: 'default', 'org/name[@revision]', or a URL. */

@@ -65,6 +65,8 @@ function httpMessage(status: number, statusText: string, url: string, what: stri
   return `HTTP ${status} ${reason} for ${url} (${what})`;
 }
 
+const isHtml = (res: Response): boolean => /^\s*text\/html/i.test(res.headers.get('content-type') ?? '');
+
 export class Remote {
   readonly base: string;
   readonly http: HttpSource;
@@ -133,6 +135,8 @@ export class Remote {
     const url = this.url(file);
     const head = await this.request(file, { method: 'HEAD' }, 'size');
     if (head.status === 404) return null;
+    // A single-page app's fallback (e.g. Vite's dev server) answers any path with its index.html: not the file.
+    if (head.ok && isHtml(head) && !/\.html?$/i.test(file)) return null;
     if (head.ok) {
       const linked = head.headers.get('x-linked-size');
       const len = head.headers.get('content-length');
@@ -145,6 +149,10 @@ export class Remote {
     // No usable HEAD: one byte, and the total in Content-Range.
     const res = await this.request(file, { headers: { Range: 'bytes=0-0' } }, 'size');
     if (res.status === 404) {
+      await res.body?.cancel().catch(() => undefined);
+      return null;
+    }
+    if ((res.status === 206 || res.ok) && isHtml(res) && !/\.html?$/i.test(file)) {
       await res.body?.cancel().catch(() => undefined);
       return null;
     }

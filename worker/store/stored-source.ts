@@ -393,7 +393,7 @@ interface RemoteVersion {
 async function remoteVersion(remote: Remote): Promise<RemoteVersion> {
   const info = await remote.probe('config.json');
   if (!info) {
-    throw new FetchError(`There is no model at ${remote.base}: config.json was not found (HTTP 404) at ${remote.url('config.json')}`, remote.url('config.json'), 404, false);
+    throw new FetchError(`There is no model at ${remote.base}: config.json was not found at ${remote.url('config.json')} (HTTP 404, or an HTML page instead of the file)`, remote.url('config.json'), 404, false);
   }
   if (info.commit || info.etag) return { commit: info.commit, etag: info.etag, info };
   const body = await remote.fetchRange('config.json', 0, info.size, info.size);
