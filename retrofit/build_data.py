@@ -112,13 +112,23 @@ def main():
 
     # ---- train stream: text docs (repeated) + synthetic, shuffled at document level
     text_tr = [d["text"] for d in corpus if d["split"] == "train"]
-    all_docs = text_tr * TEXT_REPEAT
+    all_docs = list(text_tr)
     for task, docs in synth_docs.items():
         all_docs.extend(docs)
+    arrays = []
+    eot_arr = np.asarray([eot], dtype=np.uint16)
+    for i in range(0, len(all_docs), 4000):
+        arrays.extend(np.asarray(e.ids, dtype=np.uint16) for e in tok.encode_batch(all_docs[i:i + 4000]))
+    order = list(range(len(text_tr))) * (TEXT_REPEAT - 1) + list(range(len(all_docs)))
     rng = random.Random(args.seed)
-    rng.shuffle(all_docs)
-    train = encode_docs(tok, all_docs, eot)
+    rng.shuffle(order)
+    parts = []
+    for k in order:
+        parts.append(arrays[k])
+        parts.append(eot_arr)
+    train = np.concatenate(parts)
     train.tofile(os.path.join(args.out, "train.bin"))
+    del parts, arrays
     # token counts per source (from a sample to stay cheap)
     for src in sorted({d["src"] for d in corpus}):
         docs = [d["text"] for d in corpus if d["src"] == src and d["split"] == "train"]

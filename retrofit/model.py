@@ -253,6 +253,8 @@ class Attention(nn.Module):
     def _attend_causal(self, q, k, v, scale):
         g = self.cfg.group_size
         if HAS_SDPA:
+            dt = v.dtype if torch.is_autocast_enabled() else q.dtype
+            q, k, v = q.to(dt), k.to(dt), v.to(dt)
             kk = k.repeat_interleave(g, dim=1) if g > 1 else k
             vv = v.repeat_interleave(g, dim=1) if g > 1 else v
             return F.scaled_dot_product_attention(q, kk, vv, is_causal=True, scale=scale)

@@ -54,14 +54,14 @@ echo "[run] pretrain t=$(elapsed) budget=${PRE_BUDGET}s"
 python3 "$R/train.py" pretrain --data "$W/data" --tokenizer "$W/tok" --out "$W/pre" --model_config "$MODEL_CONFIG" \
   --batch "$PRE_BATCH" --seq "$SEQ" --lr "$PRE_LR" --warmup 100 --time_budget "$PRE_BUDGET" $COMPILE \
   --log_every 50 --eval_every 500 --eval_batches 4 --export_bf16
-split -b 15m -d "$W/pre/model.safetensors" "$OUT/pre.safetensors.part-"
+split -n 2 -d "$W/pre/model.safetensors" "$OUT/pre.safetensors.part-"
 pack_small
 
 echo "[run] dms t=$(elapsed)"
 python3 "$R/train.py" dms --init "$W/pre" --data "$W/data" --out "$W/dms" --window "$WINDOW" --target_cr "$TARGET_CR" \
   --steps 5000 --ramp_frac 0.75 --batch "$DMS_BATCH" --seq "$SEQ" --lr "$DMS_LR" --time_budget "$DMS_BUDGET" \
   --log_every 25 --export_bf16
-split -b 15m -d "$W/dms/model.safetensors" "$OUT/dms.safetensors.part-"
+split -n 2 -d "$W/dms/model.safetensors" "$OUT/dms.safetensors.part-"
 pack_small
 
 echo "[run] eval t=$(elapsed)"
