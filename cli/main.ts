@@ -3,6 +3,7 @@
  * WebGPU (Dawn). Errors go to stderr with exit code 1 (2 for usage errors).
  */
 import { generateCommand } from './generate';
+import { perplexityCommand } from './perplexity';
 import { UsageError } from './args';
 
 const USAGE = `usage: npm run -s dms -- <command> [options]
@@ -11,6 +12,7 @@ commands:
   generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3)
            [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
            [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--json]
+  perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--weights ...] [--step N] [--json]
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -18,6 +20,8 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'generate':
       return generateCommand(rest);
+    case 'perplexity':
+      return perplexityCommand(rest);
     case undefined:
     case '--help':
     case 'help':

@@ -166,20 +166,27 @@ export class Engine {
   }
 
   /**
-   * Teacher-forced logits of every position of `ids` (a fresh sequence): f32 [ids.length][vocab].
-   * Used by parity tests and perplexity.
+   * Teacher-forced logits of every position of `ids` (a fresh sequence), handed to `onRows` a step at a
+   * time as f32 [rows][vocab] starting at position `start`. `step` rows per forward step (1 = token by
+   * token, as decoding sees the cache; default the prefill chunk).
    */
-  async logits(ids: number[]): Promise<Float32Array> {
+  async scan(ids: number[], onRows: (logits: Float32Array, start: number, rows: number) => void, step = this.forward.maxStepTokens): Promise<void> {
     this.reset();
     this.checkRoom(ids.length);
     const V = this.config.vocabSize;
-    const out = new Float32Array(ids.length * V);
-    const chunk = this.forward.maxStepTokens;
+    const chunk = Math.max(1, Math.min(step, this.forward.maxStepTokens));
     for (let i = 0; i < ids.length; i += chunk) {
       const part = ids.slice(i, i + chunk);
       this.feed(part, part.length);
-      out.set(await this.gpu.readF32(this.forward.logits, part.length * V), i * V);
+      onRows(await this.gpu.readF32(this.forward.logits, part.length * V), i, part.length);
     }
+  }
+
+  /** Teacher-forced logits of every position: f32 [ids.length][vocab]. */
+  async logits(ids: number[], step?: number): Promise<Float32Array> {
+    const V = this.config.vocabSize;
+    const out = new Float32Array(ids.length * V);
+    await this.scan(ids, (rows, start) => out.set(rows, start * V), step);
     return out;
   }
 
@@ -225,14 +232,14 @@ export class Engine {
     let id = await this.sampleNext(V, temperature, topK, topP, random());
     const t1 = performance.now();
     while (true) {
-      if (opts.signal?.aborted) {
-        finishReason = 'abort';
-        break;
-      }
       out.push(id);
       opts.onToken?.(id);
       if (stop.has(id)) {
         finishReason = 'stop';
+        break;
+      }
+      if (opts.signal?.aborted) {
+        finishReason = 'abort';
         break;
       }
       if (out.length >= maxTokens || this.cached.length >= this.info.maxContext) break;

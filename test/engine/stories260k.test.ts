@@ -1,0 +1,84 @@
+/**
+ * A real pretrained Llama checkpoint (../shared/models/stories260K, TinyStories 260K) through the
+ * GPU engine, against the CPU reference of the whole model.
+ */
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { referenceForward } from '../../worker/reference/model';
+import { argmaxRow, asStored, loadEngine, loadReference, maxAbsDiff } from './helpers';
+
+const DIR = new URL('../../../shared/models/stories260K/', import.meta.url).pathname;
+const IDS = [1, 403, 407, 261, 378, 430, 259, 1280 % 512, 17, 300, 45, 9, 122, 1];
+
+describe.skipIf(!existsSync(DIR))('stories260K (real Llama checkpoint)', () => {
+  it('f32 logits match the CPU reference at every position, across prefill chunks', async () => {
+    const ref = await loadReference(DIR);
+    const want = referenceForward(ref.config, ref.tensors, IDS).logits;
+    const engine = await loadEngine(DIR, { weights: 'f32', prefillChunk: 5 });
+    const got = await engine.logits(IDS);
+    expect(maxAbsDiff(got, want)).toBeLessThan(2e-3);
+    engine.destroy();
+  });
+
+  for (const weights of ['f16', 'q8', 'q4'] as const) {
+    it(`${weights} logits match the CPU reference on the same ${weights}-rounded weights`, async () => {
+      const ref = await loadReference(DIR);
+      const want = referenceForward(ref.config, asStored(ref.config, ref.tensors, weights), IDS).logits;
+      const engine = await loadEngine(DIR, { weights });
+      expect(maxAbsDiff(await engine.logits(IDS), want)).toBeLessThan(2e-3);
+      engine.destroy();
+    });
+  }
+
+  it('quantization keeps the model: q8 and q4 pick the same next token as f32 at most positions', async () => {
+    const ref = await loadReference(DIR);
+    const V = ref.config.vocabSize;
+    const exact = referenceForward(ref.config, ref.tensors, IDS).logits;
+    for (const [weights, agree] of [['q8', 0.9], ['q4', 0.5]] as const) {
+      const q = referenceForward(ref.config, asStored(ref.config, ref.tensors, weights), IDS).logits;
+      const same = IDS.filter((_, t) => argmaxRow(q, t, V) === argmaxRow(exact, t, V)).length;
+      expect(same / IDS.length, weights).toBeGreaterThanOrEqual(agree);
+    }
+  });
+
+  it('greedy generation equals greedy decoding of the CPU reference, and continues the cache across calls', async () => {
+    const ref = await loadReference(DIR);
+    const V = ref.config.vocabSize;
+    const seq = [1];
+    for (let i = 0; i < 24; i++) {
+      const { logits } = referenceForward(ref.config, ref.tensors, seq);
+      seq.push(argmaxRow(logits, seq.length - 1, V));
+    }
+    const engine = await loadEngine(DIR, { weights: 'f32', kv: 'full' });
+    const first = await engine.generate([1], { maxTokens: 12, temperature: 0, stopIds: [] });
+    expect(first.ids).toEqual(seq.slice(1, 13));
+    expect(first.finishReason).toBe('length');
+    // A second call whose prompt extends the cached tokens prefills only the new ones.
+    const second = await engine.generate(seq.slice(0, 13), { maxTokens: 12, temperature: 0, stopIds: [] });
+    expect(second.ids).toEqual(seq.slice(13, 25));
+    expect(engine.cachedTokens.length).toBe(24);
+    expect(second.kv.tokensSeen).toBe(24);
+    engine.destroy();
+  });
+
+  it('an aborted generation leaves the engine usable', async () => {
+    const engine = await loadEngine(DIR, { weights: 'f32' });
+    const ctrl = new AbortController();
+    const got: number[] = [];
+    const r = await engine.generate([1], { maxTokens: 50, temperature: 0, stopIds: [], signal: ctrl.signal, onToken: (id) => { got.push(id); if (got.length === 3) ctrl.abort(); } });
+    expect(r.finishReason).toBe('abort');
+    expect(r.ids.length).toBe(3);
+    const again = await engine.generate([1], { maxTokens: 3, temperature: 0, stopIds: [] });
+    expect(again.ids).toEqual(r.ids);
+    engine.destroy();
+  });
+
+  it('rejects a prompt longer than the context, and token ids outside the vocabulary', async () => {
+    const engine = await loadEngine(DIR, { weights: 'f32', maxContext: 16 });
+    await expect(engine.generate(Array(20).fill(1))).rejects.toThrow(/context of 16/);
+    await expect(engine.generate([1, 999])).rejects.toThrow(/outside the vocabulary/);
+    const ok = await engine.generate([1], { maxTokens: 2, temperature: 0 });
+    expect(ok.ids.length).toBeGreaterThan(0);
+    engine.destroy();
+  });
+});
