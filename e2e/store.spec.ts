@@ -180,6 +180,18 @@ test('a wrong SHA-256 from the server: an integrity error, the bad file deleted,
   expect(keys.some((k) => k.includes(SHARD_B))).toBe(true);
 });
 
+test("behind the Hub's LFS redirect (no SHA-256 headers), the hash comes from the Hub's tree API and is enforced", async ({ page }) => {
+  await openHarness(page);
+  hub.faults.noShaHeaders = true;
+  hub.faults.declaredSha.set(SHARD_B, '1'.repeat(64));
+  const err = expectError(await open(page, hub.base(repo), { hubApi: true }));
+  expect(err.name).toBe('IntegrityError');
+  expect(err.message).toContain(SHARD_B);
+  hub.faults.declaredSha.clear();
+  expectExact(await open(page, hub.base(repo), { hubApi: true }));
+  expect(hits(undefined, '(api tree)').length).toBe(2);
+});
+
 test('404 and a missing repo: clear errors with the URL, nothing stored', async ({ page }) => {
   await openHarness(page);
   hub.repos.get(repo)!.files.delete('config.json');

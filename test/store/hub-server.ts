@@ -33,6 +33,8 @@ export interface Faults {
   status: Map<string, number>;
   /** Send no CORS headers at all. */
   noCors: boolean;
+  /** Hide the SHA-256 headers (what a browser sees after the Hub's redirect of an LFS file to its CDN). */
+  noShaHeaders: boolean;
 }
 
 export interface Hub {
@@ -52,7 +54,7 @@ const isLfs = (file: string) => file.endsWith('.safetensors');
 export async function startHub(initial: Record<string, Repo> = {}): Promise<Hub> {
   const repos = new Map(Object.entries(initial));
   const hits: Hit[] = [];
-  const freshFaults = (): Faults => ({ declaredSha: new Map(), cut: new Map(), slow: null, status: new Map(), noCors: false });
+  const freshFaults = (): Faults => ({ declaredSha: new Map(), cut: new Map(), slow: null, status: new Map(), noCors: false, noShaHeaders: false });
   const hub = { repos, hits, faults: freshFaults() } as Hub;
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -72,6 +74,18 @@ export async function startHub(initial: Record<string, Repo> = {}): Promise<Hub>
       return;
     }
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const api = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(path);
+    if (api) {
+      // The Hub's tree listing: size, git oid, and for LFS files lfs.oid (the SHA-256).
+      const r = repos.get(api[1]);
+      hits.push({ method: req.method ?? '', repo: api[1], file: '(api tree)', status: r ? 200 : 404 });
+      if (!r) return void res.writeHead(404, cors).end('[]');
+      const list = [...r.files].map(([p, b]) => ({
+        type: 'file', path: p, size: b.length, oid: sha('sha1', b),
+        ...(isLfs(p) ? { lfs: { oid: f.declaredSha.get(p) ?? sha('sha256', b), size: b.length, pointerSize: 134 } } : {}),
+      }));
+      return void res.writeHead(200, { ...cors, 'Content-Type': 'application/json' }).end(JSON.stringify(list));
+    }
     const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     const hit: Hit = { method: req.method ?? '', repo: m?.[1] ?? '', file: m?.[3] ?? path, range: req.headers.range, status: 0 };
     hits.push(hit);
@@ -89,7 +103,9 @@ export async function startHub(initial: Record<string, Repo> = {}): Promise<Hub>
     if (!body) return send(404, { 'X-Error-Code': 'EntryNotFound' }, 'Entry not found');
 
     const h: Record<string, string> = { 'Accept-Ranges': 'bytes', 'X-Repo-Commit': repo.commit, 'Content-Type': 'application/octet-stream' };
-    if (isLfs(file)) {
+    if (isLfs(file) && f.noShaHeaders) {
+      h['ETag'] = `"${sha('sha1', body).slice(0, 32)}-1"`;
+    } else if (isLfs(file)) {
       const s = f.declaredSha.get(file) ?? sha('sha256', body);
       h['X-Linked-ETag'] = `"${s}"`;
       h['X-Linked-Size'] = String(body.length);

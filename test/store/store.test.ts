@@ -229,13 +229,51 @@ describe('StoredSource: integrity', () => {
     expect(e.message).toContain(SHARD_A);
     expect(e.message).toMatch(/failed its integrity check twice/);
     const base = hub.base(repo);
-    const pending = (await backend.meta.get<Manifest>(pendingRecordKey(base)))!;
-    const a = pending.files.find((f) => f.name === SHARD_A)!;
-    expect(await backend.chunks.keys(`${fileKey(base, a)}#`)).toEqual([]);
-    expect(await backend.meta.get(fileRecordKey(fileKey(base, a)))).toBeUndefined();
+    expect((await backend.chunks.keys()).filter((k) => k.includes(SHARD_A))).toEqual([]);
+    expect((await backend.meta.keys()).filter((k) => k.includes(SHARD_A))).toEqual([]);
     expect(await backend.meta.get(modelRecordKey(base))).toBeUndefined();
+    // The plan holding the bad hash is marked stale, so it is not resumed as is; the library still shows it.
+    expect((await backend.meta.get<Manifest>(pendingRecordKey(base)))?.stale).toBe(true);
+    expect(await listModels({ backend })).toMatchObject([{ id: base, complete: false }]);
     // Downloaded twice.
     expect(hitsFor(SHARD_A).length).toBe(2 * Math.ceil(files().get(SHARD_A)!.length / CHUNK));
+    // Once the server is right, the next open succeeds (the other files' chunks are reused).
+    hub.resetFaults();
+    const before = hub.hits.length;
+    await expectSameFiles(await stored(await StoredSource.open(base, opts())));
+    expect(new Set(hub.hits.slice(before).filter((h) => h.method === 'GET').map((h) => h.file))).toEqual(new Set([SHARD_A]));
+  });
+
+  it("the Hub's tree API supplies the SHA-256 when the headers cannot (a browser behind the LFS redirect)", async () => {
+    hub.faults.noShaHeaders = true;
+    const verifiedBy = async () => {
+      const m = await manifestOf();
+      const out: Record<string, string | undefined> = {};
+      for (const f of m.files) out[f.name] = (await backend.meta.get<{ verified: string }>(fileRecordKey(fileKey(m.key, f))))?.verified;
+      return out;
+    };
+    await StoredSource.open(hub.base(repo), opts({ hubApi: false }));
+    expect((await verifiedBy())[SHARD_A]).toBe('size');
+    expect(hitsFor('(api tree)')).toHaveLength(0);
+
+    backend = new MemoryBackend();
+    await StoredSource.open(hub.base(repo), opts({ hubApi: true }));
+    expect((await verifiedBy())[SHARD_A]).toBe('sha256');
+    expect((await verifiedBy())['config.json']).toBe('size');
+    expect(hitsFor('(api tree)')).toHaveLength(1);
+
+    // A wrong hash in the listing is caught like a wrong header.
+    backend = new MemoryBackend();
+    hub.faults.declaredSha.set(SHARD_B, 'cd'.repeat(32));
+    const e = await rejection(StoredSource.open(hub.base(repo), opts({ hubApi: true })), IntegrityError);
+    expect(e.message).toContain(SHARD_B);
+
+    // No listing (blocked, offline API): headers and chunk hashes still apply.
+    backend = new MemoryBackend();
+    hub.faults.declaredSha.clear();
+    const noApi = ((input: RequestInfo | URL, init?: RequestInit) =>
+      String(input).includes('/api/') ? Promise.reject(new TypeError('blocked')) : fetch(input, init)) as typeof fetch;
+    await expectSameFiles(await stored(await StoredSource.open(hub.base(repo), opts({ hubApi: true, fetchImpl: noApi }))));
   });
 
   it('a chunk corrupted in storage is detected on read, deleted and fetched again; the bad bytes are never returned', async () => {

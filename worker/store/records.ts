@@ -47,6 +47,8 @@ export interface Manifest {
   createdAt: number;
   lastUsed: number;
   complete: boolean;
+  /** A pending plan that must not be resumed as is (a declared hash failed): the next open plans again. */
+  stale?: boolean;
 }
 
 export interface FileRecord {

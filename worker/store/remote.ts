@@ -130,6 +130,41 @@ export class Remote {
     };
   }
 
+  /**
+   * For a Hugging Face resolve URL at a repo's root, the Hub's tree listing: file → size and, for LFS
+   * files, the SHA-256 (`lfs.oid`). In a browser the LFS download redirects to a CDN and the
+   * X-Linked-ETag of the redirect cannot be read, so this is where the SHA-256 comes from there.
+   * null when the URL is not of that form or the listing cannot be had (then headers are used).
+   */
+  async hubTree(): Promise<Map<string, { size: number; sha256?: string }> | null> {
+    const u = new URL(this.base);
+    const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/$/.exec(u.pathname);
+    if (!m) return null;
+    const api = `${u.origin}/api/models/${m[1]}/tree/${m[2]}`;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), this.stallTimeoutMs);
+    try {
+      const res = await this.fetchFn(api, { cache: 'no-store', signal: ctl.signal, headers: this.headers });
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => undefined);
+        return null;
+      }
+      const list = (await res.json()) as unknown;
+      if (!Array.isArray(list)) return null;
+      const out = new Map<string, { size: number; sha256?: string }>();
+      for (const e of list as { type?: string; path?: string; size?: number; lfs?: { oid?: string; size?: number } }[]) {
+        if (e?.type !== 'file' || typeof e.path !== 'string' || typeof e.size !== 'number') continue;
+        const sha = typeof e.lfs?.oid === 'string' && /^[0-9a-f]{64}$/i.test(e.lfs.oid) ? e.lfs.oid.toLowerCase() : undefined;
+        out.set(e.path, { size: e.lfs?.size ?? e.size, sha256: sha });
+      }
+      return out;
+    } catch {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Size and identity of a file, or null when the server says 404. */
   async probe(file: string): Promise<RemoteFileInfo | null> {
     const url = this.url(file);

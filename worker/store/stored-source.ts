@@ -55,6 +55,11 @@ export interface StoreOpenOptions {
   extraFiles?: string[];
   /** Chunks kept decoded in memory for reads (default 2). */
   cacheChunks?: number;
+  /**
+   * Ask the Hub's API (`/api/models/<repo>/tree/<revision>`) for the SHA-256 of LFS files. Default:
+   * on for huggingface.co resolve URLs.
+   */
+  hubApi?: boolean;
 }
 
 export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
@@ -470,6 +475,18 @@ async function plan(ctx: Ctx, v: RemoteVersion): Promise<{ manifest: Manifest; p
       infos.push(si);
     });
   }
+  const useHub = opts.hubApi ?? new URL(remote.base).hostname === 'huggingface.co';
+  const tree = useHub ? await remote.hubTree() : null;
+  if (tree) {
+    for (const i of infos) {
+      const t = tree.get(i.file);
+      if (!t) continue;
+      if (t.size !== i.size) {
+        throw new FetchError(`${i.url} is ${i.size} bytes, but the Hub lists it at ${t.size}: the repository changed during the check, try again`, i.url, undefined, true);
+      }
+      if (t.sha256 && !i.sha256) i.sha256 = t.sha256;
+    }
+  }
   const files: FileEntry[] = infos.map((i) => ({
     name: i.file,
     size: i.size,
@@ -708,7 +725,7 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
   let target: Manifest;
   let prefetched = new Map<string, Uint8Array>();
   if (current && sameVersion(current, v)) target = current;
-  else if (pending && sameVersion(pending, v)) target = pending;
+  else if (pending && !pending.stale && sameVersion(pending, v)) target = pending;
   else {
     try {
       ({ manifest: target, prefetched } = await plan(ctx, v));
@@ -717,12 +734,16 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
       throw e;
     }
     await backend.meta.set(pendingRecordKey(ctx.key), target);
+    // Chunks of an earlier unfinished plan that this one does not share are dropped now.
+    await collectGarbage(ctx, current ? [current, target] : [target]);
   }
 
   let downloaded: boolean;
   try {
     downloaded = await download(ctx, target, prefetched);
   } catch (e) {
+    // A plan whose declared hash failed twice must not be resumed as is: the next open plans afresh.
+    if (e instanceof IntegrityError && target !== current) await backend.meta.set(pendingRecordKey(ctx.key), { ...target, stale: true });
     if (current && target !== current) return useCurrent(`the update could not be downloaded: ${errorText(e)}`);
     throw e;
   }
