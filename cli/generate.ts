@@ -8,6 +8,13 @@ import { modelSource } from './model-source';
 export const WEIGHTS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 export const POLICIES: readonly KvPolicyName[] = ['full', 'dms', 'window', 'tova', 'h2o'];
 
+/** Training-free policies keep a fixed number of tokens, so they need one. */
+export function checkBudget(policy: string | undefined, budget: number | undefined): void {
+  if ((policy === 'window' || policy === 'tova' || policy === 'h2o') && budget === undefined) {
+    throw new UsageError(`--kv ${policy} needs --kv-budget N (tokens kept per layer and KV head)`);
+  }
+}
+
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
     values: ['model', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'max-context'],
@@ -21,6 +28,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (switches.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
   const maxTokens = intArg(values, 'max-new-tokens', 1, 64)!;
   const kvBudget = intArg(values, 'kv-budget', 1);
+  checkBudget(values.get('kv'), kvBudget);
   const gpu = await nodeGpu();
   const engine = await Engine.load(gpu, modelSource(model), {
     weights: choiceArg(values, 'weights', WEIGHTS),

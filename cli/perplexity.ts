@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { Engine } from '../worker/engine/engine';
 import { nodeGpu } from '../worker/gpu/node';
 import { choiceArg, intArg, parseArgs, UsageError } from './args';
-import { POLICIES, WEIGHTS } from './generate';
+import { checkBudget, POLICIES, WEIGHTS } from './generate';
 import { modelSource } from './model-source';
 
 /** Mean negative log-likelihood (nats) of the next token, from one step's logits rows. */
@@ -30,6 +30,7 @@ export async function perplexityCommand(argv: string[]): Promise<void> {
   if (!model || !file) throw new UsageError('--model and --file are required');
   const maxTokens = intArg(values, 'max-tokens', 2, 1024)!;
   const policy = choiceArg(values, 'kv', POLICIES);
+  checkBudget(policy, intArg(values, 'kv-budget', 1));
   const gpu = await nodeGpu();
   const engine = await Engine.load(gpu, modelSource(model), {
     weights: choiceArg(values, 'weights', WEIGHTS),
