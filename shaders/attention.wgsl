@@ -5,25 +5,29 @@
 // i - j > w. A key's DMS mark: resident slots carry it in bit 31 of their position word; step key r' is
 // marked iff alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
 // One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
-// (flash-decoding). Online softmax over tiles of 64 keys. With one split the output is written
+// (flash-decoding). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and NCOL
+// (= ceil(d / 64), V columns per thread) are pipeline constants so the per-thread loops unroll into registers. With one split the output is written
 // normalised; otherwise partial (acc, m, l) go to `part` and attention_merge.wgsl combines them.
 // With p.stats = 1 the softmax max and sum (m, l) of each (row, query head) are kept in
 // part[statOff + (r * hq + head) * 2] for the attention-score kernel (kv_score.wgsl, tova/h2o).
 struct Params {
   T: u32, rowBase: u32, p0: u32, hq: u32,
   hkv: u32, d: u32, g: u32, cap: u32,
-  w: u32, qh: u32, nqb: u32, nsplit: u32,
+  w: u32, _q: u32, nqb: u32, nsplit: u32,
   splitKeys: u32, scale: f32, stride: u32, posOff: u32,
   mlOff: u32, stats: u32, statOff: u32, _p2: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
-@group(0) @binding(3) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> kc: array<vec4f>;
 @group(0) @binding(4) var<storage, read> vc: array<f32>;
 @group(0) @binding(5) var<storage, read> state: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> part: array<f32>;
+
+override QH: u32 = 8u;    // QH * d <= 1024, NCOL * QH <= 16
+override NCOL: u32 = 2u;
 
 const WG: u32 = 64u;
 const TK: u32 = 64u;
@@ -31,22 +35,12 @@ const MAXQH: u32 = 16u;
 const NEG: f32 = -3.0e38;
 const NONE: u32 = 0xffffffffu;
 
-var<workgroup> qs: array<f32, 1024>;       // [QH][d], pre-scaled queries
+var<workgroup> qs: array<vec4f, 256>;      // [QH][d/4], pre-scaled queries
 var<workgroup> sc: array<f32, 1024>;       // [QH][TK] scores, then probabilities
 var<workgroup> mrow: array<f32, 16>;
 var<workgroup> lrow: array<f32, 16>;
 var<workgroup> corr: array<f32, 16>;
 var<workgroup> wlen: u32;
-
-fn kAddr(k: u32, len: u32, h: u32) -> u32 {
-  if (k < len) { return (h * p.cap + k) * p.d; }
-  return (p.rowBase + k - len) * p.stride + (p.hq + h) * p.d;
-}
-
-fn loadK(k: u32, len: u32, base: u32, c: u32) -> f32 {
-  if (k < len) { return kc[base + c]; }
-  return qkv[base + c];
-}
 
 fn loadV(k: u32, len: u32, h: u32, c: u32) -> f32 {
   if (k < len) { return vc[(h * p.cap + k) * p.d + c]; }
@@ -79,17 +73,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let qb = (wgi / p.nsplit) % p.nqb;
   let h = wgi / (p.nsplit * p.nqb);
   let d = p.d;
-  let qh = p.qh;
-  let nq = min(qh, p.T * p.g - qb * qh);
+  let d4 = d / 4u;
+  let nq = min(QH, p.T * p.g - qb * QH);
 
-  for (var e = lid; e < qh * d; e += WG) {
-    let qv = e / d;
-    var v = 0.0;
+  for (var e = lid; e < QH * d4; e += WG) {
+    let qv = e / d4;
+    var v = vec4f(0.0);
     if (qv < nq) {
-      let gq = qb * qh + qv;
-      let r = gq / p.g;
-      let hh = gq % p.g;
-      v = qkv[(p.rowBase + r) * p.stride + (h * p.g + hh) * d + e % d] * p.scale;
+      let gq = qb * QH + qv;
+      let o = (p.rowBase + gq / p.g) * p.stride + (h * p.g + gq % p.g) * d + (e % d4) * 4u;
+      v = vec4f(qkv[o], qkv[o + 1u], qkv[o + 2u], qkv[o + 3u]) * p.scale;
     }
     qs[e] = v;
   }
@@ -97,11 +90,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (lid == 0u) { wlen = state[h]; }
   let len = workgroupUniformLoad(&wlen);
 
-  let lastRow = (qb * qh + nq - 1u) / p.g;
+  let lastRow = (qb * QH + nq - 1u) / p.g;
   let nk = len + lastRow + 1u;
   let kStart = s * p.splitKeys;
   let kEnd = min(nk, kStart + p.splitKeys);
-  let ncol = (d + WG - 1u) / WG;
   var acc: array<f32, 16>;
   for (var j = 0u; j < 16u; j++) { acc[j] = 0.0; }
 
@@ -109,22 +101,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let k = kt + lid;
     let inTile = k < kEnd;
     var sacc: array<f32, 16>;
-    for (var qv = 0u; qv < MAXQH; qv++) { sacc[qv] = 0.0; }
+    for (var qv = 0u; qv < QH; qv++) { sacc[qv] = 0.0; }
     if (inTile) {
-      let base = kAddr(k, len, h);
-      for (var c = 0u; c < d; c += 4u) {
-        let kv = vec4f(loadK(k, len, base, c), loadK(k, len, base, c + 1u), loadK(k, len, base, c + 2u), loadK(k, len, base, c + 3u));
-        for (var qv = 0u; qv < nq; qv++) {
-          let o = qv * d + c;
-          sacc[qv] += dot(kv, vec4f(qs[o], qs[o + 1u], qs[o + 2u], qs[o + 3u]));
+      if (k < len) {
+        let b = (h * p.cap + k) * d4;
+        for (var c = 0u; c < d4; c++) {
+          let kv = kc[b + c];
+          for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(kv, qs[qv * d4 + c]); }
+        }
+      } else {
+        let b = (p.rowBase + k - len) * p.stride + (p.hq + h) * d;
+        for (var c = 0u; c < d4; c++) {
+          let kv = vec4f(qkv[b + 4u * c], qkv[b + 4u * c + 1u], qkv[b + 4u * c + 2u], qkv[b + 4u * c + 3u]);
+          for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(kv, qs[qv * d4 + c]); }
         }
       }
     }
     var ki = 0u;
     if (inTile) { ki = keyInfo(k, len, h); }
-    for (var qv = 0u; qv < qh; qv++) {
+    for (var qv = 0u; qv < QH; qv++) {
       var v = NEG;
-      if (inTile && qv < nq && visible(ki, (qb * qh + qv) / p.g)) { v = sacc[qv]; }
+      if (inTile && qv < nq && visible(ki, (qb * QH + qv) / p.g)) { v = sacc[qv]; }
       sc[qv * TK + lid] = v;
     }
     workgroupBarrier();
@@ -137,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       mrow[lid] = mn;
     }
     workgroupBarrier();
-    for (var e = lid; e < qh * TK; e += WG) {
+    for (var e = lid; e < QH * TK; e += WG) {
       let v = sc[e];
       var pr = 0.0;
       if (v > NEG * 0.5) { pr = exp(v - mrow[e / TK]); }
@@ -151,25 +148,26 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     }
     // Each thread owns columns c = lid + ci * WG of every query vector: V is read once per tile.
     let ntile = min(TK, kEnd - kt);
-    for (var ci = 0u; ci < ncol; ci++) {
+    for (var ci = 0u; ci < NCOL; ci++) {
       let c = lid + ci * WG;
       if (c < d) {
-        for (var qv = 0u; qv < nq; qv++) { acc[ci * qh + qv] *= corr[qv]; }
+        for (var qv = 0u; qv < QH; qv++) { acc[ci * QH + qv] *= corr[qv]; }
         for (var i = 0u; i < ntile; i++) {
           let v = loadV(kt + i, len, h, c);
-          for (var qv = 0u; qv < nq; qv++) { acc[ci * qh + qv] += sc[qv * TK + i] * v; }
+          for (var qv = 0u; qv < QH; qv++) { acc[ci * QH + qv] += sc[qv * TK + i] * v; }
         }
       }
     }
     workgroupBarrier();
   }
 
-  for (var ci = 0u; ci < ncol; ci++) {
+  for (var ci = 0u; ci < NCOL; ci++) {
     let c = lid + ci * WG;
     if (c >= d) { continue; }
-    for (var qv = 0u; qv < nq; qv++) {
-      let a = acc[ci * qh + qv];
-      let gq = qb * qh + qv;
+    for (var qv = 0u; qv < QH; qv++) {
+      if (qv >= nq) { continue; }
+      let a = acc[ci * QH + qv];
+      let gq = qb * QH + qv;
       let r = gq / p.g;
       let head = h * p.g + gq % p.g;
       if (p.nsplit == 1u) {

@@ -57,11 +57,12 @@ export function attention(
   const pr = params(
     a.T, a.rowBase, a.p0, a.hq,
     a.hkv, a.d, g, a.cap,
-    a.w, qh, nqb, nsplit,
+    a.w, 0, nqb, nsplit,
     splitKeys, { f32: 1 / Math.sqrt(a.d) }, stride, a.posOff,
     mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff), 0,
   );
-  enc.dispatch(enc.gpu.pipeline('attention', source), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * nsplit));
+  const constants = { QH: qh, NCOL: Math.ceil(a.d / 64) };
+  enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * nsplit));
   if (nsplit > 1) {
     enc.dispatch(enc.gpu.pipeline('attention_merge', mergeSource), params(a.T, a.rowBase, a.hq, a.d, nsplit, mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff)), [bufs.part, bufs.out], enc.grid(a.T * a.hq));
   }

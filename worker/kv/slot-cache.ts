@@ -14,10 +14,10 @@ import type { KvPolicyName, KvStats } from '../model/types';
 import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
 
 /** Splits of the keys for one decode row at most (flash-decoding). */
-const MAX_SPLITS = 64;
+const MAX_SPLITS = 256;
 /** Aim for at least this many workgroups per attention dispatch before splitting keys. */
-const TARGET_WORKGROUPS = 128;
-const MIN_SPLIT_KEYS = 256;
+const TARGET_WORKGROUPS = 1024;
+const MIN_SPLIT_KEYS = 128;
 const COUNTERS = 8;
 
 let nextId = 0;
