@@ -43,7 +43,8 @@ export default defineConfig({
   projects: [{ name: 'chromium', use: { browserName: 'chromium' } }],
   webServer: [
     {
-      command: `npx vite --host 127.0.0.1 --port ${DEV_PORT} --strictPort`,
+      // No HMR: other people's edits must not reload a page in the middle of a test.
+      command: `WEBDMS_NO_HMR=1 npx vite --host 127.0.0.1 --port ${DEV_PORT} --strictPort`,
       url: `http://127.0.0.1:${DEV_PORT}/`,
       reuseExistingServer: !ci,
       timeout: 120_000,

@@ -185,7 +185,8 @@ function updateModelChip(): void {
   const name = $('model-name');
   const meta = $('model-meta');
   if (modelInfo && modelState === 'ready') {
-    name.textContent = modelInfo.name || specLabel(loadedSpec);
+    name.textContent = !modelInfo.name || /^https?:/.test(modelInfo.name) ? specLabel(loadedSpec) : modelInfo.name;
+    name.title = modelInfo.name;
     meta.textContent = [formatCount(modelInfo.parameters), modelInfo.weights, modelInfo.dms ? 'DMS' : null].filter(Boolean).join(' · ');
   } else {
     name.textContent = modelState === 'loading' ? `Loading ${specLabel(loadedSpec)}…` : modelState === 'elsewhere' ? 'In use in another tab' : specLabel(currentSpec());
@@ -246,9 +247,11 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean }
   };
   const started = performance.now();
   try {
+    let finished = false;
     const info = await client.load(req, (p) => {
-      if (loadedSpec === spec) showProgress(p);
-    });
+      // Progress calls are asynchronous messages: ignore any that arrive after the load settled.
+      if (loadedSpec === spec && !finished && p.phase !== 'ready') showProgress(p);
+    }).finally(() => (finished = true));
     if (loadedSpec !== spec) return;
     modelInfo = info;
     setModelState('ready');
@@ -329,6 +332,7 @@ function updateMemory(kv: KvStats | null, tps: number): void {
   if (!s) {
     for (const id of ['mem-seen', 'mem-kept', 'mem-bytes', 'mem-alloc', 'mem-policy']) $(id).textContent = '–';
     $('mem-ratio').textContent = '–';
+    $('mem-ratio').classList.add('empty');
     $('mem-bar-ctx').style.width = '0%';
     $('mem-bar-kept').style.width = '0%';
     if (!tps) $('mem-tps').textContent = '–';
@@ -340,6 +344,7 @@ function updateMemory(kv: KvStats | null, tps: number): void {
   $('mem-seen').textContent = formatCount(s.tokensSeen);
   $('mem-kept').textContent = kept >= 100 || Number.isInteger(kept) ? formatCount(kept) : kept.toFixed(1);
   $('mem-ratio').textContent = formatRatio(ratio);
+  $('mem-ratio').classList.remove('empty');
   $('mem-ratio').title = `Peak compression ${formatRatio(s.compression)} (full-cache peak ${formatCount(s.peakTokensFull)} vs ${formatCount(s.peakTokens)} token-heads)`;
   $('mem-bytes').textContent = formatBytes(s.peakBytes);
   $('mem-alloc').textContent = formatBytes(s.allocatedBytes);
@@ -360,8 +365,10 @@ function drawSpark(): void {
   const svg = $('mem-spark');
   if (kvHistory.length < 2) {
     svg.innerHTML = '';
+    svg.dataset.empty = 'true';
     return;
   }
+  delete svg.dataset.empty;
   const max = Math.max(...kvHistory.map((h) => h.seen), 1);
   const pts = (key: 'seen' | 'kept') => kvHistory.map((h, i) => `${((i / (kvHistory.length - 1)) * 200).toFixed(1)},${(58 - (h[key] / max) * 54).toFixed(1)}`).join(' ');
   svg.innerHTML = `<polyline class="ctx" points="${pts('seen')}" /><polyline class="kept" points="${pts('kept')}" />`;
@@ -626,6 +633,7 @@ async function send(): Promise<void> {
     seed: urlSeed,
   };
   conv.messages.push(reply);
+  const owner = conv;
   const el = appendMessage(reply, true);
   scrollToBottom(true);
   void saveConversation(conv).then(renderConvList);
@@ -666,7 +674,7 @@ async function send(): Promise<void> {
       if (el.isConnected) paintMessage(el, reply, false);
       log.removeAttribute('aria-busy');
       updateComposer();
-      await saveConversation(conv).catch(() => undefined);
+      await saveConversation(owner).catch(() => undefined);
       void renderConvList();
     }
   })();
