@@ -4,6 +4,7 @@
  */
 import { generateCommand } from './generate';
 import { perplexityCommand } from './perplexity';
+import { benchCommand } from './bench';
 import { UsageError } from './args';
 
 const USAGE = `usage: npm run -s dms -- <command> [options]
@@ -12,6 +13,8 @@ commands:
   generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3)
            [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
            [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--json]
+  bench --shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b --weights q4|q8|f16|f32 --context 1024,4096
+        --kv full,dms [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--json]
   perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--weights ...] [--step N] [--json]
 `;
 
@@ -22,6 +25,8 @@ async function main(argv: string[]): Promise<void> {
       return generateCommand(rest);
     case 'perplexity':
       return perplexityCommand(rest);
+    case 'bench':
+      return benchCommand(rest);
     case undefined:
     case '--help':
     case 'help':

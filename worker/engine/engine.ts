@@ -85,7 +85,6 @@ export class Engine {
     );
     const tokenizer = (await source.exists('tokenizer.json')) ? await ModelTokenizer.load(source) : null;
     const format = opts.weights ?? defaultWeightFormat(config, gpu.caps.maxBufferSize);
-    const maxContext = Math.min(opts.maxContext ?? 4096, config.maxPositionEmbeddings);
     const tensors = await listTensors(source);
     const totalBytes = [...tensors.values()].reduce((n, t) => n + t.byteLength, 0);
     let loadedBytes = 0;
@@ -95,22 +94,39 @@ export class Engine {
         progress({ phase: 'upload', file, loadedBytes, totalBytes });
       }),
     );
+    const engine = Engine.assemble(gpu, source.name, config, generation, tokenizer, weights, { ...opts, weights: format });
+    progress({ phase: 'compile', loadedBytes, totalBytes });
+    progress({ phase: 'ready', loadedBytes, totalBytes });
+    return engine;
+  }
+
+  /** An engine over weights already on the GPU (load() and the benchmark's random weights). */
+  static assemble(
+    gpu: Gpu,
+    name: string,
+    config: ModelConfig,
+    generation: GenerationDefaults,
+    tokenizer: ModelTokenizer | null,
+    weights: ModelWeights,
+    opts: EngineOptions & { weights: WeightFormat; sequences?: number },
+  ): Engine {
+    const maxContext = Math.min(opts.maxContext ?? 4096, config.maxPositionEmbeddings);
     const chunk = Math.min(opts.prefillChunk ?? 64, maxContext);
-    const forward = new Forward(gpu, config, weights, chunk, chunk);
     const policy = opts.kv ?? (config.dms ? 'dms' : 'full');
     if (policy === 'dms' && !config.dms) {
       throw new EngineError(`--kv dms needs a DMS checkpoint (config.json has no dms_window_size); use full, window, tova or h2o`);
     }
+    const forward = new Forward(gpu, config, weights, chunk, chunk);
     const kv = createKvCache(
       gpu,
       { numLayers: config.numLayers, numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim, dms: config.dms },
-      { policy, maxTokens: maxContext, budget: opts.kvBudget, maxStepTokens: chunk },
+      { policy, maxTokens: maxContext, budget: opts.kvBudget, maxStepTokens: chunk, sequences: opts.sequences },
     );
     const info: ModelInfo = {
-      name: source.name,
+      name,
       architecture: config.architecture,
       parameters: parameterCount(config),
-      weights: format,
+      weights: opts.weights,
       weightBytes: weights.bytes,
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
@@ -118,10 +134,7 @@ export class Engine {
       adapter: gpu.caps.adapter,
       maxContext,
     };
-    const engine = new Engine(gpu, config, generation, tokenizer, info, weights, forward, kv);
-    progress({ phase: 'compile', loadedBytes, totalBytes });
-    progress({ phase: 'ready', loadedBytes, totalBytes });
-    return engine;
+    return new Engine(gpu, config, generation, tokenizer, info, weights, forward, kv);
   }
 
   get policy(): KvPolicyName {
@@ -140,11 +153,12 @@ export class Engine {
   }
 
   /**
-   * Feeds `ids` after the cached tokens in prefill chunks. Returns nothing; leaves the logits of the
-   * last `logitRows` rows of the final chunk in forward.logits.
+   * Feeds `ids` after the cached tokens in prefill chunks; leaves the logits of the last `logitRows`
+   * rows of the final chunk in forward.logits. Returns the dispatches recorded.
    */
-  private feed(ids: number[], logitRows: number): void {
+  private feed(ids: number[], logitRows: number): number {
     const chunk = this.forward.maxStepTokens;
+    let dispatches = 0;
     for (let i = 0; i < ids.length; i += chunk) {
       const rows = Math.min(chunk, ids.length - i);
       const pos0 = this.cached.length;
@@ -153,9 +167,11 @@ export class Engine {
       const enc = new Encoder(this.gpu, 'prefill');
       const isLast = i + rows >= ids.length;
       this.forward.encode(enc, this.kv, [{ seq: 0, row: 0, tokens: rows, pos0 }], rows, isLast ? Math.min(logitRows, rows) : 0);
+      dispatches += enc.dispatches;
       enc.submit();
       for (let k = 0; k < rows; k++) this.cached.push(ids[i + k]);
     }
+    return dispatches;
   }
 
   private checkRoom(extra: number): void {
@@ -266,13 +282,34 @@ export class Engine {
     return id;
   }
 
+  /** Benchmarks: pretends `tokens` tokens were seen, a `keptFraction` of the older ones resident. */
+  prime(tokens: number, keptFraction = 1): void {
+    this.reset();
+    this.kv.prime(0, tokens, keptFraction);
+    this.cached = new Array<number>(tokens).fill(0);
+  }
+
+  /** Benchmarks: one forward step over `ids` after the cache, then a greedy sample; returns the dispatches recorded. */
+  async step(ids: number[]): Promise<{ id: number; dispatches: number }> {
+    this.checkRoom(ids.length);
+    const dispatches = this.feed(ids, 1);
+    const id = await this.sampleNext(this.config.vocabSize, 0, 0, 1, 0);
+    return { id, dispatches: dispatches + 1 };
+  }
+
   kvStats(): Promise<KvStats> {
     return this.kv.stats();
   }
 
-  destroy(): void {
+  /** Frees the cache and activations but not the weights (the benchmark reuses them). */
+  release(): void {
     this.kv.destroy();
     this.forward.destroy();
+    this.gpu.destroy(this.sampled);
+  }
+
+  destroy(): void {
+    this.release();
     const seen = new Set<GpuMatrixLike>();
     const mats = [this.weights.embed, this.weights.lmHead, ...this.weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down, ...(l.dmsAlpha ? [l.dmsAlpha.proj] : [])])];
     for (const m of mats) {
@@ -287,7 +324,6 @@ export class Engine {
       for (const b of [l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.qkvBias, l.dmsAlpha?.norm]) if (b) this.gpu.destroy(b);
     }
     this.gpu.destroy(this.weights.finalNorm);
-    this.gpu.destroy(this.sampled);
   }
 }
 

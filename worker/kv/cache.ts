@@ -75,6 +75,11 @@ export interface KvCache {
    * `src` is copied into each destination's own slots. Submits its own GPU copies.
    */
   fork(src: number, dsts: number[]): void;
+  /**
+   * Benchmarks only: makes sequence `seq` look as if it had seen `tokens` tokens, of which the last
+   * w+1 (DMS) and a `keptFraction` of the older ones are resident, without running the model.
+   */
+  prime(seq: number, tokens: number, keptFraction?: number): void;
   destroy(): void;
 }
 

@@ -301,6 +301,44 @@ export class SlotKvCache implements KvCache {
     return this.seqLen;
   }
 
+  /**
+   * Benchmarks only: makes sequence `seq` look as if it had seen `tokens` tokens, of which every
+   * token of the last w+1 and a `keptFraction` of the older ones are resident (evenly spread), without
+   * running the model. K/V hold zeros; positions, DMS ring and the resident counter are consistent,
+   * so attention reads exactly as many keys as a real cache of that size.
+   */
+  prime(seq: number, tokens: number, keptFraction = 1): void {
+    this.check();
+    if (tokens > this.maxTokens) throw new Error(`KV cache: cannot prime ${tokens} tokens, maxTokens is ${this.maxTokens}`);
+    const win = this.policy === 'dms' ? this.window + 1 : tokens;
+    const resident: number[] = [];
+    let acc = 0;
+    for (let t = 0; t < tokens; t++) {
+      const recent = t >= tokens - win;
+      acc += keptFraction;
+      if (recent || acc >= 1) resident.push(t);
+      if (!recent && acc >= 1) acc -= 1;
+    }
+    if (resident.length > this.capacity) throw new Error(`KV cache: ${resident.length} resident tokens exceed the capacity ${this.capacity}`);
+    const state = new Uint32Array(this.stateWords);
+    for (let h = 0; h < this.hkv; h++) {
+      state[h] = resident.length;
+      resident.forEach((t, slot) => {
+        // Older tokens are kept (unmarked); window tokens carry a mark at the eviction rate.
+        const marked = t >= tokens - win && this.policy === 'dms' && (t * 2654435761) % 1000 >= keptFraction * 1000;
+        state[this.posOff + h * this.capacity + slot] = (t | (marked ? 0x80000000 : 0)) >>> 0;
+        if (this.policy === 'dms' && t >= tokens - win) state[this.ringOff + h * (this.window + 1) + (t % (this.window + 1))] = slot;
+      });
+    }
+    for (let l = 0; l < this.L; l++) this.gpu.write(this.stream(l, seq).state, state);
+    this.seqLen[seq] = tokens;
+    this.tokensSeen += tokens;
+    this.peakFull = Math.max(this.peakFull, this.seqLen.reduce((a, b) => a + b, 0) * this.L * this.hkv);
+    const counters = new Uint32Array(COUNTERS);
+    counters[0] = counters[1] = resident.length * this.L * this.hkv * this.seqLen.filter((n) => n > 0).length;
+    this.gpu.write(this.counters, counters);
+  }
+
   reset(seq?: number): void {
     this.check();
     const seqs = seq === undefined ? [...this.seqLen.keys()] : [seq];

@@ -104,24 +104,32 @@ export function packRows(src: Float32Array, rows: number, cols: number, format: 
 }
 
 /**
- * Packs and uploads a rows x cols f32 matrix, split along rows into parts whose data and scales each
- * fit `maxPartBytes` (after the 16-byte rounding of buffers). Buffers are labelled `${label} part ${i}`
- * and `${label} scales ${i}`.
+ * How a rows x cols matrix in `format` is split along rows so that each part's data and scales fit
+ * `maxPartBytes` (after the 16-byte rounding of buffers).
  */
-export function uploadMatrix(gpu: Gpu, label: string, src: Float32Array, rows: number, cols: number, format: WeightFormat, maxPartBytes = gpu.caps.maxStorageBufferBindingSize): GpuMatrix {
-  if (src.length < rows * cols) throw new Error(`uploadMatrix ${label}: ${src.length} values for ${rows}x${cols}`);
+export function matrixParts(gpu: Gpu, label: string, rows: number, cols: number, format: WeightFormat, maxPartBytes = gpu.caps.maxStorageBufferBindingSize): { rowStart: number; rows: number }[] {
   const limit = Math.floor(Math.min(maxPartBytes, gpu.caps.maxBufferSize) / 16) * 16;
   const rowBytes = Math.max(rowWords(cols, format), rowScales(cols, format)) * 4;
   const perPart = Math.floor(limit / rowBytes);
   if (perPart < 1) throw new GpuError(`${label}: one row of ${cols} ${format} values (${rowBytes} bytes) exceeds the ${maxPartBytes}-byte buffer limit`);
-  const parts: MatrixPart[] = [];
-  for (let rowStart = 0, i = 0; rowStart < rows || (rows === 0 && i === 0); rowStart += perPart, i++) {
-    const n = Math.min(perPart, rows - rowStart);
+  const parts: { rowStart: number; rows: number }[] = [];
+  for (let rowStart = 0; rowStart < rows || parts.length === 0; rowStart += perPart) {
+    parts.push({ rowStart, rows: Math.min(perPart, rows - rowStart) });
+  }
+  return parts;
+}
+
+/**
+ * Packs and uploads a rows x cols f32 matrix, split along rows by matrixParts. Buffers are labelled
+ * `${label} part ${i}` and `${label} scales ${i}`.
+ */
+export function uploadMatrix(gpu: Gpu, label: string, src: Float32Array, rows: number, cols: number, format: WeightFormat, maxPartBytes = gpu.caps.maxStorageBufferBindingSize): GpuMatrix {
+  if (src.length < rows * cols) throw new Error(`uploadMatrix ${label}: ${src.length} values for ${rows}x${cols}`);
+  const parts: MatrixPart[] = matrixParts(gpu, label, rows, cols, format, maxPartBytes).map(({ rowStart, rows: n }, i) => {
     const packed = packRows(src.subarray(rowStart * cols, (rowStart + n) * cols), n, cols, format);
     const data = gpu.upload(`${label} part ${i}`, packed.data);
     const scales = packed.scales ? gpu.upload(`${label} scales ${i}`, packed.scales) : null;
-    parts.push({ rowStart, rows: n, data, scales });
-    if (rows === 0) break;
-  }
+    return { rowStart, rows: n, data, scales };
+  });
   return { label, format, rows, cols, parts };
 }

@@ -1,0 +1,143 @@
+/**
+ * `dms bench`: decode and prefill speed of random-weight models of real shapes, against the bandwidth
+ * bound measured on the same device (docs/benchmarks.md).
+ */
+import copySource from '../shaders/copy_bandwidth.wgsl';
+import { randomWeights } from '../worker/bench/random-weights';
+import { SHAPES, withDms } from '../worker/bench/shapes';
+import { Engine } from '../worker/engine/engine';
+import type { Gpu } from '../worker/gpu/context';
+import { Encoder, params } from '../worker/gpu/encoder';
+import { nodeGpu } from '../worker/gpu/node';
+import type { KvPolicyName, WeightFormat } from '../worker/model/types';
+import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
+import { WEIGHTS } from './generate';
+
+export interface BenchRow {
+  shape: string;
+  weights: WeightFormat;
+  context: number;
+  kv: KvPolicyName;
+  decodeTokensPerSecond: number;
+  prefillTokensPerSecond: number;
+  bytesPerToken: number;
+  weightBytes: number;
+  kvBytesRead: number;
+  bandwidthGBps: number;
+  boundTokensPerSecond: number;
+  fractionOfBound: number;
+  kvBytes: number;
+  residentTokens: number;
+  dispatchesPerToken: number;
+}
+
+/**
+ * Device bandwidth: a vec4 copy of a large buffer, bytes read + written per second (GB/s). A decode
+ * step only reads, and a copy's read+write rate is what the memory system sustains, so the bound is
+ * bandwidth / bytes read per token.
+ */
+export async function measureBandwidth(gpu: Gpu, bytes: number): Promise<number> {
+  const words = Math.floor(bytes / 16) * 4;
+  const src = gpu.buffer('bench:copy src', words * 4);
+  const dst = gpu.buffer('bench:copy dst', words * 4);
+  const run = async (reps: number) => {
+    const enc = new Encoder(gpu, 'bandwidth');
+    for (let i = 0; i < reps; i++) enc.dispatch(gpu.pipeline('copy_bandwidth', copySource), params(words / 4), [src, dst], enc.grid(Math.ceil(words / 4 / 256)));
+    enc.submit();
+    await gpu.device.queue.onSubmittedWorkDone();
+  };
+  await run(2);
+  const reps = 10;
+  const t0 = performance.now();
+  await run(reps);
+  const s = (performance.now() - t0) / 1000;
+  gpu.destroy(src);
+  gpu.destroy(dst);
+  return (2 * words * 4 * reps) / s / 1e9;
+}
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const { values, switches } = parseArgs(argv, {
+    values: ['shape', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill'],
+    switches: ['json'],
+  });
+  const shapeName = values.get('shape') ?? 'tiny';
+  const base = SHAPES[shapeName];
+  if (!base) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
+  const weights = choiceArg(values, 'weights', WEIGHTS) ?? 'q4';
+  const contexts = (values.get('context') ?? '1024').split(',').map((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--context: "${v}" is not a token count`);
+    return n;
+  });
+  const policies = (values.get('kv') ?? 'full,dms').split(',').map((v) => {
+    if (v !== 'full' && v !== 'dms') throw new UsageError(`--kv: the benchmark measures full and dms, not "${v}"`);
+    return v as KvPolicyName;
+  });
+  const evictRate = numArg(values, 'dms-evict-rate', 0, 0.999) ?? 0.875;
+  const window = intArg(values, 'dms-window', 1, 256)!;
+  const steps = intArg(values, 'steps', 1, 16)!;
+  const prefill = intArg(values, 'prefill', 1, shapeName === 'tiny' ? 64 : 512)!;
+  const config = withDms(base, window, 1 / (1 - evictRate));
+
+  const gpu = await nodeGpu();
+  const bandwidthGBps = await measureBandwidth(gpu, Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2));
+  const w = randomWeights(gpu, config, weights);
+  const rows: BenchRow[] = [];
+  for (const context of contexts) {
+    for (const kv of policies) {
+      const kept = kv === 'dms' ? 1 - evictRate : 1;
+      const maxContext = context + prefill + steps + 8;
+      const budget = kv === 'dms' ? window + 1 + Math.ceil(maxContext * kept) + 8 : undefined;
+      const engine = Engine.assemble(gpu, shapeName, { ...config, maxPositionEmbeddings: maxContext }, {}, null, w, {
+        weights, kv, kvBudget: budget, maxContext, prefillChunk: prefill,
+      });
+      // Decode: `steps` timed tokens after a warm-up, each a full step (one submit, sampled id read back).
+      engine.prime(context, kept);
+      let dispatches = 0;
+      for (let i = 0; i < 3; i++) await engine.step([1]);
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) dispatches = (await engine.step([1])).dispatches;
+      const decodeS = (performance.now() - t0) / 1000;
+      const stats = await engine.kvStats();
+      // Each decode step reads every weight once and K and V of every resident token once.
+      const residentTokens = stats.residentTokens;
+      const kvBytesRead = residentTokens * config.headDim * 2 * 4;
+      const bytesPerToken = w.bytes + kvBytesRead;
+      // Prefill: one chunk of `prefill` tokens on top of the same context.
+      engine.prime(context, kept);
+      await engine.step(new Array(prefill).fill(1));
+      engine.prime(context, kept);
+      const t1 = performance.now();
+      await engine.step(new Array(prefill).fill(1));
+      const prefillS = (performance.now() - t1) / 1000;
+      const decodeTokensPerSecond = steps / decodeS;
+      const boundTokensPerSecond = (bandwidthGBps * 1e9) / bytesPerToken;
+      rows.push({
+        shape: shapeName, weights, context, kv,
+        decodeTokensPerSecond,
+        prefillTokensPerSecond: prefill / prefillS,
+        bytesPerToken, weightBytes: w.bytes, kvBytesRead,
+        bandwidthGBps,
+        boundTokensPerSecond,
+        fractionOfBound: decodeTokensPerSecond / boundTokensPerSecond,
+        kvBytes: stats.peakBytes,
+        residentTokens,
+        dispatchesPerToken: dispatches,
+      });
+      engine.release();
+      if (!switches.has('json')) printRow(rows[rows.length - 1]);
+    }
+  }
+  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, rows }) + '\n');
+}
+
+function printRow(r: BenchRow): void {
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  process.stdout.write(
+    `${r.shape} ${r.weights} ctx ${r.context} ${r.kv}: decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s ` +
+      `(${(100 * r.fractionOfBound).toFixed(0)}% of bound ${r.boundTokensPerSecond.toFixed(1)} at ${r.bandwidthGBps.toFixed(2)} GB/s copy), ` +
+      `prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s, ${mb(r.bytesPerToken)} MB/token (KV ${mb(r.kvBytesRead)}), ` +
+      `KV ${mb(r.kvBytes)} MB, ${r.dispatchesPerToken} dispatches/token\n`,
+  );
+}
