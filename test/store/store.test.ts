@@ -295,6 +295,32 @@ describe('StoredSource: integrity', () => {
     expect(new Uint8Array((await backend.chunks.get<ChunkRecord>(ck))!.data)[100]).toBe(files().get(SHARD_A)![CHUNK + 100]);
   });
 
+  it('concurrent reads while one chunk is repaired all get exact bytes, and the file is marked complete again', async () => {
+    const base = hub.base(repo);
+    await StoredSource.open(base, opts());
+    const a = (await manifestOf()).files.find((f) => f.name === SHARD_A)!;
+    const ck = chunkKey(fileKey(base, a), 2);
+    const rec = (await backend.chunks.get<ChunkRecord>(ck))!;
+    new Uint8Array(rec.data)[7] ^= 1;
+    await backend.chunks.set(ck, rec);
+    const src = await stored(await StoredSource.open(base, opts({ cacheChunks: 1 })));
+    const bytes = files().get(SHARD_A)!;
+    const ranges: [number, number][] = [[0, 3 * CHUNK], [2 * CHUNK + 5, 100], [CHUNK, 4 * CHUNK], [bytes.length - 50, 50]];
+    const got = await Promise.all(ranges.map(([o, l]) => src.read(SHARD_A, o, l)));
+    ranges.forEach(([o, l], k) => expect(sha256Of(got[k]), `${o}+${l}`).toBe(sha256Of(bytes.subarray(o, o + l))));
+    expect(await backend.meta.get(fileRecordKey(fileKey(base, a)))).toMatchObject({ verified: 'sha256' });
+  });
+
+  it('a model deleted (e.g. in another tab) while being read: missing chunks come from the network again', async () => {
+    const base = hub.base(repo);
+    const src = await stored(await StoredSource.open(base, opts()));
+    await deleteModel(base, { backend });
+    await expectSameFiles(src);
+    // Nothing is written back for a deleted model.
+    expect(await backend.chunks.keys()).toEqual([]);
+    expect(await backend.meta.keys()).toEqual([]);
+  });
+
   it('a truncated chunk found at open is fetched again before the model is served', async () => {
     const base = hub.base(repo);
     await StoredSource.open(base, opts());

@@ -161,7 +161,6 @@ export class StoredSource implements ModelSource {
   /** True when nothing had to be downloaded. */
   fromStorage = false;
   private readonly files: Map<string, FileEntry>;
-  private readonly records = new Map<string, Promise<FileRecord>>();
   private readonly cache = new Map<string, Uint8Array>();
   private readonly inflight = new Map<string, Promise<Uint8Array>>();
   private readonly verified = new Set<string>();
@@ -170,6 +169,8 @@ export class StoredSource implements ModelSource {
   private constructor(
     readonly manifest: Manifest,
     private readonly ctx: Ctx,
+    /** Each file's record (its chunk hashes), read once at open: reads check chunks against these. */
+    private readonly records: Map<string, FileRecord>,
   ) {
     this.name = manifest.base;
     this.files = new Map(manifest.files.map((f) => [f.name, f]));
@@ -209,8 +210,14 @@ export class StoredSource implements ModelSource {
   }
 
   /** @internal */
-  static fromManifest(manifest: Manifest, ctx: Ctx): StoredSource {
-    return new StoredSource(manifest, ctx);
+  static async fromManifest(manifest: Manifest, ctx: Ctx): Promise<StoredSource> {
+    const records = new Map<string, FileRecord>();
+    for (const f of manifest.files) {
+      const r = await ctx.backend.meta.get<FileRecord>(fileRecordKey(fileKey(ctx.key, f)));
+      if (!r) throw new ModelLoadError(`The stored copy of ${manifest.base} changed while opening it (another tab?); load it again.`, manifest.base);
+      records.set(f.name, r);
+    }
+    return new StoredSource(manifest, ctx, records);
   }
 
   private entry(file: string): FileEntry {
@@ -251,20 +258,6 @@ export class StoredSource implements ModelSource {
     return out;
   }
 
-  private record(f: FileEntry): Promise<FileRecord> {
-    const fk = fileKey(this.ctx.key, f);
-    let p = this.records.get(fk);
-    if (!p) {
-      p = this.ctx.backend.meta.get<FileRecord>(fileRecordKey(fk)).then((r) => {
-        if (!r) throw new Error('no file record');
-        return r;
-      });
-      this.records.set(fk, p);
-      p.catch(() => this.records.delete(fk));
-    }
-    return p;
-  }
-
   private chunk(f: FileEntry, i: number): Promise<Uint8Array> {
     const ck = chunkKey(fileKey(this.ctx.key, f), i);
     const hit = this.cache.get(ck);
@@ -289,10 +282,9 @@ export class StoredSource implements ModelSource {
   /** A chunk from storage, checked (length always, hash the first time); a bad one is deleted and fetched again. */
   private async loadChunk(f: FileEntry, i: number, ck: string): Promise<Uint8Array> {
     const want = chunkLength(f.size, f.chunkSize, i);
-    let rec: FileRecord | undefined;
+    const rec = this.records.get(f.name)!;
     let problem: string;
     try {
-      rec = await this.record(f);
       const c = await this.ctx.backend.chunks.get<ChunkRecord>(ck);
       if (!c) problem = 'missing';
       else {
@@ -312,7 +304,6 @@ export class StoredSource implements ModelSource {
     const fk = fileKey(this.ctx.key, f);
     await this.ctx.backend.chunks.del(ck).catch(() => undefined);
     await this.ctx.backend.meta.del(fileRecordKey(fk)).catch(() => undefined);
-    this.records.delete(fk);
     const what = `Stored chunk ${i} of ${f.name} is ${problem}`;
     let bytes: Uint8Array;
     try {
@@ -323,13 +314,14 @@ export class StoredSource implements ModelSource {
         this.ctx.remote.url(f.name));
     }
     const sha = await sha256Hex(bytes);
-    if (rec && rec.chunkSha256[i] !== sha) {
+    if (rec.chunkSha256[i] !== sha) {
       throw new IntegrityError(`${what}; the copy downloaded again does not match the recorded hash either (the file changed on the server). Reload to update the model.`, this.ctx.remote.url(f.name));
     }
-    await storeChunk(this.ctx, ck, bytes, sha, this.manifest.totalBytes, bytes.length);
-    if (rec) {
+    // Put it back only while the stored model still names this file (not after a delete or an update).
+    const now = await this.ctx.backend.meta.get<Manifest>(modelRecordKey(this.ctx.key)).catch(() => undefined);
+    if (now?.files.some((x) => x.name === f.name && x.fileId === f.fileId)) {
+      await storeChunk(this.ctx, ck, bytes, sha, this.manifest.totalBytes, bytes.length);
       await this.ctx.backend.meta.set(fileRecordKey(fk), rec);
-      this.records.set(fk, Promise.resolve(rec));
     }
     this.verified.add(ck);
     return bytes;
@@ -694,7 +686,7 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
     }
     m.lastUsed = Date.now();
     await backend.meta.set(modelRecordKey(ctx.key), m);
-    const src = StoredSource.fromManifest(m, ctx);
+    const src = await StoredSource.fromManifest(m, ctx);
     src.warning = warning;
     src.fromStorage = true;
     src.persisted = await backend.persisted();
@@ -752,7 +744,7 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
   await backend.meta.set(modelRecordKey(ctx.key), target);
   await backend.meta.del(pendingRecordKey(ctx.key));
   await collectGarbage(ctx, [target]);
-  const src = StoredSource.fromManifest(target, ctx);
+  const src = await StoredSource.fromManifest(target, ctx);
   src.fromStorage = !downloaded;
   src.persisted = await backend.persisted();
   if (!downloaded) new Progress(target.totalBytes, target.files.length, opts.onProgress).allStored();
