@@ -1,11 +1,12 @@
 // y[t][row_start + r] = sum_c x[t][c] * w[r][c] (+ bias[row_start + r]) for one part of an f16 matrix
 // (pairs of halves packed in u32, unpacked with unpack2x16float: no shader-f16).
 // Specialized by worker/kernels/linear.ts: constants R (rows per workgroup), TT (tokens per workgroup),
-// L (lanes = workgroup size) are prepended, `// #if NAME` blocks kept or dropped (SUBGROUPS, ALIGNED, BIAS).
+// L (lanes = workgroup size) are prepended, `// #if NAME` blocks kept or dropped (SUBGROUPS, ALIGNED).
 // Same tiling and reduction as linear_f32.wgsl: lanes walk units of 8 columns, R*TT partial sums per lane.
 struct Params {
   rows: u32, cols: u32, tokens: u32, y_stride: u32,
   row_start: u32, nunits: u32, row_blocks: u32, count: u32,
+  has_bias: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 // #if ALIGNED
@@ -19,9 +20,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 // #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-// #if BIAS
+// Unused (a 16-byte placeholder) when has_bias is 0.
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
-// #endif
 
 const RT = R * TT;
 
@@ -32,32 +32,15 @@ fn load_w(r: u32, u: u32) -> mat2x4f {
   return mat2x4f(vec4f(unpack2x16float(v.x), unpack2x16float(v.y)), vec4f(unpack2x16float(v.z), unpack2x16float(v.w)));
 }
 // #else
-fn load_w(r: u32, u: u32) -> mat2x4f {
-  let row = r * ((p.cols + 1u) / 2u);
-  let last = (p.cols + 1u) / 2u;
-  var m: mat2x4f;
-  for (var k = 0u; k < 4u; k++) {
-    let word = 4u * u + k;
-    let h = select(vec2f(0.0), unpack2x16float(w[row + min(word, last - 1u)]), word < last);
-    m[k / 2u][2u * (k % 2u)] = h.x;
-    m[k / 2u][2u * (k % 2u) + 1u] = h.y;
-  }
-  return m;
+fn load_w1(r: u32, c: u32) -> f32 {
+  let h = unpack2x16float(w[r * ((p.cols + 1u) / 2u) + c / 2u]);
+  return select(h.x, h.y, (c & 1u) == 1u);
 }
 // #endif
 // #if ALIGNED
 fn load_x(t: u32, u: u32) -> mat2x4f {
   let i = t * (p.cols / 4u) + 2u * u;
   return mat2x4f(x[i], x[i + 1u]);
-}
-// #else
-fn load_x(t: u32, u: u32) -> mat2x4f {
-  var m: mat2x4f;
-  for (var e = 0u; e < 8u; e++) {
-    let c = 8u * u + e;
-    m[e / 4u][e % 4u] = select(0.0, x[t * p.cols + c], c < p.cols);
-  }
-  return m;
 }
 // #endif
 
@@ -80,14 +63,26 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let t0 = (g / p.row_blocks) * TT;
 
   var acc: array<f32, RT>;
+// #if ALIGNED
   for (var u = lid; u < p.nunits; u += L) {
-    var xs: array<mat2x4f, TT>;
-    for (var t = 0u; t < TT; t++) { xs[t] = load_x(min(t0 + t, p.tokens - 1u), u); }
-    for (var r = 0u; r < R; r++) {
-      let wv = load_w(min(r0 + r, p.rows - 1u), u);
-      for (var t = 0u; t < TT; t++) { acc[r * TT + t] += dot(wv[0], xs[t][0]) + dot(wv[1], xs[t][1]); }
+    var ws: array<mat2x4f, R>;
+    for (var r = 0u; r < R; r++) { ws[r] = load_w(min(r0 + r, p.rows - 1u), u); }
+    for (var t = 0u; t < TT; t++) {
+      let xv = load_x(min(t0 + t, p.tokens - 1u), u);
+      for (var r = 0u; r < R; r++) { acc[r * TT + t] += dot(ws[r][0], xv[0]) + dot(ws[r][1], xv[1]); }
     }
   }
+// #else
+  // Odd cols: one column per lane step, scalar loads (still coalesced across lanes), nothing to mask.
+  for (var c = lid; c < p.cols; c += L) {
+    var ws: array<f32, R>;
+    for (var r = 0u; r < R; r++) { ws[r] = load_w1(min(r0 + r, p.rows - 1u), c); }
+    for (var t = 0u; t < TT; t++) {
+      let xv = x[min(t0 + t, p.tokens - 1u) * p.cols + c];
+      for (var r = 0u; r < R; r++) { acc[r * TT + t] += ws[r] * xv; }
+    }
+  }
+// #endif
 
 // #if SUBGROUPS
   // Subgroup sums, then one slot per subgroup (claimed atomically: no assumption on how lanes map to subgroups).
@@ -118,11 +113,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let r = r0 + lid / TT;
     let t = t0 + lid % TT;
     if (r < p.rows && t < p.tokens) {
-// #if BIAS
-      y[t * p.y_stride + p.row_start + r] = s + bias[p.row_start + r];
-// #else
-      y[t * p.y_stride + p.row_start + r] = s;
-// #endif
+      var v = s;
+      if (p.has_bias != 0u) { v += bias[p.row_start + r]; }
+      y[t * p.y_stride + p.row_start + r] = v;
     }
   }
 }

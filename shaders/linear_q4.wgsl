@@ -1,11 +1,12 @@
 // y[t][row_start + r] = sum_c x[t][c] * w[r][c] (+ bias[row_start + r]) for one part of a q4 matrix:
 // 4-bit codes packed 8 per u32 (element c in bits 4*(c%8)), groups of 32 columns with an f32 scale, w = (q - 8) * scale.
 // Specialized by worker/kernels/linear.ts: constants R (rows per workgroup), TT (tokens per workgroup),
-// L (lanes = workgroup size) are prepended, `// #if NAME` blocks kept or dropped (SUBGROUPS, ALIGNED, BIAS).
+// L (lanes = workgroup size) are prepended, `// #if NAME` blocks kept or dropped (SUBGROUPS, ALIGNED).
 // Same tiling and reduction as linear_f32.wgsl: lanes walk units of 8 columns, R*TT partial sums per lane.
 struct Params {
   rows: u32, cols: u32, tokens: u32, y_stride: u32,
   row_start: u32, nunits: u32, row_blocks: u32, count: u32,
+  has_bias: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
@@ -16,9 +17,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 // #endif
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-// #if BIAS
+// Unused (a 16-byte placeholder) when has_bias is 0.
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
-// #endif
 
 const RT = R * TT;
 
@@ -38,13 +38,10 @@ fn load_x(t: u32, u: u32) -> mat2x4f {
   return mat2x4f(x[i], x[i + 1u]);
 }
 // #else
-fn load_x(t: u32, u: u32) -> mat2x4f {
-  var m: mat2x4f;
-  for (var e = 0u; e < 8u; e++) {
-    let c = 8u * u + e;
-    m[e / 4u][e % 4u] = select(0.0, x[t * p.cols + c], c < p.cols);
-  }
-  return m;
+fn load_w1(r: u32, c: u32) -> f32 {
+  let c32 = (p.cols + 31u) / 32u;
+  let q = (w[r * c32 * 4u + c / 8u] >> (4u * (c % 8u))) & 15u;
+  return (f32(q) - 8.0) * scales[r * c32 + c / 32u];
 }
 // #endif
 
@@ -67,14 +64,26 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let t0 = (g / p.row_blocks) * TT;
 
   var acc: array<f32, RT>;
+// #if ALIGNED
   for (var u = lid; u < p.nunits; u += L) {
-    var xs: array<mat2x4f, TT>;
-    for (var t = 0u; t < TT; t++) { xs[t] = load_x(min(t0 + t, p.tokens - 1u), u); }
-    for (var r = 0u; r < R; r++) {
-      let wv = load_w(min(r0 + r, p.rows - 1u), u);
-      for (var t = 0u; t < TT; t++) { acc[r * TT + t] += dot(wv[0], xs[t][0]) + dot(wv[1], xs[t][1]); }
+    var ws: array<mat2x4f, R>;
+    for (var r = 0u; r < R; r++) { ws[r] = load_w(min(r0 + r, p.rows - 1u), u); }
+    for (var t = 0u; t < TT; t++) {
+      let xv = load_x(min(t0 + t, p.tokens - 1u), u);
+      for (var r = 0u; r < R; r++) { acc[r * TT + t] += dot(ws[r][0], xv[0]) + dot(ws[r][1], xv[1]); }
     }
   }
+// #else
+  // Odd cols: one column per lane step, scalar loads (still coalesced across lanes), nothing to mask.
+  for (var c = lid; c < p.cols; c += L) {
+    var ws: array<f32, R>;
+    for (var r = 0u; r < R; r++) { ws[r] = load_w1(min(r0 + r, p.rows - 1u), c); }
+    for (var t = 0u; t < TT; t++) {
+      let xv = x[min(t0 + t, p.tokens - 1u) * p.cols + c];
+      for (var r = 0u; r < R; r++) { acc[r * TT + t] += ws[r] * xv; }
+    }
+  }
+// #endif
 
 // #if SUBGROUPS
   // Subgroup sums, then one slot per subgroup (claimed atomically: no assumption on how lanes map to subgroups).
@@ -105,11 +114,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let r = r0 + lid / TT;
     let t = t0 + lid % TT;
     if (r < p.rows && t < p.tokens) {
-// #if BIAS
-      y[t * p.y_stride + p.row_start + r] = s + bias[p.row_start + r];
-// #else
-      y[t * p.y_stride + p.row_start + r] = s;
-// #endif
+      var v = s;
+      if (p.has_bias != 0u) { v += bias[p.row_start + r]; }
+      y[t * p.y_stride + p.row_start + r] = v;
     }
   }
 }

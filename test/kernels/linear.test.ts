@@ -42,10 +42,16 @@ afterEach(() => { linearTuning.allowSubgroups = true; });
 
 for (const path of ['subgroups', 'fallback'] as const) {
   describe(`linear (${path} reduction)`, () => {
-    it('runs the intended path', async () => {
+    it('compiles the intended reduction', async () => {
       const gpu = await testGpu();
-      // Both reductions must exist on the test adapters; the subgroup one only where the feature is.
-      if (path === 'subgroups') expect(gpu.caps.subgroups).toBe(true);
+      expect(gpu.caps.subgroups, 'the test adapters (lavapipe, SwiftShader) have subgroups').toBe(true);
+      linearTuning.allowSubgroups = path === 'subgroups';
+      const before = new Set(gpu.pipelines.keys());
+      await run(gpu, 'f32', 5, 24, 2);
+      const added = [...gpu.pipelines.keys()].filter((k) => !before.has(k)).map((k) => k.split('\u0000')[0]);
+      const label = `linear_f32 R4 T8 L64${path === 'subgroups' ? ' sg' : ''} aligned`;
+      if (added.length) expect(added).toEqual([label]);
+      else expect([...gpu.pipelines.keys()].some((k) => k.startsWith(`${label}\u0000`))).toBe(true);
     });
     for (const format of FORMATS) {
       for (const tokens of [1, 3, 17, 64]) {

@@ -2,6 +2,7 @@ import f16Source from '../../shaders/linear_f16.wgsl';
 import f32Source from '../../shaders/linear_f32.wgsl';
 import q4Source from '../../shaders/linear_q4.wgsl';
 import q8Source from '../../shaders/linear_q8.wgsl';
+import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
 import type { GpuMatrix, WeightFormat } from '../model/types';
 
@@ -50,27 +51,40 @@ export function specialize(source: string, defines: Record<string, boolean>): st
   return out.join('\n');
 }
 
-/** Tokens per workgroup: each weight is read once per tile of this many tokens. */
+/**
+ * Tokens per workgroup: each weight is read once per tile of this many tokens. Decode (1 token) gets its
+ * own matvec variant; any other count uses tiles of 8 (a partial tile repeats its last token, so a few
+ * wasted FMAs but no extra weight traffic, and one pipeline fewer to compile per format).
+ */
 function tokenTile(tokens: number): number {
-  return tokens <= 1 ? 1 : tokens <= 2 ? 2 : tokens <= 4 ? 4 : 8;
+  return tokens <= 1 ? 1 : 8;
 }
 
-const compiled = new WeakMap<object, Map<string, GPUComputePipeline>>();
+const compiled = new WeakMap<Gpu, Map<string, GPUComputePipeline>>();
 
-function pipeline(enc: Encoder, format: WeightFormat, tt: number, aligned: boolean, bias: boolean): GPUComputePipeline {
+function pipeline(enc: Encoder, format: WeightFormat, tt: number, aligned: boolean): GPUComputePipeline {
   const subgroups = enc.gpu.caps.subgroups && linearTuning.allowSubgroups;
-  const label = `linear_${format} R${ROWS} T${tt} L${LANES}${subgroups ? ' sg' : ''}${aligned ? ' aligned' : ''}${bias ? ' bias' : ''}`;
+  const label = `linear_${format} R${ROWS} T${tt} L${LANES}${subgroups ? ' sg' : ''}${aligned ? ' aligned' : ''}`;
   let cache = compiled.get(enc.gpu);
   if (!cache) compiled.set(enc.gpu, (cache = new Map()));
   let p = cache.get(label);
   if (!p) {
     const code = (subgroups ? 'enable subgroups;\n' : '')
       + `const R = ${ROWS}u;\nconst TT = ${tt}u;\nconst L = ${LANES}u;\n`
-      + specialize(SOURCES[format], { SUBGROUPS: subgroups, ALIGNED: aligned, BIAS: bias });
+      + specialize(SOURCES[format], { SUBGROUPS: subgroups, ALIGNED: aligned });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
   }
   return p;
+}
+
+const placeholders = new WeakMap<Gpu, GPUBuffer>();
+
+/** The buffer bound as bias when there is none (the kernel does not read it). */
+function placeholder(gpu: Gpu): GPUBuffer {
+  let b = placeholders.get(gpu);
+  if (!b) placeholders.set(gpu, (b = gpu.buffer('linear no-bias placeholder', 16)));
+  return b;
 }
 
 /**
@@ -82,7 +96,7 @@ export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, t
   if (w.cols <= 0) throw new Error(`linear ${w.label}: no columns`);
   const tt = tokenTile(tokens);
   const aligned = w.cols % UNIT === 0;
-  const pipe = pipeline(enc, w.format, tt, aligned, bias !== null);
+  const pipe = pipeline(enc, w.format, tt, aligned);
   const nunits = Math.ceil(w.cols / UNIT);
   const tokenBlocks = Math.ceil(tokens / tt);
   const quant = w.format === 'q8' || w.format === 'q4';
@@ -95,8 +109,7 @@ export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, t
       if (!part.scales) throw new Error(`linear ${w.label}: ${w.format} part without scales`);
       buffers.push(part.scales);
     }
-    buffers.push(x, y);
-    if (bias) buffers.push(bias);
-    enc.dispatch(pipe, params(part.rows, w.cols, tokens, w.rows, part.rowStart, nunits, rowBlocks, count), buffers, enc.grid(count));
+    buffers.push(x, y, bias ?? placeholder(enc.gpu));
+    enc.dispatch(pipe, params(part.rows, w.cols, tokens, w.rows, part.rowStart, nunits, rowBlocks, count, bias ? 1 : 0), buffers, enc.grid(count));
   }
 }
