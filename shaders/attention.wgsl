@@ -2,8 +2,9 @@
 // Keys of KV head h = the cache's resident slots [0, len) of (layer, seq, h) followed by this step's own
 // keys, read straight from qkv (row r sees step keys 0..r). Visibility: all resident keys and causal step
 // keys, and with DMS (p.w != NONE) a key at position j marked for eviction is hidden from query i once
-// i - j > w. A key's DMS mark: resident slots carry it in bit 31 of their position word; step key r' is
-// marked iff alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
+// i - j > w. A key's DMS mark: resident slots carry it in bit 31 of their position word, except the
+// previous step's last token (p0 - 1), marked iff alpha[first row][h] > 0; step key r' is marked iff
+// alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
 // One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
 // (flash-decoding). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and NCOL
 // (= ceil(d / 64), V columns per thread) are pipeline constants so the per-thread loops unroll into registers. With one split the output is written
@@ -49,7 +50,14 @@ fn loadV(k: u32, len: u32, h: u32, c: u32) -> f32 {
 
 // Position of key k (bits 0..30) and its DMS mark (bit 31), for visibility tests.
 fn keyInfo(k: u32, len: u32, h: u32) -> u32 {
-  if (k < len) { return state[p.posOff + h * p.cap + k]; }
+  if (k < len) {
+    let ki = state[p.posOff + h * p.cap + k];
+    // The previous step's last token is marked by this step's first decision (committed after attention).
+    if (p.w != NONE && p.p0 > 0u && (ki & 0x7fffffffu) == p.p0 - 1u && alpha[p.rowBase * p.hkv + h] > 0.0) {
+      return ki | 0x80000000u;
+    }
+    return ki;
+  }
   let rk = k - len;
   var m = 0u;
   if (rk + 1u < p.T && alpha[(p.rowBase + rk + 1u) * p.hkv + h] > 0.0) { m = 0x80000000u; }

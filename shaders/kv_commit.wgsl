@@ -3,14 +3,14 @@
 // (bit 31 = DMS mark "evict after the window"); ring[h][t % (w+1)] at ringOff = slot of token t, for the
 // last w+1 tokens (DMS); score[h][slot] at scoreOff (f32 bits, tova/h2o).
 // mode 0 (commit, after attention): inserts the step's T tokens one by one, in order:
-//   DMS: token t-1 gets its mark from alpha[row of t] (shift by one); the candidate t-w-1, if marked,
+//   DMS: token t-1 gets its mark from alpha[row of t] (shift by one; for the first row that is the
+//        previous step's last token); the candidate t-w-1, if marked,
 //        gives its slot to t (delayed eviction, slot reuse); else t is appended.
 //   all: if no slot is free, a victim is chosen by the policy (argmin of (key, pos) over eligible
 //        resident slots) and its slot is reused; DMS counts it in budgetEvictions.
 //   tova/h2o: an inserted token's score comes from dest[hkv * maxStep + h * maxStep + r] (kv_score.wgsl).
 //   then copies K/V of the inserted tokens from qkv into their slots (tokens evicted within the step
 //   are not copied).
-// mode 1 (mark, in write()): the first row's decision marks token p0-1 (the previous step's last token).
 // mode 2 (reset): len = 0, subtracting it from the resident counter.
 // mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
 // Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
@@ -78,10 +78,6 @@ fn add64(lo: u32, v: u32) {
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let h = wid.x;
   if (h >= p.hkv) { return; }
-  if (p.mode == 1u) {
-    if (lid == 0u) { markPrev(h, p.p0, p.rowBase, state[h]); }
-    return;
-  }
   if (p.mode == 2u) {
     if (lid == 0u) { atomicSub(&counters[0], state[h]); state[h] = 0u; }
     return;
@@ -101,7 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       var len = wlen;
       var slot = NONE;
       if (p.policy == DMS) {
-        if (r > 0u) { markPrev(h, t, p.rowBase + r, len); }
+        markPrev(h, t, p.rowBase + r, len);
         if (t >= p.w1) {
           let cs = ringSlot(h, t - p.w1, len);
           if (cs != NONE && (state[p.posOff + h * p.cap + cs] >> 31u) == 1u) {

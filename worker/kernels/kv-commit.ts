@@ -3,7 +3,6 @@ import { params, type Binding, type Encoder } from '../gpu/encoder';
 
 export const POLICY_CODE = { full: 0, dms: 1, window: 2, tova: 3, h2o: 4 } as const;
 export const COMMIT = 0;
-export const MARK = 1;
 export const RESET = 2;
 export const FORKED = 3;
 

@@ -53,9 +53,9 @@ export interface KvCache {
    * Records this step's inputs for `layer`. qkv is f32 [rows][(Hq + 2*Hkv) * headDim]: q heads,
    * then k heads (already normed and roped), then v heads. alpha is f32 [rows][Hkv] of DMS decision
    * logits (positive = evict after the window), or null when the model has no DMS (it is required by
-   * policy 'dms'). For DMS it applies the first row's decision to the last token of the previous step
-   * (the shift by one across step boundaries). The keys and values themselves enter the cache at the
-   * end of attend(), which reads them from the same qkv.
+   * policy 'dms'). The keys, values and decisions enter the cache at the end of attend(), which reads
+   * them from the same qkv and alpha (for DMS the first row's decision marks the last token of the
+   * previous step: the shift by one across step boundaries). The slot cache records no GPU work here.
    */
   write(enc: Encoder, layer: number, qkv: GPUBuffer, alpha: GPUBuffer | null): void;
   /**

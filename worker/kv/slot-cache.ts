@@ -8,7 +8,7 @@
 import type { Gpu } from '../gpu/context';
 import { Encoder, type Binding } from '../gpu/encoder';
 import { attention, NO_WINDOW, partialFloats, queryBlock } from '../kernels/attention';
-import { COMMIT, FORKED, kvCommit, MARK, POLICY_CODE, RESET } from '../kernels/kv-commit';
+import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET } from '../kernels/kv-commit';
 import { kvScore } from '../kernels/kv-score';
 import type { KvPolicyName, KvStats } from '../model/types';
 import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
@@ -173,16 +173,12 @@ export class SlotKvCache implements KvCache {
     this.segments = segments.map((s) => ({ ...s }));
   }
 
-  write(enc: Encoder, layer: number, _qkv: GPUBuffer, alpha: GPUBuffer | null): void {
+  write(_enc: Encoder, _layer: number, _qkv: GPUBuffer, alpha: GPUBuffer | null): void {
     this.check();
     if (this.policy === 'dms' && !alpha) throw new Error("KV cache: policy 'dms' needs the alpha logits in write()");
+    // Nothing to record: attention reads the step's keys and decisions from qkv/alpha, and the commit
+    // at the end of attend() applies the decisions (the first row's marks the previous step's last token).
     this.alpha = alpha;
-    if (this.policy !== 'dms') return;
-    for (const seg of this.segments) {
-      if (seg.pos0 === 0) continue;
-      const st = this.stream(layer, seg.seq);
-      kvCommit(enc, this.commitArgs(MARK, seg), { qkv: this.dummy, alpha: alpha!, k: this.dummyW, v: this.dummyW2, state: st.state, dest: this.dest, counters: this.counters });
-    }
   }
 
   attend(enc: Encoder, layer: number, qkv: GPUBuffer, out: GPUBuffer): void {
