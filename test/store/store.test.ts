@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
 import { HttpSource, ModelLoadError } from '../../worker/model/source';
 import {
-  IntegrityError, MemorySource, StorageQuotaError, StoredSource, deleteAll, deleteModel, listModels, modelBase, openModelSource,
+  IntegrityError, MemorySource, StorageQuotaError, StorageUnavailableError, StoredSource, deleteAll, deleteModel, listModels, modelBase, openModelSource,
   type StoreOpenOptions, type StoreProgress,
 } from '../../worker/store';
 import { chunkKey, fileKey, fileRecordKey, modelRecordKey, pendingRecordKey, type ChunkRecord, type Manifest } from '../../worker/store/records';
@@ -380,6 +380,17 @@ describe('StoredSource: reloads, offline, versions', () => {
     await expectSameFiles(src);
   });
 
+  it('a server that does not answer the version check: the stored copy is served after revalidateTimeoutMs', async () => {
+    await StoredSource.open(hub.base(repo), opts());
+    const hang = ((_: RequestInfo | URL, init?: RequestInit) =>
+      new Promise<Response>((_r, reject) => init?.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))))) as typeof fetch;
+    const t0 = Date.now();
+    const src = await stored(await StoredSource.open(hub.base(repo), opts({ fetchImpl: hang, revalidateTimeoutMs: 200 })));
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(src.warning).toMatch(/could not check for updates.*no response after 200 ms/);
+    await expectSameFiles(src);
+  });
+
   it('revalidate: false touches no network at all', async () => {
     await StoredSource.open(hub.base(repo), opts());
     const before = hub.hits.length;
@@ -545,6 +556,20 @@ describe('StoredSource: quota', () => {
     const b3 = new MemoryBackend();
     await StoredSource.open(hub.base(repo), opts({ backend: b3, persist: false }));
     expect(b3.persistCalls).toBe(0);
+  });
+});
+
+describe('StoredSource: no IndexedDB', () => {
+  it('StorageUnavailableError when the database cannot be opened; memoryFallback runs from the network', async () => {
+    const broken = new MemoryBackend();
+    broken.meta.get = async () => {
+      throw new DOMException('The user denied permission to access the database.', 'InvalidStateError');
+    };
+    const e = await rejection(StoredSource.open(hub.base(repo), opts({ backend: broken })), StorageUnavailableError);
+    expect(e.message).toMatch(/does not let the site store the model .*denied permission.*run it from memory/);
+    const src = await StoredSource.open(hub.base(repo), opts({ backend: broken, memoryFallback: true }));
+    expect(src).toBeInstanceOf(MemorySource);
+    await expectSameFiles(src);
   });
 });
 
