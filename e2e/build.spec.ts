@@ -18,7 +18,7 @@ test('widget.js from another origin: <webdms-chat> in shadow DOM loads a model a
   const model = `${host.origin}/test/fixtures/golden/qwen3/`;
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${host.origin}/e2e/widget-host.html?${new URLSearchParams({ widget, model })}`);
+  await page.goto(`${host.origin}/e2e/widget-host.html?${new URLSearchParams({ widget, model, maxTokens: '12' })}`);
 
   const el = page.locator('webdms-chat');
   await expect.poll(() => el.evaluate((e) => !!e.shadowRoot && customElements.get('webdms-chat') !== undefined)).toBe(true);

@@ -188,3 +188,18 @@ test.describe('chat session', () => {
     await expect(s.chat({ messages: [{ role: 'user', content: 'word '.repeat(200) }], maxTokens: 32 }, () => {})).rejects.toThrow(/too long/);
   });
 });
+
+test('max tokens larger than the context is cut to the room left, not refused', async () => {
+  const engine = new ScriptedEngine();
+  (engine.info as { maxContext: number }).maxContext = 64;
+  let asked = 0;
+  const generate = engine.generate.bind(engine);
+  engine.generate = (ids, opts) => {
+    asked = opts.maxTokens ?? 0;
+    return generate(ids, opts);
+  };
+  const s = new ChatSession(engine);
+  const r = await s.chat({ messages: [{ role: 'user', content: 'hi' }], maxTokens: 512 }, () => {});
+  expect(r.finishReason).toBe('stop');
+  expect(asked).toBe(64 - engine.calls[0].prompt.length);
+});

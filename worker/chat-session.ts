@@ -112,11 +112,12 @@ export class ChatSession {
     const tok = this.engine.tokenizer;
     if (!tok) throw new ChatError('This model has no tokenizer (tokenizer.json), so it cannot chat.');
     if (!Array.isArray(req.messages) || req.messages.length === 0) throw new ChatError('The request has no messages.');
-    const maxTokens = Math.max(1, Math.floor(req.maxTokens ?? DEFAULT_MAX_TOKENS));
+    const wanted = Math.max(1, Math.floor(req.maxTokens ?? DEFAULT_MAX_TOKENS));
     const maxContext = this.engine.info.maxContext;
-    if (maxTokens >= maxContext) throw new ChatError(`maxTokens ${maxTokens} leaves no room for the prompt in a context of ${maxContext} tokens.`);
-
-    const { ids: promptIds } = this.promptFor(req.messages, maxContext - maxTokens);
+    // Room kept for the reply when fitting the prompt: maxTokens, but never more than half the context.
+    const reserve = Math.min(wanted, Math.floor(maxContext / 2));
+    const { ids: promptIds } = this.promptFor(req.messages, maxContext - reserve);
+    const maxTokens = Math.max(1, Math.min(wanted, maxContext - promptIds.length));
     const cachedTokens = this.reusable(promptIds);
     const eos = new Set(this.engine.config.eosTokenIds);
 

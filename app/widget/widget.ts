@@ -5,7 +5,7 @@
  *   <webdms-chat title="Ask me" model="default" theme="auto"></webdms-chat>
  *
  * Attributes: model ('default' = the embedded model next to widget.js, a Hugging Face repo id, or a URL),
- * title, theme (light | dark | auto), open (present = the panel is open). Everything lives in a shadow
+ * title, theme (light | dark | auto), open (present = the panel is open), max-tokens (reply length, default 512). Everything lives in a shadow
  * root. The worker and the default model are resolved relative to this script's own URL; when the
  * script comes from another origin, the worker is started from a same-origin blob: module that
  * imports it (the script's server must send CORS headers). The model loads on first open.
@@ -201,7 +201,8 @@ export class WebDmsChat extends HTMLElement {
       const info = await this.client.load({ model: spec }, (p: LoadProgress) => this.progress(p, t0));
       if (this.loadedSpec !== spec) return;
       this.info = info;
-      this.$('.sub').textContent = `${info.name} · on your GPU`;
+      const name = /^https?:/.test(info.name) ? info.name.replace(/\/+$/, '').split('/').slice(-2).join('/') : info.name;
+      this.$('.sub').textContent = `${name} · runs on your device`;
       this.setState('ready');
     } catch (e) {
       if (this.loadedSpec !== spec) return;
@@ -250,7 +251,8 @@ export class WebDmsChat extends HTMLElement {
     const run = { stopped: false, done: Promise.resolve() };
     run.done = (async () => {
       try {
-        const res = await this.client!.chat({ messages: this.messages.slice() }, (d) => {
+        const maxTokens = Number(this.getAttribute('max-tokens')) || 512;
+        const res = await this.client!.chat({ messages: this.messages.slice(), maxTokens }, (d) => {
           if (run.stopped) return;
           content += d.content;
           frame ||= requestAnimationFrame(() => {
@@ -267,6 +269,7 @@ export class WebDmsChat extends HTMLElement {
         if (frame) cancelAnimationFrame(frame);
         renderMessage(out, content, { streaming: false });
         out.parentElement!.classList.remove('streaming');
+        if (!content) out.parentElement!.remove();
         if (this.running === run) this.running = null;
         this.sync();
       }
