@@ -66,7 +66,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     pool: 'forks',
     fileParallelism: false,
-    testTimeout: 120_000,
+    testTimeout: 300_000,
     hookTimeout: 120_000,
   },
 });

@@ -10,6 +10,7 @@ import type { Gpu } from './context';
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
 const ARENA_BYTES = 1 << 20;
+const freeArenas = new WeakMap<Gpu, GPUBuffer[]>();
 
 export class Encoder {
   private enc: GPUCommandEncoder;
@@ -26,7 +27,7 @@ export class Encoder {
     gpu.check();
     this.enc = gpu.device.createCommandEncoder({ label });
     this.arena = new Uint8Array(ARENA_BYTES);
-    this.arenaBuffer = gpu.device.createBuffer({ label: `${label} params`, size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    this.arenaBuffer = freeArenas.get(gpu)?.pop() ?? gpu.device.createBuffer({ label: 'params arena', size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   }
 
   /** Reserves a slot in the uniform arena for `params`; returns its offset. */
@@ -95,8 +96,14 @@ export class Encoder {
     this.endPass();
     if (this.arenaUsed > 0) this.gpu.device.queue.writeBuffer(this.arenaBuffer, 0, this.arena, 0, Math.ceil(this.arenaUsed / 4) * 4);
     this.gpu.device.queue.submit([this.enc.finish()]);
+    // The arena is reused by a later Encoder once the GPU is done with this submit.
     const arena = this.arenaBuffer;
-    this.gpu.device.queue.onSubmittedWorkDone().then(() => arena.destroy());
+    this.gpu.device.queue.onSubmittedWorkDone().then(() => {
+      const pool = freeArenas.get(this.gpu) ?? [];
+      freeArenas.set(this.gpu, pool);
+      if (pool.length < 8) pool.push(arena);
+      else arena.destroy();
+    });
   }
 }
 
