@@ -23,8 +23,10 @@ export interface EngineOptions {
   kvBudget?: number;
   /** Most tokens in the conversation (prompt + generated). */
   maxContext?: number;
-  /** Rows per prefill step. */
+  /** Rows per prefill step (also the most sequences one step can advance). */
   prefillChunk?: number;
+  /** Sequences the KV cache holds at once (parallel chains; see ./chains.ts). Default 1. */
+  sequences?: number;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -74,7 +76,7 @@ export class Engine {
     private readonly forward: Forward,
     private readonly kv: KvCache,
   ) {
-    this.sampled = gpu.buffer('act:sampled', 16);
+    this.sampled = gpu.buffer('act:sampled', 4 * forward.maxStepTokens);
   }
 
   static async load(gpu: Gpu, source: ModelSource, opts: EngineOptions = {}): Promise<Engine> {
@@ -108,7 +110,7 @@ export class Engine {
     generation: GenerationDefaults,
     tokenizer: ModelTokenizer | null,
     weights: ModelWeights,
-    opts: EngineOptions & { weights: WeightFormat; sequences?: number },
+    opts: EngineOptions & { weights: WeightFormat },
   ): Engine {
     const maxContext = Math.min(opts.maxContext ?? 4096, config.maxPositionEmbeddings);
     const chunk = Math.min(opts.prefillChunk ?? 64, maxContext);
@@ -295,6 +297,38 @@ export class Engine {
     const dispatches = this.feed(ids, 1);
     const id = await this.sampleNext(this.config.vocabSize, 0, 0, 1, 0);
     return { id, dispatches: dispatches + 1 };
+  }
+
+  /**
+   * Parallel sequences (./chains.ts): one forward step in which each entry's ids continue sequence
+   * `seq` at position `pos0`; keeps the logits of every row (rows in entry order).
+   */
+  stepSequences(entries: { seq: number; ids: number[]; pos0: number }[]): void {
+    const rows = entries.reduce((n, e) => n + e.ids.length, 0);
+    const ids: number[] = [], positions: number[] = [];
+    const segments = entries.map((e) => {
+      const seg = { seq: e.seq, row: ids.length, tokens: e.ids.length, pos0: e.pos0 };
+      e.ids.forEach((id, k) => (ids.push(id), positions.push(e.pos0 + k)));
+      return seg;
+    });
+    this.forward.setRows(ids, positions);
+    const enc = new Encoder(this.gpu, 'step');
+    this.forward.encode(enc, this.kv, segments, rows, rows);
+    enc.submit();
+  }
+
+  /** Samples each of the first `rows` logits rows (u[r] is row r's uniform draw); reads back the ids. */
+  async sampleRows(rows: number, o: { temperature: number; topK: number; topP: number }, u: number[]): Promise<number[]> {
+    const V = this.config.vocabSize;
+    const enc = new Encoder(this.gpu, 'sample rows');
+    for (let r = 0; r < rows; r++) sample(enc, this.forward.logits, r * V, V, this.sampled, r, { ...o, u: u[r] });
+    enc.submit();
+    return Array.from(await this.gpu.readU32(this.sampled, rows));
+  }
+
+  /** Copies sequence `src`'s cache into each of `dsts` (parallel chains from one prompt). */
+  forkSequence(src: number, dsts: number[]): void {
+    this.kv.fork(src, dsts);
   }
 
   kvStats(): Promise<KvStats> {
