@@ -29,6 +29,7 @@ struct Params {
 
 override QH: u32 = 8u;    // QH * d <= 1024, NCOL * QH <= 16
 override NCOL: u32 = 2u;
+override D: u32 = 128u;   // head dim (= p.d), a constant so the dot-product loops unroll
 
 const WG: u32 = 64u;
 const TK: u32 = 64u;
@@ -80,8 +81,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let s = wgi % p.nsplit;
   let qb = (wgi / p.nsplit) % p.nqb;
   let h = wgi / (p.nsplit * p.nqb);
-  let d = p.d;
-  let d4 = d / 4u;
+  let d = D;
+  let d4 = D / 4u;
   let nq = min(QH, p.T * p.g - qb * QH);
 
   for (var e = lid; e < QH * d4; e += WG) {
@@ -160,9 +161,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let c = lid + ci * WG;
       if (c < d) {
         for (var qv = 0u; qv < QH; qv++) { acc[ci * QH + qv] *= corr[qv]; }
-        for (var i = 0u; i < ntile; i++) {
-          let v = loadV(kt + i, len, h, c);
-          for (var qv = 0u; qv < QH; qv++) { acc[ci * QH + qv] += sc[qv * TK + i] * v; }
+        // Four keys at a time so their V loads are in flight together.
+        for (var i = 0u; i < ntile; i += 4u) {
+          var v = vec4f(0.0);
+          if (i + 3u < ntile) {
+            v = vec4f(loadV(kt + i, len, h, c), loadV(kt + i + 1u, len, h, c), loadV(kt + i + 2u, len, h, c), loadV(kt + i + 3u, len, h, c));
+          } else {
+            v.x = loadV(kt + i, len, h, c);
+            if (i + 1u < ntile) { v.y = loadV(kt + i + 1u, len, h, c); }
+            if (i + 2u < ntile) { v.z = loadV(kt + i + 2u, len, h, c); }
+          }
+          for (var qv = 0u; qv < QH; qv++) {
+            let o = qv * TK + i;
+            acc[ci * QH + qv] += dot(vec4f(sc[o], sc[o + 1u], sc[o + 2u], sc[o + 3u]), v);
+          }
         }
       }
     }

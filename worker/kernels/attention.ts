@@ -61,7 +61,7 @@ export function attention(
     splitKeys, { f32: 1 / Math.sqrt(a.d) }, stride, a.posOff,
     mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff), 0,
   );
-  const constants = { QH: qh, NCOL: Math.ceil(a.d / 64) };
+  const constants = { QH: qh, NCOL: Math.ceil(a.d / 64), D: a.d };
   enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * nsplit));
   if (nsplit > 1) {
     enc.dispatch(enc.gpu.pipeline('attention_merge', mergeSource), params(a.T, a.rowBase, a.hq, a.d, nsplit, mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff)), [bufs.part, bufs.out], enc.grid(a.T * a.hq));
