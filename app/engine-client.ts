@@ -4,7 +4,7 @@
  * Web Lock so a second tab does not silently load a second copy of the model.
  */
 import * as Comlink from 'comlink';
-import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, WorkerApi } from '../worker/protocol';
+import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from '../worker/protocol';
 
 export type WorkerFactory = () => Worker;
 
@@ -61,6 +61,15 @@ export class EngineClient {
 
   async kvStats(): Promise<KvStats | null> {
     return this.api ? this.call(this.api.kvStats()) : null;
+  }
+
+  /** Models kept in the browser's storage (starts the worker if needed; loads no model). */
+  listStored(): Promise<StoredModelInfo[]> {
+    return this.call(this.start().listStored());
+  }
+
+  deleteStored(id: string): Promise<void> {
+    return this.call(this.start().deleteStored(id));
   }
 
   /** Unloads the model and ends the worker (its GPU memory goes with it). */

@@ -194,7 +194,9 @@ function updateModelChip(): void {
   }
 }
 
-async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean } = {}): Promise<void> {
+let persistAsked = false;
+
+async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean; memoryFallback?: boolean } = {}): Promise<void> {
   if (!('gpu' in navigator) || !navigator.gpu) {
     setModelState('error');
     updateModelChip();
@@ -234,6 +236,11 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean }
     }
   }
   await stopGeneration();
+  // Ask once that the browser keep stored weights (only a window can; the worker cannot).
+  if (!persistAsked) {
+    persistAsked = true;
+    void navigator.storage?.persist?.().catch(() => false);
+  }
   modelInfo = null;
   setModelState('loading');
   updateModelChip();
@@ -244,6 +251,7 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean }
     kvBudget: settings.kvBudget > 0 ? settings.kvBudget : undefined,
     maxContext: settings.maxContext > 0 ? settings.maxContext : undefined,
     weights: settings.weights === 'auto' ? undefined : settings.weights,
+    memoryFallback: opts.memoryFallback,
   };
   const started = performance.now();
   try {
@@ -259,6 +267,7 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean }
     kvHistory = [];
     renderModelGrid();
     updateMemory(null, 0);
+    if (info.storageWarning) showBanner('storage', 'info', info.stored ? 'Using the stored copy' : 'Running without storing', info.storageWarning);
     input.focus();
     console.info(`[webdms] model ready in ${((performance.now() - started) / 1000).toFixed(1)} s`, info);
   } catch (e) {
@@ -266,10 +275,17 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean }
     const msg = (e as Error)?.message ?? String(e);
     setModelState('error');
     lock.releaseLock();
-    showBanner('load', 'error', 'The model could not be loaded', msg, [
-      { label: 'Retry', primary: true, run: () => void loadModel(spec) },
-      { label: 'Choose another model', run: openModelDialog },
-    ]);
+    if ((e as Error)?.name === 'StorageQuotaError') {
+      showBanner('load', 'error', 'Not enough storage for this model', msg, [
+        { label: 'Run without storing', primary: true, run: () => void loadModel(spec, { memoryFallback: true }) },
+        { label: 'Free up space', run: openModelDialog },
+      ]);
+    } else {
+      showBanner('load', 'error', 'The model could not be loaded', msg, [
+        { label: 'Retry', primary: true, run: () => void loadModel(spec) },
+        { label: 'Choose another model', run: openModelDialog },
+      ]);
+    }
   } finally {
     if (loadedSpec === spec) hideProgress();
     updateModelChip();
@@ -339,10 +355,10 @@ function updateMemory(kv: KvStats | null, tps: number): void {
     drawSpark();
     return;
   }
-  const kept = s.residentTokens / heads;
+  const kept = Math.round(s.residentTokens / heads);
   const ratio = s.residentTokens > 0 ? (s.tokensSeen * heads) / s.residentTokens : s.compression;
   $('mem-seen').textContent = formatCount(s.tokensSeen);
-  $('mem-kept').textContent = kept >= 100 || Number.isInteger(kept) ? formatCount(kept) : kept.toFixed(1);
+  $('mem-kept').textContent = formatCount(kept);
   $('mem-ratio').textContent = formatRatio(ratio);
   $('mem-ratio').classList.remove('empty');
   $('mem-ratio').title = `Peak compression ${formatRatio(s.compression)} (full-cache peak ${formatCount(s.peakTokensFull)} vs ${formatCount(s.peakTokens)} token-heads)`;
@@ -380,13 +396,14 @@ function renderModelGrid(): void {
   if (!modelInfo) return;
   const i = modelInfo;
   const rows: [string, string][] = [
-    ['Name', i.name],
+    ['Name', /^https?:/.test(i.name) ? specLabel(loadedSpec) : i.name],
     ['Architecture', i.architecture],
     ['Parameters', formatCount(i.parameters)],
     ['Weights', `${i.weights} · ${formatBytes(i.weightBytes)}`],
     ['Layers × KV heads', `${i.numLayers} × ${i.numKvHeads}`],
     ['DMS', i.dms ? `window ${i.dms.windowSize}${i.dms.cr ? ` · target ${i.dms.cr}×` : ''}` : 'no'],
     ['Max context', formatCount(i.maxContext)],
+    ['Weights kept', i.stored === undefined ? '–' : i.stored ? 'in this browser' : 'not stored'],
     ['GPU', i.adapter],
   ];
   for (const [k, v] of rows) {
@@ -759,8 +776,46 @@ function openModelDialog(): void {
       return o;
     }),
   );
-  $('model-note').textContent = modelInfo ? `Loaded now: ${modelInfo.name} (${formatBytes(modelInfo.weightBytes)} of weights).` : '';
+  $('model-note').textContent = modelInfo ? `Loaded now: ${specLabel(loadedSpec)} (${formatBytes(modelInfo.weightBytes)} of weights on the GPU).` : '';
+  void renderStored();
   modelDialog.showModal();
+}
+
+/** The models kept in this browser's storage, each with a delete button. */
+async function renderStored(): Promise<void> {
+  const box = $('stored-models');
+  let list: Awaited<ReturnType<typeof client.listStored>> = [];
+  try {
+    list = await client.listStored();
+  } catch {
+    list = [];
+  }
+  box.replaceChildren();
+  $('stored-section').hidden = list.length === 0;
+  for (const m of list) {
+    const row = document.createElement('div');
+    row.className = 'stored-row';
+    const label = document.createElement('div');
+    label.className = 'stored-label';
+    const name = document.createElement('strong');
+    name.textContent = m.name === 'default' ? 'Embedded model' : specLabel(m.name);
+    name.title = m.id;
+    const size = document.createElement('small');
+    size.textContent = m.complete ? formatBytes(m.bytes) : `${formatBytes(m.storedBytes)} of ${formatBytes(m.bytes)} (unfinished)`;
+    label.append(name, size);
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'btn btn-ghost';
+    del.textContent = 'Delete';
+    del.setAttribute('aria-label', `Delete stored model ${name.textContent}`);
+    del.addEventListener('click', async () => {
+      del.disabled = true;
+      await client.deleteStored(m.id).catch(() => undefined);
+      void renderStored();
+    });
+    row.append(label, del);
+    box.append(row);
+  }
 }
 $('model-chip').addEventListener('click', openModelDialog);
 specInput.addEventListener('input', () => {
@@ -796,14 +851,20 @@ $('toggle-sidebar').addEventListener('click', () => {
   const open = document.body.classList.toggle('sidebar-open');
   $('toggle-sidebar').setAttribute('aria-expanded', String(open));
 });
+// Wide screens show the memory panel unless hidden; narrow ones show it as an overlay when opened.
+const narrow = window.matchMedia('(max-width: 1100px)');
+const memoryShown = () => (narrow.matches ? document.body.classList.contains('memory-open') : !document.body.classList.contains('memory-hidden'));
+const syncMemoryToggle = () => $('toggle-memory').setAttribute('aria-expanded', String(memoryShown()));
 $('toggle-memory').addEventListener('click', () => {
-  const hidden = document.body.classList.toggle('memory-hidden');
-  $('toggle-memory').setAttribute('aria-expanded', String(!hidden));
+  document.body.classList.toggle(narrow.matches ? 'memory-open' : 'memory-hidden');
+  syncMemoryToggle();
 });
-if (window.matchMedia('(max-width: 1100px)').matches) {
-  document.body.classList.add('memory-hidden');
-  $('toggle-memory').setAttribute('aria-expanded', 'false');
-}
+$('close-memory').addEventListener('click', () => {
+  document.body.classList.remove('memory-open');
+  syncMemoryToggle();
+});
+narrow.addEventListener('change', syncMemoryToggle);
+syncMemoryToggle();
 
 // ---------------------------------------------------------------- start
 

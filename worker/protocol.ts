@@ -20,6 +20,8 @@ export interface LoadRequest {
   kvBudget?: number;
   /** Most tokens per conversation (prompt + reply). */
   maxContext?: number;
+  /** When the model cannot be stored in IndexedDB (quota, no IndexedDB), run it from the network instead of failing. */
+  memoryFallback?: boolean;
 }
 
 export interface LoadProgress {
@@ -42,6 +44,19 @@ export interface ModelInfo {
   dms: { windowSize: number; cr: number | null } | null;
   adapter: string;
   maxContext: number;
+  /** Whether the weights came from (or were saved to) the browser's storage, and any warning about that copy. */
+  stored?: boolean;
+  storageWarning?: string;
+}
+
+/** A model kept in the browser's storage (the weight store). */
+export interface StoredModelInfo {
+  id: string;
+  name: string;
+  bytes: number;
+  storedBytes: number;
+  complete: boolean;
+  lastUsed: number;
 }
 
 export interface SamplingOptions {
@@ -92,4 +107,7 @@ export interface WorkerApi {
   abort(): void;
   kvStats(): Promise<KvStats | null>;
   unload(): Promise<void>;
+  /** Models kept in the browser's storage, most recently used first. */
+  listStored(): Promise<StoredModelInfo[]>;
+  deleteStored(id: string): Promise<void>;
 }

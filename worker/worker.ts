@@ -7,9 +7,10 @@
 import * as Comlink from 'comlink';
 import { Gpu } from './gpu/context';
 import { Engine } from './engine/engine';
-import { HttpSource, resolveModelUrl } from './model/source';
+import { resolveModelUrl } from './model/source';
+import { deleteModel, listModels, openModelSource } from './store';
 import { ChatSession } from './chat-session';
-import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, WorkerApi } from './protocol';
+import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from './protocol';
 
 /** Where the embedded model lives, relative to this script (dev: /worker/, build: /assets/). */
 const DEFAULT_MODEL_PATH = '../models/webdms-default/';
@@ -60,14 +61,18 @@ async function getGpu(): Promise<Gpu> {
   return gpu;
 }
 
-/** Checks the model's config.json first, so a wrong URL fails with its URL and HTTP status. */
+/**
+ * Checks the model's config.json first, so a wrong address fails with its URL and HTTP status, and a
+ * server that answers every path with its index.html is not taken for a model. Skipped when the
+ * network is unreachable: the weight store may hold the model (offline use).
+ */
 async function preflight(base: string): Promise<void> {
   const url = `${base}config.json`;
   let res: Response;
   try {
     res = await fetch(url, { method: 'GET', cache: 'no-cache' });
-  } catch (e) {
-    throw new Error(`Could not reach ${url} (${(e as Error).message}). Check the address and your connection; other sites must allow cross-origin requests (CORS).`);
+  } catch {
+    return;
   }
   if (!res.ok) {
     const hint = res.status === 404 ? ' There is no model at this address.' : res.status === 401 || res.status === 403 ? ' The model is private or gated.' : '';
@@ -113,17 +118,27 @@ const api: WorkerApi = {
     const g = await getGpu();
     await preflight(base);
     let e: Engine;
+    let stored = false;
+    let storageWarning: string | undefined;
+    const progress = throttle(onProgress);
     try {
-      e = await Engine.load(g, new HttpSource(base), {
+      // The weight store: downloaded once into IndexedDB (resumable, checked), then read from there.
+      const source = await openModelSource(base, { spec: req.model.trim() || 'default', onProgress: progress, memoryFallback: req.memoryFallback ?? false });
+      stored = source.stored;
+      storageWarning = (source as { warning?: string }).warning ?? (source as { reason?: string }).reason;
+      e = await Engine.load(g, source, {
         weights: req.weights,
         kv: req.kv,
         kvBudget: req.kvBudget,
         maxContext: req.maxContext,
-        onProgress: throttle(onProgress),
+        onProgress: progress,
       });
     } catch (err) {
       const msg = (err as Error)?.message ?? String(err);
-      throw new Error(msg.includes(base) ? msg : `Loading the model from ${base} failed: ${msg}`);
+      const out = new Error(msg.includes(base) ? msg : `Loading the model from ${base} failed: ${msg}`);
+      // Comlink keeps an Error's name: the page tells a full disk (StorageQuotaError) from other failures by it.
+      out.name = (err as Error)?.name ?? 'Error';
+      throw out;
     }
     if (mine !== generation) {
       e.destroy();
@@ -131,7 +146,7 @@ const api: WorkerApi = {
     }
     engine = e;
     session = new ChatSession(e);
-    return e.info;
+    return { ...e.info, stored, storageWarning };
   },
 
   async chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
@@ -152,6 +167,14 @@ const api: WorkerApi = {
   async unload(): Promise<void> {
     generation++;
     dropEngine();
+  },
+
+  async listStored(): Promise<StoredModelInfo[]> {
+    return (await listModels()).map((m) => ({ id: m.id, name: m.name, bytes: m.bytes, storedBytes: m.storedBytes, complete: m.complete, lastUsed: m.lastUsed }));
+  },
+
+  async deleteStored(id: string): Promise<void> {
+    await deleteModel(id);
   },
 };
 
