@@ -143,6 +143,11 @@ export class Engine {
     return this.kv.policy;
   }
 
+  /** Rows one forward step can take (the prefill chunk; also the most chains one step can advance). */
+  get maxStepTokens(): number {
+    return this.forward.maxStepTokens;
+  }
+
   /** Tokens currently in the conversation's cache. */
   get cachedTokens(): readonly number[] {
     return this.cached;
@@ -303,7 +308,7 @@ export class Engine {
    * Parallel sequences (./chains.ts): one forward step in which each entry's ids continue sequence
    * `seq` at position `pos0`; keeps the logits of every row (rows in entry order).
    */
-  stepSequences(entries: { seq: number; ids: number[]; pos0: number }[]): void {
+  stepSequences(entries: { seq: number; ids: number[]; pos0: number }[], logitRows?: number): void {
     const rows = entries.reduce((n, e) => n + e.ids.length, 0);
     const ids: number[] = [], positions: number[] = [];
     const segments = entries.map((e) => {
@@ -313,15 +318,22 @@ export class Engine {
     });
     this.forward.setRows(ids, positions);
     const enc = new Encoder(this.gpu, 'step');
-    this.forward.encode(enc, this.kv, segments, rows, rows);
+    // logitRows < rows keeps only the last rows' logits (a prefill chunk, as generate() does).
+    this.forward.encode(enc, this.kv, segments, rows, Math.min(rows, logitRows ?? rows));
     enc.submit();
   }
 
+  /** Reads back the first `rows` logits rows of the last step: f32 [rows][vocab] (chain scoring). */
+  readLogits(rows: number): Promise<Float32Array> {
+    return this.gpu.readF32(this.forward.logits, rows * this.config.vocabSize);
+  }
+
   /** Samples each of the first `rows` logits rows (u[r] is row r's uniform draw); reads back the ids. */
-  async sampleRows(rows: number, o: { temperature: number; topK: number; topP: number }, u: number[]): Promise<number[]> {
+  async sampleRows(rows: number, o: { temperature: number; topK: number; topP: number }, u: number[], from?: number[]): Promise<number[]> {
     const V = this.config.vocabSize;
     const enc = new Encoder(this.gpu, 'sample rows');
-    for (let r = 0; r < rows; r++) sample(enc, this.forward.logits, r * V, V, this.sampled, r, { ...o, u: u[r] });
+    // from[r]: the logits row that output r samples (several draws from one row: the first token of forked chains).
+    for (let r = 0; r < rows; r++) sample(enc, this.forward.logits, (from?.[r] ?? r) * V, V, this.sampled, r, { ...o, u: u[r] });
     enc.submit();
     return Array.from(await this.gpu.readU32(this.sampled, rows));
   }
