@@ -617,6 +617,10 @@ composer.addEventListener('submit', (e) => {
   void send();
 });
 stopBtn.addEventListener('click', () => void stopGeneration());
+// Escape stops a running reply (unless a dialog is open: there it closes the dialog).
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && generation && !generation.stopped && !document.querySelector('dialog[open]')) void stopGeneration();
+});
 
 function requestMessages(): ChatMessage[] {
   const out: ChatMessage[] = [];

@@ -58,6 +58,15 @@ test('loads a fixture model in the Web Worker and streams generated text', async
   await expect(page.locator('#mem-seen')).not.toHaveText('–');
   expect(Number((await page.locator('#mem-seen').textContent())!.replace(/\D/g, ''))).toBeGreaterThan(20);
   await expect(page.locator('#mem-policy')).toHaveText(/FULL/);
+
+  // The weights went to the browser's storage; the model dialog lists them and can delete them.
+  await page.getByRole('button', { name: 'Choose model' }).click();
+  const stored = page.getByRole('region', { name: 'Stored in this browser' });
+  await expect(stored).toBeVisible();
+  await expect(stored).toContainText('golden/qwen3');
+  await stored.getByRole('button', { name: /^Delete stored model/ }).click();
+  await expect(stored).toBeHidden();
+  await page.getByRole('button', { name: 'Cancel' }).click();
   expect(errors).toEqual([]);
 });
 
