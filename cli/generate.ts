@@ -73,6 +73,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       timing: result.timing,
       weights: engine.info.weights,
       adapter: gpu.caps.adapter,
+      load: engine.loadStats,
     };
     process.stdout.write(JSON.stringify(out) + '\n');
   } else {

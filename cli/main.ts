@@ -5,6 +5,7 @@
 import { generateCommand } from './generate';
 import { perplexityCommand } from './perplexity';
 import { benchCommand } from './bench';
+import { convertCommand } from './convert';
 import { UsageError } from './args';
 
 const USAGE = `usage: npm run -s dms -- <command> [options]
@@ -15,6 +16,8 @@ commands:
            [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--json]
   bench --shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b --weights q4|q8|f16|f32 --context 1024,4096
         --kv full,dms [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--json]
+  convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
+           (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)
   perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--weights ...] [--step N] [--json]
 `;
 
@@ -27,6 +30,8 @@ async function main(argv: string[]): Promise<void> {
       return perplexityCommand(rest);
     case 'bench':
       return benchCommand(rest);
+    case 'convert':
+      return convertCommand(rest);
     case undefined:
     case '--help':
     case 'help':

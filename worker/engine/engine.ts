@@ -9,6 +9,8 @@ import { createKvCache } from '../kv/factory';
 import type { KvCache } from '../kv/cache';
 import { parseConfig } from '../model/config';
 import { listTensors } from '../model/safetensors';
+import { CountingSource, loadConverted, readConvertedManifest } from '../model/converted';
+import { preflight } from '../model/preflight';
 import type { ModelSource } from '../model/source';
 import { ModelTokenizer } from '../model/tokenizer';
 import type { GenerationDefaults, KvPolicyName, KvStats, ModelConfig, WeightFormat } from '../model/types';
@@ -28,6 +30,19 @@ export interface EngineOptions {
   /** Sequences the KV cache holds at once (parallel chains; see ./chains.ts). Default 1. */
   sequences?: number;
   onProgress?: (p: LoadProgress) => void;
+  /** GPU memory budget of the pre-flight (default: defaultMemoryBudget, worker/model/preflight.ts). */
+  gpuMemoryBytes?: number;
+  /** Largest weight part (default maxStorageBufferBindingSize; tests force small parts). */
+  maxPartBytes?: number;
+  /** Largest read while streaming weights (default 8 MiB). */
+  sliceBytes?: number;
+}
+
+/** How the last load went: wall time, bytes read from the source, and whether it was a converted model. */
+export interface LoadStats {
+  ms: number;
+  bytesRead: number;
+  fromConverted: boolean;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -65,6 +80,8 @@ export class Engine {
   private cached: number[] = [];
   private readonly sampled: GPUBuffer;
   private busy = false;
+  /** Set by load(). */
+  loadStats: LoadStats | null = null;
 
   private constructor(
     readonly gpu: Gpu,
@@ -79,26 +96,36 @@ export class Engine {
     this.sampled = gpu.buffer('act:sampled', 4 * forward.maxStepTokens);
   }
 
-  static async load(gpu: Gpu, source: ModelSource, opts: EngineOptions = {}): Promise<Engine> {
+  static async load(gpu: Gpu, original: ModelSource, opts: EngineOptions = {}): Promise<Engine> {
+    const t0 = performance.now();
+    const source = new CountingSource(original);
     const progress = opts.onProgress ?? (() => {});
     const { config, generation } = parseConfig(
       JSON.parse(await source.text('config.json')),
       (await source.exists('generation_config.json')) ? JSON.parse(await source.text('generation_config.json')) : undefined,
     );
     const tokenizer = (await source.exists('tokenizer.json')) ? await ModelTokenizer.load(source) : null;
-    const format = opts.weights ?? defaultWeightFormat(config, gpu.caps.maxBufferSize);
-    const tensors = await listTensors(source);
-    const totalBytes = [...tensors.values()].reduce((n, t) => n + t.byteLength, 0);
+    // A converted model (worker/model/converted.ts) fixes the format; the pre-flight checks it fits.
+    const converted = await readConvertedManifest(source);
+    if (converted && opts.weights && opts.weights !== converted.weights) {
+      throw new EngineError(`${source.name} is converted to ${converted.weights}; it cannot be loaded as ${opts.weights}`);
+    }
+    const limits = { maxBufferSize: gpu.caps.maxBufferSize, maxStorageBufferBindingSize: gpu.caps.maxStorageBufferBindingSize, memoryBytes: opts.gpuMemoryBytes };
+    const format = preflight(config, limits, { ...opts, weights: converted?.weights ?? opts.weights }).format;
+    const tensors = converted ? null : await listTensors(source);
+    const totalBytes = converted ? converted.totalBytes : [...tensors!.values()].reduce((n, t) => n + t.byteLength, 0);
     let loadedBytes = 0;
+    const onBytes = (bytes: number, file: string) => {
+      loadedBytes += bytes;
+      progress({ phase: 'upload', file, loadedBytes, totalBytes });
+    };
     const weights = await gpu.guarded(`loading ${source.name}`, () =>
-      loadWeights(gpu, source, tensors, config, format, (bytes, file) => {
-        loadedBytes += bytes;
-        progress({ phase: 'upload', file, loadedBytes, totalBytes });
-      }),
+      converted ? loadConverted(gpu, source, converted, config, onBytes, opts) : loadWeights(gpu, source, tensors!, config, format, onBytes, opts),
     );
     const engine = Engine.assemble(gpu, source.name, config, generation, tokenizer, weights, { ...opts, weights: format });
     progress({ phase: 'compile', loadedBytes, totalBytes });
     progress({ phase: 'ready', loadedBytes, totalBytes });
+    engine.loadStats = { ms: performance.now() - t0, bytesRead: source.bytesRead, fromConverted: !!converted };
     return engine;
   }
 

@@ -1,0 +1,309 @@
+/**
+ * The converted (pre-quantized) form of a model: the GPU packing of every weight as raw little-endian
+ * buffers in shard files of at most 64 MB, described by a manifest, beside config.json and the tokenizer
+ * files. A publisher converts once (`dms convert`), users download the small form and the engine
+ * uploads it without converting anything. Browser-safe (no Node imports): the CLI gives the file sink.
+ *
+ * `webdms-manifest.json`:
+ * ```
+ * { "format": "webdms-converted", "version": 1, "weights": "q4", "architecture": "qwen3",
+ *   "source": { "name": "...", "bytes": 1503238144 }, "totalBytes": 441827328,
+ *   "shards": [{ "file": "webdms-00000.bin", "bytes": 67108864, "sha256": "<hex>" }, ...],
+ *   "matrices": { "embed": { "rows": 151936, "cols": 1024, "format": "q4",
+ *       "pieces": [{ "rowStart": 0, "rows": 104857, "shard": 0, "data": 0, "scales": 53686784 }, ...] }, ... },
+ *   "vectors": { "layers.0.input_norm": { "length": 1024, "shard": 3, "offset": 1234 }, ... } }
+ * ```
+ * A matrix's rows are split into pieces, each in one shard: the piece's packed data rows (rowWords x 4
+ * bytes each, see MatrixPart in ./types.ts) at `data`, then its scale rows (q8/q4) at `scales`. Pieces are
+ * independent of the GPU parts: the loader splits rows into parts for the adapter it runs on. Vectors are
+ * f32. Keys are those of weightPlan() (worker/engine/weights.ts).
+ */
+import type { Gpu } from '../gpu/context';
+import { allocMatrix, assembleWeights, RowStreamer, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
+import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
+import { ModelLoadError, type ModelSource } from './source';
+import { rowScales, rowWords } from './pack';
+import type { GpuMatrix, ModelConfig, WeightFormat } from './types';
+
+export const MANIFEST_FILE = 'webdms-manifest.json';
+export const CONVERTED_FORMAT = 'webdms-converted';
+export const CONVERTED_VERSION = 1;
+/** Largest shard file (64 MB: small enough for any static host and the store's chunking). */
+export const MAX_SHARD_BYTES = 64 * 1000 * 1000;
+/** Files copied beside the weights when they exist. */
+export const COPIED_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'chat_template.json'];
+
+export interface ConvertedPiece {
+  rowStart: number;
+  rows: number;
+  shard: number;
+  data: number;
+  scales: number | null;
+}
+
+export interface ConvertedManifest {
+  format: typeof CONVERTED_FORMAT;
+  version: number;
+  weights: WeightFormat;
+  architecture: string;
+  source: { name: string; bytes: number };
+  totalBytes: number;
+  shards: { file: string; bytes: number; sha256: string }[];
+  matrices: Record<string, { rows: number; cols: number; format: WeightFormat; pieces: ConvertedPiece[] }>;
+  vectors: Record<string, { length: number; shard: number; offset: number }>;
+}
+
+export class ConvertedError extends ModelLoadError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConvertedError';
+  }
+}
+
+/** The manifest of a converted model, or null when `source` holds a plain checkpoint. */
+export async function readConvertedManifest(source: ModelSource): Promise<ConvertedManifest | null> {
+  if (!(await source.exists(MANIFEST_FILE))) return null;
+  let m: ConvertedManifest;
+  try {
+    m = JSON.parse(await source.text(MANIFEST_FILE)) as ConvertedManifest;
+  } catch (e) {
+    throw new ConvertedError(`${MANIFEST_FILE} (${source.name}) is not valid JSON: ${(e as Error).message}`);
+  }
+  if (m?.format !== CONVERTED_FORMAT) throw new ConvertedError(`${MANIFEST_FILE} (${source.name}): "format" is ${JSON.stringify(m?.format)}, not "${CONVERTED_FORMAT}"`);
+  if (m.version !== CONVERTED_VERSION) {
+    throw new ConvertedError(`${MANIFEST_FILE} (${source.name}) is version ${m.version}; this engine reads version ${CONVERTED_VERSION}: convert the model again`);
+  }
+  if (!['f32', 'f16', 'q8', 'q4'].includes(m.weights)) throw new ConvertedError(`${MANIFEST_FILE}: unknown weight format ${JSON.stringify(m.weights)}`);
+  if (!Array.isArray(m.shards) || typeof m.matrices !== 'object' || typeof m.vectors !== 'object') {
+    throw new ConvertedError(`${MANIFEST_FILE} (${source.name}): "shards", "matrices" or "vectors" missing`);
+  }
+  return m;
+}
+
+/** Loads a converted model: packed rows go straight into the GPU parts, nothing is converted. */
+export async function loadConverted(
+  gpu: Gpu,
+  source: ModelSource,
+  m: ConvertedManifest,
+  c: ModelConfig,
+  onBytes: (bytes: number, file: string) => void,
+  opts: StreamOptions = {},
+): Promise<ModelWeights> {
+  const where = `${MANIFEST_FILE} (${source.name})`;
+  const sizes = await Promise.all(m.shards.map((s) => source.size(s.file)));
+  m.shards.forEach((s, i) => {
+    if (sizes[i] !== s.bytes) throw new ConvertedError(`${s.file} (${source.name}) is ${sizes[i]} bytes, the manifest says ${s.bytes}: the upload is incomplete or stale`);
+  });
+  const shard = (i: number) => {
+    const s = m.shards[i];
+    if (!s) throw new ConvertedError(`${where}: shard ${i} does not exist`);
+    return s;
+  };
+  const before = gpu.bytes('w:');
+  const plan = weightPlan(c, m.weights);
+  const streamer = new RowStreamer(gpu, source, onBytes, opts);
+  const matrices = new Map<string, GpuMatrix>();
+  const vectors = new Map<string, GPUBuffer>();
+  try {
+    for (const v of plan.vectors) {
+      const e = m.vectors[v.key];
+      if (!e || e.length !== v.length) throw new ConvertedError(`${where}: vector ${v.key} ${e ? `has ${e.length} values, config.json implies ${v.length}` : 'is missing'}`);
+      const file = shard(e.shard).file;
+      const bytes = await source.read(file, e.offset, 4 * v.length);
+      onBytes(bytes.byteLength, file);
+      vectors.set(v.key, gpu.upload(v.label, bytes));
+    }
+    for (const spec of plan.matrices) {
+      const e = m.matrices[spec.key];
+      if (!e || e.rows !== spec.rows || e.cols !== spec.cols || e.format !== spec.format) {
+        throw new ConvertedError(`${where}: matrix ${spec.key} ${e ? `is ${e.rows}x${e.cols} ${e.format}, config.json implies ${spec.rows}x${spec.cols} ${spec.format}` : 'is missing'}`);
+      }
+      const dst = allocMatrix(gpu, spec.label, spec.rows, spec.cols, spec.format, opts.maxPartBytes);
+      matrices.set(spec.key, dst);
+      const dataRow = rowWords(spec.cols, spec.format) * 4, scaleRow = rowScales(spec.cols, spec.format) * 4;
+      let next = 0;
+      for (const p of e.pieces) {
+        if (p.rowStart !== next) throw new ConvertedError(`${where}: matrix ${spec.key}: piece at row ${p.rowStart}, expected ${next}`);
+        next += p.rows;
+        const file = shard(p.shard).file;
+        const read = (off: number, rowBytes: number) => async (r0: number, n: number) => {
+          const b = await source.read(file, off + r0 * rowBytes, n * rowBytes);
+          onBytes(b.byteLength, file);
+          return b;
+        };
+        if (scaleRow && p.scales === null) throw new ConvertedError(`${where}: matrix ${spec.key}: a ${spec.format} piece without scales`);
+        await streamer.packed(dst, p.rowStart, p.rows, read(p.data, dataRow), scaleRow ? read(p.scales!, scaleRow) : null);
+      }
+      if (next !== spec.rows) throw new ConvertedError(`${where}: matrix ${spec.key}: pieces cover ${next} of ${spec.rows} rows`);
+    }
+  } finally {
+    await streamer.finish();
+  }
+  return assembleWeights(gpu, c, matrices, vectors, before);
+}
+
+/** Where the converter writes: shard files (appended in order) and small files. */
+export interface ConvertSink {
+  /** Starts shard `file`; bytes are appended with write(). */
+  openShard(file: string): Promise<void>;
+  write(bytes: Uint8Array): Promise<void>;
+  /** Ends the open shard; returns its SHA-256 (hex). */
+  closeShard(): Promise<string>;
+  writeFile(file: string, bytes: Uint8Array): Promise<void>;
+}
+
+export interface ConvertOptions extends StreamOptions {
+  shardBytes?: number;
+  onProgress?: (done: number, total: number, what: string) => void;
+}
+
+/**
+ * Converts the checkpoint in `source` (safetensors) into `format` on the GPU, one matrix at a time
+ * (streamed in, packed by shaders/quantize.wgsl, read back in slices), and writes the converted form to
+ * `sink`. Returns the manifest (also written).
+ */
+export async function convertModel(gpu: Gpu, source: ModelSource, c: ModelConfig, format: WeightFormat, sink: ConvertSink, opts: ConvertOptions = {}): Promise<ConvertedManifest> {
+  const shardMax = opts.shardBytes ?? MAX_SHARD_BYTES;
+  const tensors = await listTensors(source);
+  const sourceBytes = [...tensors.values()].reduce((n, t) => n + t.byteLength, 0);
+  const info = (name: string): TensorInfo => {
+    const t = tensors.get(name);
+    if (!t) throw new ConvertedError(`${source.name}: tensor "${name}" is missing from the checkpoint`);
+    return t;
+  };
+  const plan = weightPlan(c, format);
+  const manifest: ConvertedManifest = {
+    format: CONVERTED_FORMAT, version: CONVERTED_VERSION, weights: format, architecture: c.architecture,
+    source: { name: source.name, bytes: sourceBytes }, totalBytes: 0, shards: [], matrices: {}, vectors: {},
+  };
+  let used = 0;
+  let open = false;
+  const room = () => shardMax - used;
+  const newShard = async () => {
+    if (open) await closeShard();
+    const file = `webdms-${String(manifest.shards.length).padStart(5, '0')}.bin`;
+    await sink.openShard(file);
+    manifest.shards.push({ file, bytes: 0, sha256: '' });
+    used = 0;
+    open = true;
+  };
+  const closeShard = async () => {
+    const s = manifest.shards[manifest.shards.length - 1];
+    s.bytes = used;
+    s.sha256 = await sink.closeShard();
+    manifest.totalBytes += used;
+    open = false;
+  };
+  const write = async (bytes: Uint8Array) => {
+    await sink.write(bytes);
+    used += bytes.byteLength;
+  };
+  await newShard();
+  let done = 0;
+  const total = plan.matrices.length + plan.vectors.length;
+
+  for (const v of plan.vectors) {
+    const out = new Float32Array(v.length);
+    let o = 0;
+    for (const s of v.sources) {
+      out.set(await readTensorF32(source, info(s.tensor)), o);
+      o += s.length;
+    }
+    if (4 * v.length > room()) await newShard();
+    manifest.vectors[v.key] = { length: v.length, shard: manifest.shards.length - 1, offset: used };
+    await write(new Uint8Array(out.buffer));
+    opts.onProgress?.(++done, total, v.key);
+  }
+
+  const streamer = new RowStreamer(gpu, source, () => {}, opts);
+  try {
+    for (const spec of plan.matrices) {
+      const dst = await streamMatrix(gpu, streamer, spec, info, opts);
+      const dataRow = rowWords(spec.cols, spec.format) * 4, scaleRow = rowScales(spec.cols, spec.format) * 4;
+      const pieces: ConvertedPiece[] = [];
+      for (let r = 0; r < spec.rows; ) {
+        let fit = Math.floor(room() / (dataRow + scaleRow));
+        if (fit < 1) {
+          await newShard();
+          fit = Math.floor(room() / (dataRow + scaleRow));
+          if (fit < 1) throw new ConvertedError(`one row of ${spec.key} (${dataRow + scaleRow} bytes) is larger than a shard (${shardMax} bytes)`);
+        }
+        const n = Math.min(fit, spec.rows - r);
+        const piece: ConvertedPiece = { rowStart: r, rows: n, shard: manifest.shards.length - 1, data: used, scales: null };
+        await readBack(gpu, dst, r, n, 'data', dataRow, streamer.sliceBytes, write);
+        if (scaleRow) {
+          piece.scales = used;
+          await readBack(gpu, dst, r, n, 'scales', scaleRow, streamer.sliceBytes, write);
+        }
+        pieces.push(piece);
+        r += n;
+      }
+      manifest.matrices[spec.key] = { rows: spec.rows, cols: spec.cols, format: spec.format, pieces };
+      for (const p of dst.parts) {
+        gpu.destroy(p.data);
+        if (p.scales) gpu.destroy(p.scales);
+      }
+      opts.onProgress?.(++done, total, spec.key);
+    }
+  } finally {
+    await streamer.finish();
+  }
+  await closeShard();
+  for (const f of COPIED_FILES) {
+    if (await source.exists(f)) await sink.writeFile(f, new TextEncoder().encode(await source.text(f)));
+  }
+  await sink.writeFile(MANIFEST_FILE, new TextEncoder().encode(JSON.stringify(manifest, null, 1) + '\n'));
+  return manifest;
+}
+
+async function streamMatrix(gpu: Gpu, streamer: RowStreamer, spec: MatrixSpec, info: (n: string) => TensorInfo, opts: StreamOptions): Promise<GpuMatrix> {
+  const dst = allocMatrix(gpu, `convert:${spec.key}`, spec.rows, spec.cols, spec.format, opts.maxPartBytes);
+  let row = 0;
+  for (const s of spec.sources) {
+    const t = info(s.tensor);
+    if (t.shape.length !== 2 || t.shape[0] !== s.rows || t.shape[1] !== spec.cols) {
+      throw new ConvertedError(`tensor "${s.tensor}" has shape [${t.shape}], config.json implies [${s.rows},${spec.cols}]`);
+    }
+    await streamer.tensor(t, dst, row);
+    row += s.rows;
+  }
+  return dst;
+}
+
+/** Rows r0..r0+n of a matrix's data or scales, read back from the GPU in slices, in row order. */
+async function readBack(gpu: Gpu, m: GpuMatrix, r0: number, n: number, which: 'data' | 'scales', rowBytes: number, sliceBytes: number, write: (b: Uint8Array) => Promise<void>): Promise<void> {
+  const per = Math.max(1, Math.floor(sliceBytes / rowBytes));
+  for (const part of m.parts) {
+    const a0 = Math.max(r0, part.rowStart), b0 = Math.min(r0 + n, part.rowStart + part.rows);
+    for (let a = a0; a < b0; a += per) {
+      const b = Math.min(b0, a + per);
+      const buf = which === 'data' ? part.data : part.scales!;
+      await write(new Uint8Array(await gpu.read(buf, (a - part.rowStart) * rowBytes, (b - a) * rowBytes)));
+    }
+  }
+}
+
+/** A ModelSource that counts the bytes read through it (the load's download size). */
+export class CountingSource implements ModelSource {
+  bytesRead = 0;
+  readonly name: string;
+  constructor(private readonly inner: ModelSource) {
+    this.name = inner.name;
+  }
+  size(file: string): Promise<number> {
+    return this.inner.size(file);
+  }
+  async read(file: string, offset: number, length: number): Promise<Uint8Array> {
+    const b = await this.inner.read(file, offset, length);
+    this.bytesRead += b.byteLength;
+    return b;
+  }
+  async text(file: string): Promise<string> {
+    const t = await this.inner.text(file);
+    this.bytesRead += t.length;
+    return t;
+  }
+  exists(file: string): Promise<boolean> {
+    return this.inner.exists(file);
+  }
+}
