@@ -10,30 +10,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../worker/engine/engine';
-import { assembleWeights, weightPlan, type ModelWeights } from '../../worker/engine/weights';
-import type { Gpu } from '../../worker/gpu/context';
+import type { ModelWeights } from '../../worker/engine/weights';
 import { parseConfig } from '../../worker/model/config';
-import { uploadMatrix } from '../../worker/model/pack';
-import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
 import type { ModelSource } from '../../worker/model/source';
 import { FolderSource } from '../../worker/model/source-node';
-import type { GpuMatrix, ModelConfig, WeightFormat } from '../../worker/model/types';
+import type { WeightFormat } from '../../worker/model/types';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { makeRandomCheckpoint } from '../../scripts/make-random-checkpoint.mjs';
 import { testGpu } from '../gpu';
+import { cpuPackedWeights, expectSameBuffers, PART, SMALL_QWEN3 } from './weights-helpers';
 
-export const SMALL_QWEN3 = {
-  architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2,
-  num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, vocab_size: 3001, max_position_embeddings: 256,
-  rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false, eos_token_id: 2,
-};
 const SMALL_QWEN2 = {
   architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_size: 64, intermediate_size: 80, num_hidden_layers: 2,
   num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 2500, max_position_embeddings: 256,
   rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: true, eos_token_id: 2,
 };
-/** Parts of 8 KiB: 3001 rows of 64 are split into 12..47 parts whatever the format. */
-export const PART = 8192;
 /** Slices of 3000 bytes: not a multiple of any row or part. */
 const SLICE = 3000;
 const PROMPT = [1, 17, 400, 2999, 5, 1234, 77, 3000];
@@ -57,53 +48,6 @@ class WatchedSource implements ModelSource {
       this.inFlight--;
     }
   }
-}
-
-/** The pre-streaming load: every tensor as f32 on the CPU, concatenated, packed by packRows. */
-export async function cpuPackedWeights(gpu: Gpu, dir: string, c: ModelConfig, format: WeightFormat, maxPartBytes: number): Promise<ModelWeights> {
-  const src = new FolderSource(dir);
-  const tensors = await listTensors(src);
-  const before = gpu.bytes('w:');
-  const plan = weightPlan(c, format);
-  const read = (n: string) => readTensorF32(src, tensors.get(n)!);
-  const cat = async (names: string[]) => {
-    const parts = await Promise.all(names.map(read));
-    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-    let o = 0;
-    for (const p of parts) { out.set(p, o); o += p.length; }
-    return out;
-  };
-  const m = new Map<string, GpuMatrix>();
-  const v = new Map<string, GPUBuffer>();
-  for (const s of plan.vectors) v.set(s.key, gpu.upload(s.label, await cat(s.sources.map((x) => x.tensor))));
-  for (const s of plan.matrices) m.set(s.key, uploadMatrix(gpu, s.label, await cat(s.sources.map((x) => x.tensor)), s.rows, s.cols, s.format, maxPartBytes));
-  return assembleWeights(gpu, c, m, v, before);
-}
-
-export function matricesOf(w: ModelWeights): GpuMatrix[] {
-  return [w.embed, w.lmHead, ...w.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down])];
-}
-
-/** Every part buffer of two weight sets, compared word for word. */
-export async function expectSameBuffers(gpu: Gpu, a: ModelWeights, b: ModelWeights): Promise<number> {
-  const ma = matricesOf(a), mb = matricesOf(b);
-  let parts = 0;
-  for (let i = 0; i < ma.length; i++) {
-    expect(ma[i].parts.map((p) => [p.rowStart, p.rows])).toEqual(mb[i].parts.map((p) => [p.rowStart, p.rows]));
-    for (let k = 0; k < ma[i].parts.length; k++) {
-      const pa = ma[i].parts[k], pb = mb[i].parts[k];
-      const da = await gpu.readU32(pa.data), db = await gpu.readU32(pb.data);
-      expect(da.length).toBe(db.length);
-      const bad = da.findIndex((x, j) => x !== db[j]);
-      expect(bad, `${ma[i].label} part ${k} word ${bad}`).toBe(-1);
-      if (pa.scales || pb.scales) {
-        const sa = await gpu.readU32(pa.scales!), sb = await gpu.readU32(pb.scales!);
-        expect(sa.findIndex((x, j) => x !== sb[j]), `${ma[i].label} scales ${k}`).toBe(-1);
-      }
-      parts++;
-    }
-  }
-  return parts;
 }
 
 describe('streaming load (GPU quantization) vs CPU packing', () => {

@@ -74,6 +74,8 @@ export const OPTIONAL_FILES = [
 ];
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
+/** The manifest of a converted model (MANIFEST_FILE in worker/model/converted.ts); it lists the weight shards. */
+const CONVERTED_MANIFEST = 'webdms-manifest.json';
 
 /** The stored model served from memory when storing was impossible. */
 export class MemorySource extends HttpSource {
@@ -437,8 +439,31 @@ async function plan(ctx: Ctx, v: RemoteVersion): Promise<{ manifest: Manifest; p
   const optional = [...OPTIONAL_FILES, ...(opts.extraFiles ?? [])].filter((f) => f !== 'config.json');
   const probed = await Promise.all(optional.map((f) => remote.probe(f)));
   optional.forEach((f, i) => (probed[i] ? infos.push(probed[i]) : absent.push(f)));
-  const single = await remote.probe(SINGLE);
-  if (single) {
+  // A converted model: the shards named by its manifest instead of safetensors, with their declared SHA-256.
+  const converted = await remote.probe(CONVERTED_MANIFEST);
+  const single = converted ? null : await remote.probe(SINGLE);
+  if (converted) {
+    infos.push(converted);
+    absent.push(SINGLE, INDEX);
+    const body =
+      (await readStoredWhole(ctx, { name: CONVERTED_MANIFEST, fileId: fileIdFor(converted, version) }, converted.size)) ??
+      (await remote.fetchRange(CONVERTED_MANIFEST, 0, converted.size, converted.size));
+    prefetched.set(CONVERTED_MANIFEST, body);
+    let shards: { file: string; sha256?: unknown }[];
+    try {
+      shards = (JSON.parse(new TextDecoder().decode(body)) as { shards?: { file: string; sha256?: unknown }[] }).shards ?? [];
+      if (!Array.isArray(shards) || !shards.every((s) => typeof s?.file === 'string' && s.file !== '')) throw new Error('no "shards" list of files');
+    } catch (e) {
+      throw new ModelLoadError(`${remote.url(CONVERTED_MANIFEST)} is not a valid converted-model manifest: ${errorText(e)}`, remote.url(CONVERTED_MANIFEST));
+    }
+    const shardInfos = await Promise.all(shards.map((s) => remote.probe(s.file)));
+    shards.forEach((s, i) => {
+      const si = shardInfos[i];
+      if (!si) throw new FetchError(`Weight shard ${s.file} listed in ${CONVERTED_MANIFEST} was not found (HTTP 404) at ${remote.url(s.file)}`, remote.url(s.file), 404, false);
+      if (!si.sha256 && typeof s.sha256 === 'string' && /^[0-9a-f]{64}$/.test(s.sha256)) si.sha256 = s.sha256;
+      infos.push(si);
+    });
+  } else if (single) {
     infos.push(single);
     absent.push(INDEX);
   } else {

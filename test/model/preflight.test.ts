@@ -1,0 +1,160 @@
+/** Pre-flight sizing from config.json: exact weight bytes, KV bytes, format choice, refusals with numbers, presets. */
+import { describe, expect, it } from 'vitest';
+import { SHAPES } from '../../worker/bench/shapes';
+import { Engine } from '../../worker/engine/engine';
+import { allocMatrix, modelWeightBytes } from '../../worker/engine/weights';
+import { parseConfig } from '../../worker/model/config';
+import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/model/preflight';
+import { findPreset, modelPresets, presetFit } from '../../worker/model/presets';
+import { FolderSource } from '../../worker/model/source-node';
+import type { ModelConfig, WeightFormat } from '../../worker/model/types';
+import { testGpu } from '../gpu';
+
+const GiB = 2 ** 30;
+const BIG = { maxBufferSize: 2 ** 40, maxStorageBufferBindingSize: 2 ** 40, memoryBytes: 2 ** 50 };
+const golden = (name: string) => new URL(`../fixtures/golden/${name}/`, import.meta.url).pathname;
+
+describe('pre-flight', () => {
+  it('weight bytes equal the GPU buffers the engine allocates (split parts included)', async () => {
+    const gpu = await testGpu();
+    const c: ModelConfig = { ...SHAPES.tiny, vocabSize: 3001, tieWordEmbeddings: false };
+    for (const format of ['f32', 'f16', 'q8', 'q4'] as WeightFormat[]) {
+      const maxPart = 64 * 1024;
+      const est = weightEstimate(c, format, { maxBufferSize: gpu.caps.maxBufferSize, maxStorageBufferBindingSize: maxPart });
+      // Allocate exactly what weights.ts allocates for the matrices, plus the f32 vectors.
+      const before = gpu.bytes('pf:');
+      const mats = [
+        allocMatrix(gpu, 'pf:embed', c.vocabSize, c.hiddenSize, format, maxPart),
+        allocMatrix(gpu, 'pf:lm_head', c.vocabSize, c.hiddenSize, format, maxPart),
+      ];
+      const H = c.hiddenSize, d = c.headDim;
+      for (let l = 0; l < c.numLayers; l++) {
+        mats.push(allocMatrix(gpu, 'pf:qkv', (c.numHeads + 2 * c.numKvHeads) * d, H, format, maxPart));
+        mats.push(allocMatrix(gpu, 'pf:o', H, c.numHeads * d, format, maxPart));
+        mats.push(allocMatrix(gpu, 'pf:gu', 2 * c.intermediateSize, H, format, maxPart));
+        mats.push(allocMatrix(gpu, 'pf:down', H, c.intermediateSize, format, maxPart));
+      }
+      const vectors = c.numLayers * (2 * Math.max(16, H * 4) + 2 * Math.max(16, d * 4)) + H * 4;
+      expect(est.bytes).toBe(gpu.bytes('pf:') - before + vectors);
+      expect(est.parts).toBe(mats.reduce((n, m) => n + m.parts.length, 0));
+      expect(est.problem).toBeNull();
+      for (const m of mats) for (const p of m.parts) {
+        gpu.destroy(p.data);
+        if (p.scales) gpu.destroy(p.scales);
+      }
+      // Unrounded, it agrees with the packed-byte formula of weights.ts within the 16-byte rounding.
+      const exact = modelWeightBytes(c, format);
+      expect(Math.abs(est.bytes - exact)).toBeLessThan(16 * (est.parts * 2 + c.numLayers * 4 + 1));
+    }
+  });
+
+  it('KV bytes equal what the slot cache allocates (full, dms, window)', async () => {
+    const gpu = await testGpu();
+    const dir = golden('qwen3-dms');
+    for (const [kv, budget] of [['full', undefined], ['dms', undefined], ['dms', 40], ['window', 32]] as const) {
+      const e = await Engine.load(gpu, new FolderSource(dir), { weights: 'f32', kv, kvBudget: budget, maxContext: 300 });
+      const stats = await e.kvStats();
+      const est = kvBytes(e.config, kv, 300, { budget, maxStepTokens: 64 });
+      // K, V and state exactly; the shared scratch buffers are an upper estimate.
+      expect(est.bytes).toBeGreaterThanOrEqual(stats.allocatedBytes);
+      expect(est.bytes - stats.allocatedBytes).toBeLessThan(est.bytes * 0.5 + 64 * 1024);
+      e.destroy();
+    }
+  });
+
+  it('picks f16, then q8, then q4 as the memory budget shrinks, and says why', () => {
+    const c = SHAPES['qwen3-8b'];
+    const limits = { maxBufferSize: 2 * GiB, maxStorageBufferBindingSize: 2 * GiB };
+    expect(preflight(c, { ...limits, memoryBytes: 24 * GiB }, { maxContext: 4096 }).format).toBe('f16');
+    expect(preflight(c, { ...limits, memoryBytes: 12 * GiB }, { maxContext: 4096 }).format).toBe('q8');
+    const r = preflight(c, { ...limits, memoryBytes: 7 * GiB }, { maxContext: 4096 });
+    expect(r.format).toBe('q4');
+    expect(r.formats.q8.problem).toMatch(/over the 7\.00 GiB memory budget/);
+    // The numbers: 8.19B parameters; q4 = 4 bits + a 4-byte scale per 32 → 5 bits per weight.
+    expect(r.parameters).toBe(8190735360);
+    expect(r.formats.q4.weightBytes / r.parameters).toBeGreaterThan(0.62);
+    expect(r.formats.q4.weightBytes / r.parameters).toBeLessThan(0.63);
+    expect(r.formats.f32.weightBytes).toBeGreaterThan(4 * 8.19e9);
+    // KV: 36 layers x 8 KV heads x 4096 x 128 x 4 B x 2 (K and V) = 1.125 GiB, plus the state.
+    expect(r.kvBytes).toBeGreaterThan(1.125 * GiB);
+    expect(r.kvBytes).toBeLessThan(1.14 * GiB);
+    expect(r.activationBytes).toBe(activationBytes(c, 64));
+  });
+
+  it('refuses qwen3-8b at f32 with this adapter\'s limits, with the numbers in the message', async () => {
+    const gpu = await testGpu();
+    const limits = { maxBufferSize: gpu.caps.maxBufferSize, maxStorageBufferBindingSize: gpu.caps.maxStorageBufferBindingSize };
+    let err: unknown;
+    try {
+      preflight(SHAPES['qwen3-8b'], limits, { weights: 'f32', maxContext: 4096 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PreflightError);
+    const e = err as PreflightError;
+    expect(e.kind).toBe('preflight');
+    expect(e.message).toMatch(/8\.19B parameters/);
+    expect(e.message).toMatch(/f32: needs 3\d\.\d\d GiB \(weights 3\d\.\d\d GiB \+ KV 1\.1\d GiB/);
+    expect(e.message).toMatch(/memory budget/);
+    expect(e.message).toMatch(/q4 would fit/);
+    expect(e.report.formats.f32.totalBytes).toBeGreaterThan(31.5 * GiB);
+  });
+
+  it('refuses when one row cannot fit the binding limit, and when a layer\'s KV cache exceeds it', () => {
+    const c = SHAPES['qwen3-8b'];
+    expect(() => preflight(c, { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 1000 }, {})).toThrow(
+      /q4: one row of embed \(4096 q4 values, 2\.0 KiB\) is larger than the 1000 B buffer limit/);
+    expect(() => preflight(c, { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 128 * 2 ** 20, memoryBytes: 64 * GiB }, { maxContext: 40960 })).toThrow(
+      /one layer's K cache \(8 KV heads x 40960 tokens x 128 x 4 B = 160\.0 MiB\) exceeds maxStorageBufferBindingSize 128\.0 MiB; lower the context/);
+  });
+
+  it('Engine.load refuses before reading any weight (forced small memory budget)', async () => {
+    const gpu = await testGpu();
+    let weightReads = 0;
+    const src = new FolderSource(golden('qwen3'));
+    const watched = Object.assign(Object.create(src), {
+      read: (f: string, o: number, n: number) => {
+        if (o > 8) weightReads++;
+        return src.read(f, o, n);
+      },
+    });
+    await expect(Engine.load(gpu, watched, { gpuMemoryBytes: 1024 })).rejects.toThrow(PreflightError);
+    await expect(Engine.load(gpu, watched, { gpuMemoryBytes: 1024 })).rejects.toThrow(/over the 1\.0 KiB memory budget/);
+    expect(weightReads).toBe(0);
+  });
+});
+
+describe('model presets', () => {
+  it('every preset parses and has sizes per format; q4 < q8 < f16 < f32', () => {
+    const ps = modelPresets();
+    expect(ps.map((p) => p.id)).toEqual([
+      'nvidia/Qwen3-8B-DMS-8x', 'Qwen/Qwen3-0.6B', 'Qwen/Qwen3-1.7B', 'Qwen/Qwen3-4B', 'Qwen/Qwen3-8B',
+      'Qwen/Qwen2.5-1.5B-Instruct', 'meta-llama/Llama-3.2-1B-Instruct',
+    ]);
+    for (const p of ps) {
+      expect(p.sizes.q4.weightBytes).toBeLessThan(p.sizes.q8.weightBytes);
+      expect(p.sizes.q8.weightBytes).toBeLessThan(p.sizes.f16.weightBytes);
+      expect(p.sizes.f16.weightBytes).toBeLessThan(p.sizes.f32.weightBytes);
+      expect(p.gpuMemory).toBe(p.sizes.q4.gpuBytes);
+    }
+    // Published parameter counts (from the model cards): 0.6B = 596M with tied embeddings, 8B = 8.19B, Llama 3.2 1B = 1.24B.
+    expect(findPreset('Qwen/Qwen3-0.6B')!.parameters).toBe(596049920);
+    expect(findPreset('Qwen/Qwen3-8B')!.parameters).toBe(8190735360);
+    expect(findPreset('meta-llama/Llama-3.2-1B-Instruct')!.parameters).toBe(1235814400);
+    expect(findPreset('Qwen/Qwen2.5-1.5B-Instruct')!.parameters).toBe(1543714304);
+    // DMS: the same weights as Qwen3-8B, an eighth of the KV cache (plus the window).
+    const dms = findPreset('nvidia/Qwen3-8B-DMS-8x')!, full = findPreset('Qwen/Qwen3-8B')!;
+    expect(dms.sizes.q4.weightBytes).toBe(full.sizes.q4.weightBytes);
+    expect(dms.kvBytes).toBeLessThan(full.kvBytes / 5);
+    expect(parseConfig(dms.config).config.dms?.windowSize).toBe(256);
+  });
+
+  it('presetFit gives the format an adapter would get, or the refusal', () => {
+    const p = findPreset('Qwen/Qwen3-8B')!;
+    const small = presetFit(p, { maxBufferSize: GiB, maxStorageBufferBindingSize: GiB, memoryBytes: 8 * GiB });
+    expect(small.ok && small.report.format).toBe('q4');
+    const tiny = presetFit(p, { maxBufferSize: GiB, maxStorageBufferBindingSize: GiB, memoryBytes: 2 * GiB });
+    expect(!tiny.ok && tiny.error.message).toMatch(/does not fit/);
+    expect(presetFit(p, BIG).ok).toBe(true);
+  });
+});
