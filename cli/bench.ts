@@ -3,13 +3,14 @@
  * bound measured on the same device (docs/benchmarks.md).
  */
 import copySource from '../shaders/copy_bandwidth.wgsl';
-import { randomWeights } from '../worker/bench/random-weights';
+import { randomMatrix, randomWeights } from '../worker/bench/random-weights';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
 import type { Gpu } from '../worker/gpu/context';
-import { Encoder, params } from '../worker/gpu/encoder';
+import { Encoder, encoderTuning, params } from '../worker/gpu/encoder';
+import { linear, linearTuning } from '../worker/kernels/linear';
 import { nodeGpu } from '../worker/gpu/node';
-import type { KvPolicyName, WeightFormat } from '../worker/model/types';
+import type { KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';
 
@@ -29,6 +30,10 @@ export interface BenchRow {
   kvBytes: number;
   residentTokens: number;
   dispatchesPerToken: number;
+  /** Mean CPU time per decode step spent recording and submitting, and waiting for the sampled id. */
+  recordMs: number;
+  waitMs: number;
+  submitsPerToken: number;
 }
 
 /**
@@ -58,9 +63,21 @@ export async function measureBandwidth(gpu: Gpu, bytes: number): Promise<number>
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['shape', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill'],
-    switches: ['json'],
+    values: ['shape', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
+    switches: ['json', 'gemv'],
   });
+  // Tuning knobs, for measuring the alternatives on a device: --flush N (dispatches per early submit,
+  // 0 = one submit per step), --mv ROWSxLANES (decode matvec shape) or --mv off (the tiled kernel).
+  const flush = intArg(values, 'flush', 0);
+  if (flush !== undefined) encoderTuning.flushEvery = flush;
+  const mv = values.get('mv');
+  if (mv === 'off') linearTuning.mv = false;
+  else if (mv) {
+    const m = /^(\d+)x(\d+)$/.exec(mv);
+    if (!m) throw new UsageError('--mv must be ROWSxLANES (e.g. 4x64) or off');
+    linearTuning.mvRows = Number(m[1]);
+    linearTuning.mvLanes = Number(m[2]);
+  }
   const shapeName = values.get('shape') ?? 'tiny';
   const base = SHAPES[shapeName];
   if (!base) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
@@ -81,6 +98,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const config = withDms(base, window, 1 / (1 - evictRate));
 
   const gpu = await nodeGpu();
+  if (switches.has('gemv')) {
+    await gemvBench(gpu, base, weights);
+    return;
+  }
   const bandwidthGBps = await measureBandwidth(gpu, Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2));
   const w = randomWeights(gpu, config, weights);
   const rows: BenchRow[] = [];
@@ -94,10 +115,16 @@ export async function benchCommand(argv: string[]): Promise<void> {
       });
       // Decode: `steps` timed tokens after a warm-up, each a full step (one submit, sampled id read back).
       engine.prime(context, kept);
-      let dispatches = 0;
+      let dispatches = 0, submits = 0, recordMs = 0, waitMs = 0;
       for (let i = 0; i < 3; i++) await engine.step([1]);
       const t0 = performance.now();
-      for (let i = 0; i < steps; i++) dispatches = (await engine.step([1])).dispatches;
+      for (let i = 0; i < steps; i++) {
+        const r = await engine.step([1]);
+        dispatches = r.dispatches;
+        submits = engine.lastStep.submits;
+        recordMs += engine.lastStep.recordMs / steps;
+        waitMs += engine.lastStep.waitMs / steps;
+      }
       const decodeS = (performance.now() - t0) / 1000;
       const stats = await engine.kvStats();
       // Each decode step reads every weight once and K and V of every resident token once.
@@ -124,6 +151,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
         kvBytes: stats.peakBytes,
         residentTokens,
         dispatchesPerToken: dispatches,
+        recordMs, waitMs, submitsPerToken: submits,
       });
       engine.release();
       if (!switches.has('json')) printRow(rows[rows.length - 1]);
@@ -138,6 +166,66 @@ function printRow(r: BenchRow): void {
     `${r.shape} ${r.weights} ctx ${r.context} ${r.kv}: decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s ` +
       `(${(100 * r.fractionOfBound).toFixed(0)}% of bound ${r.boundTokensPerSecond.toFixed(1)} at ${r.bandwidthGBps.toFixed(2)} GB/s copy), ` +
       `prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s, ${mb(r.bytesPerToken)} MB/token (KV ${mb(r.kvBytesRead)}), ` +
-      `KV ${mb(r.kvBytes)} MB, ${r.dispatchesPerToken} dispatches/token\n`,
+      `KV ${mb(r.kvBytes)} MB, ${r.dispatchesPerToken} dispatches/token in ${r.submitsPerToken} submits ` +
+      `(CPU ${r.recordMs.toFixed(2)} ms recording+submitting, ${r.waitMs.toFixed(2)} ms waiting)\n`,
   );
+}
+
+/**
+ * `dms bench --gemv`: the decode projections of a shape alone (one token), each timed over many
+ * back-to-back dispatches in one submit, in GB/s of weights read, for the tiled kernel and several
+ * matvec shapes; the rows in one line each.
+ */
+async function gemvBench(gpu: Gpu, c: ModelConfig, format: WeightFormat): Promise<void> {
+  const H = c.hiddenSize, F = c.intermediateSize, d = c.headDim;
+  const shapes: Array<[string, number, number]> = [
+    ['qkv', (c.numHeads + 2 * c.numKvHeads) * d, H], ['o', H, c.numHeads * d], ['gate_up', 2 * F, H], ['down', H, F], ['lm_head', c.vocabSize, H],
+  ];
+  const variants: Array<[string, () => void]> = [
+    ['tiled', () => { linearTuning.mv = false; }],
+    ...[[4, 64], [8, 64], [8, 128], [16, 64], [8, 32]].map(([r, l]) => [`mv ${r}x${l}`, () => { linearTuning.mv = true; linearTuning.mvRows = r; linearTuning.mvLanes = l; }] as [string, () => void]),
+  ];
+  const x = gpu.buffer('bench:x', 4 * Math.max(H, F, c.numHeads * d));
+  const y = gpu.buffer('bench:y', 4 * c.vocabSize);
+  const saved = { ...linearTuning };
+  const timed = gpu.device.features.has('timestamp-query');
+  const qs = timed ? gpu.device.createQuerySet({ type: 'timestamp', count: 2 }) : null;
+  const resolve = timed ? gpu.device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }) : null;
+  const readback = timed ? gpu.device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) : null;
+  process.stdout.write(`gemv timing: ${timed ? 'GPU timestamps around the pass' : 'wall time (no timestamp-query)'}\n`);
+  for (const [name, rows, cols] of shapes) {
+    const m = randomMatrix(gpu, `bench:${name}`, rows, cols, format);
+    const bytes = m.parts.reduce((n, p) => n + p.data.size + (p.scales?.size ?? 0), 0);
+    const out: string[] = [];
+    for (const [vname, set] of variants) {
+      set();
+      // GPU time of the pass (timestamp queries) where the adapter has them, else wall time.
+      const run = async (reps: number): Promise<number> => {
+        const enc = new Encoder(gpu, 'gemv', qs ? { timestamps: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+        for (let i = 0; i < reps; i++) linear(enc, m, x, y, 1);
+        const t0 = performance.now();
+        enc.submit();
+        await gpu.device.queue.onSubmittedWorkDone();
+        const wall = (performance.now() - t0) * 1000;
+        if (!qs || !resolve || !readback) return wall;
+        const e = gpu.device.createCommandEncoder();
+        e.resolveQuerySet(qs, 0, 2, resolve, 0);
+        e.copyBufferToBuffer(resolve, 0, readback, 0, 16);
+        gpu.device.queue.submit([e.finish()]);
+        await readback.mapAsync(GPUMapMode.READ);
+        const [a, b] = new BigInt64Array(readback.getMappedRange());
+        readback.unmap();
+        return Number(b - a) / 1000;
+      };
+      await run(2);
+      const reps = Math.max(10, Math.min(100, Math.round(4e9 / bytes)));
+      const us = (await run(reps)) / reps;
+      out.push(`${vname} ${us.toFixed(1)} us ${(bytes / us / 1e3).toFixed(0)} GB/s`);
+    }
+    Object.assign(linearTuning, saved);
+    for (const p of m.parts) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
+    process.stdout.write(`gemv ${format} ${name} ${rows}x${cols} (${(bytes / 1e6).toFixed(1)} MB): ${out.join(' | ')}\n`);
+  }
+  gpu.destroy(x);
+  gpu.destroy(y);
 }

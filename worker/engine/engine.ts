@@ -79,9 +79,13 @@ export class Engine {
   /** Tokens whose K/V are in the cache, in order. */
   private cached: number[] = [];
   private readonly sampled: GPUBuffer;
+  /** The sampled id's way back to the CPU, reused every step (mapped and unmapped around each read). */
+  private readonly readback: GPUBuffer;
   private busy = false;
   /** Set by load(). */
   loadStats: LoadStats | null = null;
+  /** CPU time of the last sampled step: recording + submitting, then waiting for the id; submits of its last chunk. */
+  lastStep = { recordMs: 0, waitMs: 0, submits: 0 };
 
   private constructor(
     readonly gpu: Gpu,
@@ -94,6 +98,7 @@ export class Engine {
     private readonly kv: KvCache,
   ) {
     this.sampled = gpu.buffer('act:sampled', 4 * forward.maxStepTokens);
+    this.readback = gpu.device.createBuffer({ label: 'act:sampled readback', size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   }
 
   static async load(gpu: Gpu, original: ModelSource, opts: EngineOptions = {}): Promise<Engine> {
@@ -190,7 +195,7 @@ export class Engine {
    * Feeds `ids` after the cached tokens in prefill chunks; leaves the logits of the last `logitRows`
    * rows of the final chunk in forward.logits. Returns the dispatches recorded.
    */
-  private feed(ids: number[], logitRows: number): number {
+  private feed(ids: number[], logitRows: number, last?: (enc: Encoder) => void): number {
     const chunk = this.forward.maxStepTokens;
     let dispatches = 0;
     for (let i = 0; i < ids.length; i += chunk) {
@@ -198,14 +203,37 @@ export class Engine {
       const pos0 = this.cached.length;
       const positions = Array.from({ length: rows }, (_, k) => pos0 + k);
       this.forward.setRows(ids.slice(i, i + rows), positions);
-      const enc = new Encoder(this.gpu, 'prefill');
+      const enc = new Encoder(this.gpu, 'prefill', { flush: true });
       const isLast = i + rows >= ids.length;
       this.forward.encode(enc, this.kv, [{ seq: 0, row: 0, tokens: rows, pos0 }], rows, isLast ? Math.min(logitRows, rows) : 0);
+      if (isLast && last) last(enc);
       dispatches += enc.dispatches;
       enc.submit();
       for (let k = 0; k < rows; k++) this.cached.push(ids[i + k]);
     }
     return dispatches;
+  }
+
+  /**
+   * Feeds `ids` and samples the next token from the last row's logits in the same submit as the final
+   * forward chunk (one submit and one readback per decoded token). Returns the id and the dispatches.
+   */
+  private async feedAndSample(ids: number[], temperature: number, topK: number, topP: number, u: number): Promise<{ id: number; dispatches: number }> {
+    const V = this.config.vocabSize;
+    const t0 = performance.now();
+    let submits = 0;
+    const dispatches = this.feed(ids, 1, (enc) => {
+      sample(enc, this.forward.logits, 0, V, this.sampled, 0, { temperature, topK, topP, u });
+      enc.copy(this.sampled, 0, this.readback, 0, 4);
+      submits = enc.submits + 1;
+    });
+    const t1 = performance.now();
+    await this.readback.mapAsync(GPUMapMode.READ, 0, 4);
+    const id = new Uint32Array(this.readback.getMappedRange(0, 4))[0];
+    this.readback.unmap();
+    this.gpu.check();
+    this.lastStep = { recordMs: t1 - t0, waitMs: performance.now() - t1, submits };
+    return { id, dispatches: dispatches + 1 };
   }
 
   private checkRoom(extra: number): void {
@@ -273,13 +301,11 @@ export class Engine {
       fresh.push(...promptIds);
     }
     this.checkRoom(fresh.length);
-    const V = this.config.vocabSize;
     const out: number[] = [];
     let finishReason: GenerateResult['finishReason'] = 'length';
 
     const t0 = performance.now();
-    this.feed(fresh, 1);
-    let id = await this.sampleNext(V, temperature, topK, topP, random());
+    let id = (await this.feedAndSample(fresh, temperature, topK, topP, random())).id;
     const t1 = performance.now();
     while (true) {
       out.push(id);
@@ -293,8 +319,7 @@ export class Engine {
         break;
       }
       if (out.length >= maxTokens || this.cached.length >= this.info.maxContext) break;
-      this.feed([id], 1);
-      id = await this.sampleNext(V, temperature, topK, topP, random());
+      id = (await this.feedAndSample([id], temperature, topK, topP, random())).id;
     }
     const t2 = performance.now();
     const decoded = Math.max(0, out.length - 1);
@@ -307,15 +332,6 @@ export class Engine {
     };
   }
 
-  private async sampleNext(V: number, temperature: number, topK: number, topP: number, u: number): Promise<number> {
-    const enc = new Encoder(this.gpu, 'sample');
-    sample(enc, this.forward.logits, 0, V, this.sampled, 0, { temperature, topK, topP, u });
-    enc.submit();
-    const [id] = await this.gpu.readU32(this.sampled, 1);
-    this.gpu.check();
-    return id;
-  }
-
   /** Benchmarks: pretends `tokens` tokens were seen, a `keptFraction` of the older ones resident. */
   prime(tokens: number, keptFraction = 1): void {
     this.reset();
@@ -326,9 +342,7 @@ export class Engine {
   /** Benchmarks: one forward step over `ids` after the cache, then a greedy sample; returns the dispatches recorded. */
   async step(ids: number[]): Promise<{ id: number; dispatches: number }> {
     this.checkRoom(ids.length);
-    const dispatches = this.feed(ids, 1);
-    const id = await this.sampleNext(this.config.vocabSize, 0, 0, 1, 0);
-    return { id, dispatches: dispatches + 1 };
+    return this.feedAndSample(ids, 0, 0, 1, 0);
   }
 
   /**
@@ -379,6 +393,7 @@ export class Engine {
     this.kv.destroy();
     this.forward.destroy();
     this.gpu.destroy(this.sampled);
+    this.readback.destroy();
   }
 
   destroy(): void {

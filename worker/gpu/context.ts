@@ -30,6 +30,7 @@ export const STORAGE = 0x80 | 0x04 | 0x08; // GPUBufferUsage.STORAGE | COPY_SRC 
 export class Gpu {
   readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly live = new Map<GPUBuffer, { label: string; size: number }>();
+  private readonly destroyListeners: Array<() => void> = [];
   /** Set when the device is lost; every later call throws it. */
   lost: string | null = null;
 
@@ -112,6 +113,12 @@ export class Gpu {
   destroy(buf: GPUBuffer): void {
     this.live.delete(buf);
     buf.destroy();
+    for (const f of this.destroyListeners) f();
+  }
+
+  /** Calls `f` after every destroy() (the encoder drops its cached bind groups then). */
+  onDestroy(f: () => void): void {
+    this.destroyListeners.push(f);
   }
 
   /** Bytes held by live buffers whose label starts with `prefix` (all when omitted). */

@@ -1,15 +1,24 @@
 import f16Source from '../../shaders/linear_f16.wgsl';
 import f32Source from '../../shaders/linear_f32.wgsl';
 import q4Source from '../../shaders/linear_q4.wgsl';
+import q4MvSource from '../../shaders/linear_q4_mv.wgsl';
 import q8Source from '../../shaders/linear_q8.wgsl';
+import q8MvSource from '../../shaders/linear_q8_mv.wgsl';
 import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
 import type { GpuMatrix, WeightFormat } from '../model/types';
 
 const SOURCES: Record<WeightFormat, string> = { f32: f32Source, f16: f16Source, q8: q8Source, q4: q4Source };
 
-/** Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups. */
-export const linearTuning = { allowSubgroups: true };
+/**
+ * Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups.
+ * The decode matvec of q4/q8 (one token, cols % 32 == 0; shaders/linear_q*_mv.wgsl) takes `mvRows` rows per
+ * workgroup and at most `mvLanes` lanes (fewer when a row has fewer 32-column groups); `mv = false` sends
+ * decode through the tiled kernel instead (the benchmark's comparison).
+ */
+export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64 };
+
+const MV_SOURCES: Partial<Record<WeightFormat, string>> = { q8: q8MvSource, q4: q4MvSource };
 
 /** Lanes per workgroup (each row tile is reduced over them), weight rows per workgroup, and columns per lane step. */
 const LANES = 64;
@@ -78,6 +87,27 @@ function pipeline(enc: Encoder, format: WeightFormat, tt: number, aligned: boole
   return p;
 }
 
+function mvPipeline(enc: Encoder, format: WeightFormat, rows: number, lanes: number): GPUComputePipeline {
+  const subgroups = enc.gpu.caps.subgroups && linearTuning.allowSubgroups;
+  const label = `linear_${format}_mv R${rows} L${lanes}${subgroups ? ' sg' : ''}`;
+  let cache = compiled.get(enc.gpu);
+  if (!cache) compiled.set(enc.gpu, (cache = new Map()));
+  let p = cache.get(label);
+  if (!p) {
+    const code = (subgroups ? 'enable subgroups;\n' : '') + `const R = ${rows}u;\nconst L = ${lanes}u;\n` + specialize(MV_SOURCES[format]!, { SUBGROUPS: subgroups });
+    p = enc.gpu.pipeline(label, code);
+    cache.set(label, p);
+  }
+  return p;
+}
+
+/** Lanes of the decode matvec: one 32-column group per lane step, at most `mvLanes`, at least 32. */
+function mvLanes(groups: number): number {
+  let lanes = 32;
+  while (lanes < linearTuning.mvLanes && lanes < groups) lanes *= 2;
+  return lanes;
+}
+
 const placeholders = new WeakMap<Gpu, GPUBuffer>();
 
 /** The buffer bound as bias when there is none (the kernel does not read it). */
@@ -94,6 +124,10 @@ function placeholder(gpu: Gpu): GPUBuffer {
 export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, tokens: number, bias: GPUBuffer | null = null): void {
   if (tokens <= 0 || w.rows === 0) return;
   if (w.cols <= 0) throw new Error(`linear ${w.label}: no columns`);
+  if (tokens === 1 && linearTuning.mv && MV_SOURCES[w.format] && w.cols % 32 === 0) {
+    matvec(enc, w, x, y, bias);
+    return;
+  }
   const tt = tokenTile(tokens);
   const aligned = w.cols % UNIT === 0;
   const pipe = pipeline(enc, w.format, tt, aligned);
@@ -111,5 +145,19 @@ export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, t
     }
     buffers.push(x, y, bias ?? placeholder(enc.gpu));
     enc.dispatch(pipe, params(part.rows, w.cols, tokens, w.rows, part.rowStart, nunits, rowBlocks, count, bias ? 1 : 0), buffers, enc.grid(count));
+  }
+}
+
+/** Decode (one token) of a q4/q8 matrix with cols % 32 == 0: shaders/linear_q*_mv.wgsl, one dispatch per part. */
+function matvec(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, bias: GPUBuffer | null): void {
+  const R = linearTuning.mvRows;
+  const groups = w.cols / 32;
+  const pipe = mvPipeline(enc, w.format, R, mvLanes(groups));
+  for (const part of w.parts) {
+    if (part.rows === 0) continue;
+    if (!part.scales) throw new Error(`linear ${w.label}: ${w.format} part without scales`);
+    const count = Math.ceil(part.rows / R);
+    const p = params(part.rows, w.cols, 1, w.rows, part.rowStart, groups, count, count, bias ? 1 : 0);
+    enc.dispatch(pipe, p, [part.data, part.scales, x, y, bias ?? placeholder(enc.gpu)], enc.grid(count));
   }
 }
