@@ -151,10 +151,10 @@ class TestSmoke(unittest.TestCase):
         self.assertTrue(torch.allclose(m(x, dms_mode="off"), m(x, dms_mode="hard"), atol=1e-5))
 
     # ------------------------------------------------------------------ training
-    def _pretrain(self, out, steps=60):
+    def _pretrain(self, out, steps=40):
         train.main(["pretrain", "--data", self.data, "--out", out, "--model_config", json.dumps(TINY),
                     "--steps", str(steps), "--batch", "16", "--seq", "48", "--lr", "3e-3", "--warmup", "5",
-                    "--log_every", "10", "--eval_every", "30", "--eval_batches", "2"])
+                    "--log_every", "10", "--eval_every", "20", "--eval_batches", "2"])
         with open(os.path.join(out, "train_log.json")) as f:
             return json.load(f)
 
@@ -168,7 +168,7 @@ class TestSmoke(unittest.TestCase):
         # DMS retrofit, all weights, borrowed channel: the eviction fraction must follow the hinge upwards
         dms = os.path.join(self.tmp, "dms")
         train.main(["dms", "--init", pre, "--data", self.data, "--out", dms, "--window", "4", "--target_cr", "4",
-                    "--steps", "40", "--ramp_steps", "10", "--batch", "8", "--seq", "48", "--lr", "3e-3",
+                    "--steps", "30", "--ramp_steps", "10", "--batch", "8", "--seq", "48", "--lr", "3e-3",
                     "--log_every", "5"])
         with open(os.path.join(dms, "dms_log.json")) as f:
             dl = json.load(f)["log"]
@@ -214,6 +214,44 @@ class TestSmoke(unittest.TestCase):
         with open(os.path.join(out, "dms_log.json")) as f:
             dl = json.load(f)["log"]
         self.assertGreater(dl[-1]["frac"], dl[0]["frac"] + 0.2, [r["frac"] for r in dl])
+
+    # ------------------------------------------------------------------ incremental decoder
+    def test_incremental_decoder_matches_full_forward(self):
+        """policy_eval's token-by-token cache (DMS eviction by slot validity) reproduces the masked full forward."""
+        import policy_eval
+        torch.manual_seed(3)
+        cfg = ModelConfig(**TINY)
+        m = CausalLM(cfg)
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if "norm" in n:
+                    p.copy_(1.0 + 0.2 * torch.randn_like(p))
+        enable_dms(m, window=3, zero_borrowed_rows=False)
+        m.eval()
+        x = torch.randint(0, 64, (2, 20))
+        for policy, mode in (("dms", "hard"), ("full", "off")):
+            ref, alphas = m(x, dms_mode=mode, return_aux=True)
+            cache = policy_eval.Cache(cfg.num_hidden_layers, 2, cfg.num_key_value_heads, 20, cfg.head_dim, "cpu", torch.float32)
+            outs = [policy_eval.step(m, cache, x[:, t], t, policy, None, torch.ones(2)) for t in range(20)]
+            inc = torch.stack(outs, dim=1)
+            self.assertTrue(torch.allclose(inc, ref, atol=1e-4), f"{policy}: {(inc - ref).abs().max()}")
+            if policy == "dms":
+                self.assertGreater(alphas.float().mean().item(), 0.1)  # evictions really happened
+                self.assertLess(cache.valid.float().mean().item(), 0.99)
+
+    def test_budget_policies_respect_budget(self):
+        import policy_eval
+        torch.manual_seed(4)
+        m = CausalLM(ModelConfig(**TINY)).eval()
+        x = torch.randint(0, 64, (2, 30))
+        for policy in ("streaming", "tova", "h2o"):
+            cache = policy_eval.Cache(2, 2, 2, 30, 16, "cpu", torch.float32)
+            for t in range(30):
+                policy_eval.step(m, cache, x[:, t], t, policy, 8, torch.ones(2))
+                self.assertTrue(bool((cache.valid.sum(-1) <= 8).all()), f"{policy} t={t}")
+            self.assertTrue(bool(cache.valid[..., 29].all()), policy)  # the newest token is always kept
+            if policy == "streaming":
+                self.assertTrue(bool(cache.valid[..., :4].all()))
 
     # ------------------------------------------------------------------ I/O and variants
     def test_variants_roundtrip(self):
