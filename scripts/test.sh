@@ -23,7 +23,7 @@ if [ -d retrofit/tests ]; then
   # The smoke test also exports a tiny model that test/engine/retrofit-export.test.ts loads.
   export RETROFIT_EXPORT_DIR="$PWD/.cache/retrofit-export"
   rm -rf "$RETROFIT_EXPORT_DIR"
-  if /usr/bin/python3 -m unittest discover -s retrofit/tests -t . 2>&1 | tee .cache/unittest.txt; then :; else status=1; fi
+  if /usr/bin/python3 -m unittest discover -s retrofit/tests 2>&1 | tee .cache/unittest.txt; then :; else status=1; fi
   ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' .cache/unittest.txt | tail -1); ran=${ran:-0}
   bad=$(sed -n 's/^FAILED (\(.*\))/\1/p' .cache/unittest.txt | grep -o '[0-9]\+' | awk '{s+=$1} END {print s+0}')
   [ "$ran" -gt 0 ] || { bad=1; status=1; }
