@@ -1,5 +1,10 @@
 /** `dms generate`: one prompt in, generated tokens out. */
+import { extractAnswer, vote } from '../worker/engine/answers';
+import { generateChains } from '../worker/engine/chains';
 import { Engine } from '../worker/engine/engine';
+import { budgetBytes, MB, plan, type MemoryLevel, type Plan } from '../worker/engine/planner';
+import { parseConfig } from '../worker/model/config';
+import { ModelTokenizer } from '../worker/model/tokenizer';
 import { nodeGpu } from '../worker/gpu/node';
 import type { KvPolicyName, WeightFormat } from '../worker/model/types';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
@@ -17,8 +22,8 @@ export function checkBudget(policy: string | undefined, budget: number | undefin
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'max-context'],
-    switches: ['chat', 'json'],
+    values: ['model', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'max-context', 'chains', 'memory'],
+    switches: ['chat', 'json', 'vote'],
   });
   const model = values.get('model');
   if (!model) throw new UsageError('--model is required');
@@ -26,15 +31,52 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const promptIds = values.get('prompt-ids');
   if ((prompt === undefined) === (promptIds === undefined)) throw new UsageError('give exactly one of --prompt and --prompt-ids');
   if (switches.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
-  const maxTokens = intArg(values, 'max-new-tokens', 1, 64)!;
-  const kvBudget = intArg(values, 'kv-budget', 1);
-  checkBudget(values.get('kv'), kvBudget);
+  let maxTokens = intArg(values, 'max-new-tokens', 1, 64)!;
+  let kvBudget = intArg(values, 'kv-budget', 1);
+  let kv = choiceArg(values, 'kv', POLICIES);
+  checkBudget(kv, kvBudget);
+  let chains = intArg(values, 'chains', 1);
+  const memory = values.get('memory');
+  if (switches.has('vote') && chains === undefined && memory === undefined) throw new UsageError('--vote needs --chains W (or --memory)');
+  const source = modelSource(model);
+  let maxContext = intArg(values, 'max-context', 16);
+  let planned: Plan | undefined;
+  if (memory !== undefined) {
+    // The planner picks W, the length and the policy that fit the KV memory budget (docs/hyperscaling.md).
+    if (values.has('chains') || values.has('kv') || values.has('kv-budget') || values.has('max-new-tokens')) {
+      throw new UsageError('--memory chooses --chains, --kv, --kv-budget and --max-new-tokens itself; give either --memory or those');
+    }
+    const level = /^(low|medium|high)$/.test(memory) ? (memory as MemoryLevel) : Number(memory) * MB;
+    if (typeof level === 'number' && !(level > 0)) throw new UsageError(`--memory must be low, medium, high or a number of MB, got "${memory}"`);
+    const { config } = parseConfig(JSON.parse(await source.text('config.json')));
+    // The prompt's length sizes the caches: tokenize it the way the engine will (below).
+    let promptGuess = promptIds?.split(',').length ?? 0;
+    if (prompt !== undefined) {
+      if (!(await source.exists('tokenizer.json'))) throw new Error(`${model} has no tokenizer.json: use --prompt-ids`);
+      const tok = await ModelTokenizer.load(source);
+      const text = switches.has('chat') ? tok.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }) : prompt;
+      promptGuess = tok.encode(text, !switches.has('chat')).length;
+    }
+    planned = plan(
+      { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, maxContext: Math.min(maxContext ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings), dms: config.dms },
+      { budget: typeof level === 'number' ? level : budgetBytes(level), promptTokens: promptGuess, minLength: Math.min(128, config.maxPositionEmbeddings - promptGuess) },
+    );
+    chains = planned.chains;
+    maxTokens = planned.maxTokens;
+    kv = planned.policy;
+    kvBudget = planned.policy === 'dms' ? planned.slots : undefined;
+    maxContext = promptGuess + planned.maxTokens;
+    process.stderr.write(`[plan: ${planned.reason}]\n`);
+  }
+  const W = chains ?? 1;
   const gpu = await nodeGpu();
-  const engine = await Engine.load(gpu, modelSource(model), {
+  const engine = await Engine.load(gpu, source, {
     weights: choiceArg(values, 'weights', WEIGHTS),
-    kv: choiceArg(values, 'kv', POLICIES),
+    kv,
     kvBudget,
-    maxContext: intArg(values, 'max-context', 16),
+    maxContext,
+    sequences: W,
+    prefillChunk: Math.max(64, W),
   });
   let ids: number[];
   if (promptIds !== undefined) {
@@ -49,8 +91,14 @@ export async function generateCommand(argv: string[]): Promise<void> {
     const text = switches.has('chat') ? tok.applyChatTemplate([{ role: 'user', content: prompt! }], { addGenerationPrompt: true }) : prompt!;
     ids = tok.encode(text, !switches.has('chat'));
   }
+  if (planned && ids.length + maxTokens > engine.info.maxContext) maxTokens = Math.max(1, engine.info.maxContext - ids.length);
   const decoder = engine.tokenizer?.createStreamDecoder();
   const json = switches.has('json');
+  if (chains !== undefined) {
+    await chainsOutput(engine, ids, W, maxTokens, values, json, switches.has('vote'), planned, model, gpu.caps.adapter);
+    engine.destroy();
+    return;
+  }
   const result = await engine.generate(ids, {
     maxTokens,
     temperature: numArg(values, 'temperature', 0, 100),
@@ -86,4 +134,54 @@ export async function generateCommand(argv: string[]): Promise<void> {
     );
   }
   engine.destroy();
+}
+
+/** `generate --chains W [--vote]`: W chains from one prompt, batched; JSON gains `chains` and `vote`. */
+async function chainsOutput(
+  engine: Engine, ids: number[], W: number, maxTokens: number, values: Map<string, string>, json: boolean, doVote: boolean,
+  planned: Plan | undefined, model: string, adapter: string,
+): Promise<void> {
+  const tok = engine.tokenizer;
+  const r = await generateChains(engine, ids, {
+    chains: W,
+    maxTokens,
+    temperature: numArg(values, 'temperature', 0, 100),
+    topP: numArg(values, 'top-p', 0, 1),
+    topK: intArg(values, 'top-k', 0),
+    seed: intArg(values, 'seed', 0),
+  });
+  const chains = r.chains.map((c) => {
+    const text = tok ? tok.decode(c.ids) : '';
+    return { generated: c.ids, text, finishReason: c.finishReason, answer: tok ? extractAnswer(text) : null, meanLogProb: c.meanLogProb };
+  });
+  const v = doVote ? vote(chains) : null;
+  const pick = chains[v ? v.chain : 0];
+  if (json) {
+    const out = {
+      model,
+      promptTokens: ids.length,
+      generated: pick.generated,
+      text: pick.text,
+      finishReason: pick.finishReason,
+      chains,
+      ...(v ? { vote: { rule: v.rule, answer: v.answer, counts: v.counts, chain: v.chain } } : {}),
+      ...(planned ? { plan: { policy: planned.policy, chains: planned.chains, maxTokens: planned.maxTokens, slots: planned.slots, bytes: planned.bytes, budgetBytes: planned.budgetBytes, reason: planned.reason } } : {}),
+      kv: r.kv,
+      timing: r.timing,
+      weights: engine.info.weights,
+      adapter,
+    };
+    process.stdout.write(JSON.stringify(out) + '\n');
+    return;
+  }
+  chains.forEach((c, i) => {
+    process.stdout.write(`--- chain ${i} (${c.generated.length} tokens, ${c.finishReason}, mean log-prob ${c.meanLogProb.toFixed(3)}, answer ${c.answer ?? '-'})\n`);
+    process.stdout.write((tok ? c.text : c.generated.join(',')) + '\n');
+  });
+  if (v) process.stdout.write(`--- vote (${v.rule}): ${v.answer ?? `no stated answer; chain ${v.chain} scored highest`} ${JSON.stringify(v.counts)}\n`);
+  const k = r.kv;
+  process.stderr.write(
+    `[${W} chains, ${r.steps} batched steps; prefill ${r.timing.prefillMs.toFixed(0)} ms, decode ${r.timing.decodeTokensPerSecond.toFixed(1)} tok/s (all chains); ` +
+      `kv ${k.policy}: peak ${k.peakTokens} tokens vs ${k.peakTokensFull} full (${k.compression.toFixed(2)}x); ${adapter}]\n`,
+  );
 }

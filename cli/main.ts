@@ -6,6 +6,7 @@ import { generateCommand } from './generate';
 import { perplexityCommand } from './perplexity';
 import { benchCommand } from './bench';
 import { convertCommand } from './convert';
+import { hyperscaleCommand } from './hyperscale';
 import { UsageError } from './args';
 
 const USAGE = `usage: npm run -s dms -- <command> [options]
@@ -14,6 +15,9 @@ commands:
   generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3)
            [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
            [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--json]
+           [--chains W [--vote]] [--memory MB|low|medium|high]   (parallel chains; --memory lets the planner pick W, length, kv)
+  hyperscale --model <...> [--tasks add,mul,vartrack | file.jsonl] [--n N] [--task-seed S] [--widths 1,2,4] [--lengths 128,256]
+           [--kv full,dms,window,tova,h2o] [--kv-budget N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--out file.json] [--json]
   bench --shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b --weights q4|q8|f16|f32 --context 1024,4096
         --kv full,dms [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--json]
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
@@ -32,6 +36,8 @@ async function main(argv: string[]): Promise<void> {
       return benchCommand(rest);
     case 'convert':
       return convertCommand(rest);
+    case 'hyperscale':
+      return hyperscaleCommand(rest);
     case undefined:
     case '--help':
     case 'help':
