@@ -205,15 +205,19 @@ export class Encoder {
   }
 }
 
+const f32Bits = new Float32Array(1);
+const f32Word = new Uint32Array(f32Bits.buffer);
+
 /** Packs mixed u32/i32/f32 parameters into one uniform block, in order. */
 export function params(...fields: Array<number | { f32: number } | { i32: number }>): Uint32Array {
   const out = new Uint32Array(Math.max(4, Math.ceil(fields.length / 4) * 4));
-  const f = new Float32Array(out.buffer);
-  const i = new Int32Array(out.buffer);
-  fields.forEach((v, k) => {
+  for (let k = 0; k < fields.length; k++) {
+    const v = fields[k];
     if (typeof v === 'number') out[k] = v >>> 0;
-    else if ('f32' in v) f[k] = v.f32;
-    else i[k] = v.i32;
-  });
+    else if ('f32' in v) {
+      f32Bits[0] = v.f32;
+      out[k] = f32Word[0];
+    } else out[k] = v.i32 >>> 0;
+  }
   return out;
 }
