@@ -15,7 +15,8 @@
  * The engine then continues its cache from the tokens it already holds. Any other request (edited
  * history, another conversation) is rendered in full and the engine starts over.
  */
-import type { ChatDelta, ChatMessage, ChatRequest, ChatResult, KvStats, SamplingOptions, Timing } from './protocol';
+import { extractAnswer, vote } from './engine/answers';
+import type { ChainReply, ChatDelta, ChatMessage, ChatRequest, ChatResult, KvStats, SamplingOptions, Timing } from './protocol';
 
 export interface ChatTokenizer {
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
@@ -43,6 +44,12 @@ export interface ChatEngine {
   kvStats(): Promise<KvStats>;
   reset(): void;
 }
+
+/** Parallel chains from one prompt (worker/engine/chains.ts's generateChains, bound to the engine). */
+export type ChainsRunner = (
+  promptIds: number[],
+  opts: SamplingOptions & { chains: number; signal?: AbortSignal; onToken?: (chain: number, id: number) => void },
+) => Promise<{ chains: { ids: number[]; finishReason: 'stop' | 'length' | 'abort'; meanLogProb: number }[]; timing: Timing; kv: KvStats }>;
 
 export class ChatError extends Error {
   constructor(message: string) {
@@ -75,7 +82,12 @@ export class ChatSession {
   private running: Promise<unknown> | null = null;
   private lastKv: KvStats | null = null;
 
-  constructor(private readonly engine: ChatEngine) {}
+  /** `runChains` serves chains-mode requests (ChatRequest.chains > 1); `maxChains` is what the engine was sized for. */
+  constructor(
+    private readonly engine: ChatEngine,
+    private readonly runChains?: ChainsRunner,
+    private readonly maxChains = 1,
+  ) {}
 
   /** Stops the running reply at the next token. The engine and the cache stay usable. */
   abort(): void {
@@ -99,7 +111,7 @@ export class ChatSession {
       this.abort();
       await this.running.catch(() => undefined);
     }
-    const run = this.run(req, onDelta);
+    const run = (req.chains ?? 1) > 1 ? this.runChainsMode(req, onDelta) : this.run(req, onDelta);
     this.running = run;
     try {
       return await run;
@@ -197,6 +209,89 @@ export class ChatSession {
       cachedTokens,
       kv: result.kv,
       timing: result.timing,
+    };
+  }
+
+  /**
+   * Chains mode: W chains sampled together from the full prompt, each streamed as deltas tagged with its
+   * chain, then combined by the vote (majority over stated answers, else the best mean log-prob). The
+   * engine's cache does not hold a conversation afterwards, so the next turn starts over.
+   */
+  private async runChainsMode(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
+    const tok = this.engine.tokenizer;
+    if (!tok) throw new ChatError('This model has no tokenizer (tokenizer.json), so it cannot chat.');
+    if (!Array.isArray(req.messages) || req.messages.length === 0) throw new ChatError('The request has no messages.');
+    const W = Math.floor(req.chains ?? 1);
+    if (!this.runChains || W > this.maxChains) {
+      throw new ChatError(`${W} parallel chains were asked for, but the model was loaded for ${this.maxChains}; reload it with more chains.`);
+    }
+    const wanted = Math.max(1, Math.floor(req.maxTokens ?? DEFAULT_MAX_TOKENS));
+    const maxContext = this.engine.info.maxContext;
+    const promptIds = this.fullPrompt(req.messages, maxContext - Math.min(wanted, Math.floor(maxContext / 2)));
+    const maxTokens = Math.max(1, Math.min(wanted, maxContext - promptIds.length));
+    const eos = new Set(this.engine.config.eosTokenIds);
+    this.cached = null;
+    const controller = new AbortController();
+    this.controller = controller;
+    const decoders = Array.from({ length: W }, () => tok.createStreamDecoder());
+    const texts: string[] = Array(W).fill('');
+    const t0 = performance.now();
+    let tokens = 0;
+    const kv0 = this.lastKv ?? (await this.engine.kvStats().catch(() => null));
+    let r: Awaited<ReturnType<ChainsRunner>>;
+    try {
+      r = await this.runChains(promptIds, {
+        chains: W,
+        maxTokens,
+        temperature: req.temperature,
+        topP: req.topP,
+        topK: req.topK,
+        seed: req.seed,
+        signal: controller.signal,
+        onToken: (chain, id) => {
+          tokens++;
+          const text = eos.has(id) ? '' : decoders[chain].push(id);
+          texts[chain] += text;
+          const tps = (tokens * 1000) / Math.max(1, performance.now() - t0);
+          if (kv0) onDelta({ content: text, tokenIds: [id], kv: kv0, decodeTokensPerSecond: tps, chain });
+        },
+      });
+    } catch (e) {
+      try {
+        this.engine.reset();
+      } catch {
+        /* the engine may be gone (device lost) */
+      }
+      throw e;
+    } finally {
+      if (this.controller === controller) this.controller = null;
+    }
+    decoders.forEach((d, chain) => {
+      const tail = d.flush();
+      if (!tail) return;
+      texts[chain] += tail;
+      onDelta({ content: tail, tokenIds: [], kv: r.kv, decodeTokensPerSecond: r.timing.decodeTokensPerSecond, chain });
+    });
+    this.lastKv = r.kv;
+    const chains: ChainReply[] = r.chains.map((c, i) => ({
+      content: texts[i],
+      finishReason: c.finishReason,
+      completionTokens: c.ids.filter((id) => !eos.has(id)).length,
+      answer: extractAnswer(texts[i]),
+      meanLogProb: c.meanLogProb,
+    }));
+    const v = vote(chains);
+    const pick = chains[v.chain];
+    return {
+      content: pick.content,
+      finishReason: pick.finishReason,
+      promptTokens: promptIds.length,
+      completionTokens: chains.reduce((n, c) => n + c.completionTokens, 0),
+      cachedTokens: 0,
+      kv: r.kv,
+      timing: r.timing,
+      chains,
+      vote: v,
     };
   }
 

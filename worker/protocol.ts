@@ -22,6 +22,8 @@ export interface LoadRequest {
   maxContext?: number;
   /** When the model cannot be stored in IndexedDB (quota, no IndexedDB), run it from the network instead of failing. */
   memoryFallback?: boolean;
+  /** Most parallel reasoning chains a chat request may ask for (KV sequences allocated; docs/hyperscaling.md). Default 1. */
+  chains?: number;
 }
 
 export interface LoadProgress {
@@ -70,6 +72,12 @@ export interface SamplingOptions {
 /** OpenAI chat-completions shaped request. */
 export interface ChatRequest extends SamplingOptions {
   messages: ChatMessage[];
+  /**
+   * Parallel chains W (hyper-scaling mode): W replies are sampled at once from the same prompt (chain i
+   * with seed + i), streamed with `ChatDelta.chain`, and combined by a vote (`ChatResult.vote`). At most
+   * the `chains` the model was loaded with. Such a turn does not continue the cached conversation.
+   */
+  chains?: number;
 }
 
 /** One streamed chunk (the OpenAI `choices[0].delta` idea, flattened). */
@@ -79,6 +87,28 @@ export interface ChatDelta {
   tokenIds: number[];
   kv: KvStats;
   decodeTokensPerSecond: number;
+  /** In chains mode: the chain this delta's content and tokens belong to. */
+  chain?: number;
+}
+
+/** One chain of a chains-mode reply. */
+export interface ChainReply {
+  content: string;
+  finishReason: 'stop' | 'length' | 'abort';
+  completionTokens: number;
+  /** The chain's final answer (\boxed{} or "The answer is X."), or null. */
+  answer: string | null;
+  /** Mean log-probability of its tokens under the model. */
+  meanLogProb: number;
+}
+
+/** How the chains were combined: 'majority' over stated answers, or 'logprob' (none stated one: the best-scored chain). */
+export interface ChainVote {
+  rule: 'majority' | 'logprob';
+  answer: string | null;
+  counts: Record<string, number>;
+  /** The chain whose text is the reply's content. */
+  chain: number;
 }
 
 export interface ChatResult {
@@ -90,6 +120,9 @@ export interface ChatResult {
   completionTokens: number;
   kv: KvStats;
   timing: Timing;
+  /** Chains mode: every chain, and the vote that picked `content`. */
+  chains?: ChainReply[];
+  vote?: ChainVote;
 }
 
 export interface Timing {

@@ -10,6 +10,7 @@ import { Engine } from './engine/engine';
 import { resolveModelUrl } from './model/source';
 import { deleteModel, listModels, openModelSource } from './store';
 import { ChatSession } from './chat-session';
+import { generateChains } from './engine/chains';
 import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from './protocol';
 
 /** Where the embedded model lives, relative to this script (dev: /worker/, build: /assets/). */
@@ -131,6 +132,7 @@ const api: WorkerApi = {
         kv: req.kv,
         kvBudget: req.kvBudget,
         maxContext: req.maxContext,
+        sequences: Math.max(1, Math.floor(req.chains ?? 1)),
         onProgress: progress,
       });
     } catch (err) {
@@ -145,7 +147,8 @@ const api: WorkerApi = {
       throw new Error('The load was cancelled by a newer request.');
     }
     engine = e;
-    session = new ChatSession(e);
+    const chains = Math.max(1, Math.floor(req.chains ?? 1));
+    session = new ChatSession(e, (ids, o) => generateChains(e, ids, o), chains);
     return { ...e.info, stored, storageWarning };
   },
 

@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { extractAnswer, normalizeAnswer, vote } from '../../worker/engine/answers';
 import { generateChains, tokenLogProb } from '../../worker/engine/chains';
 import { budgetBytes, dmsSlots, kvBytes, MB, plan, type PlanModel } from '../../worker/engine/planner';
+import { ChatSession } from '../../worker/chat-session';
+import type { ChatDelta } from '../../worker/protocol';
 import { loadEngine } from './helpers';
 
 const DIR = new URL('../fixtures/golden/qwen3-dms/', import.meta.url).pathname;
@@ -79,6 +81,28 @@ describe('parallel chains on qwen3-dms', () => {
   it('refuses more chains than sequences or rows per step', async () => {
     const engine = await loadEngine(DIR, { weights: 'f32', kv: 'full', sequences: 2, prefillChunk: 2 });
     await expect(generateChains(engine, golden.prompt_ids, { chains: 3, maxTokens: 4 })).rejects.toThrow(/rows per step/);
+    engine.destroy();
+  });
+});
+
+describe('chat session in chains mode (the worker protocol)', () => {
+  it('streams each chain with its index, returns every chain and the vote; the reply is the voted chain', async () => {
+    const engine = await loadEngine(DIR, { weights: 'f32', kv: 'dms', sequences: 3 });
+    const session = new ChatSession(engine, (ids, o) => generateChains(engine, ids, o), 3);
+    const deltas: ChatDelta[] = [];
+    const req = { messages: [{ role: 'user' as const, content: 'Hello there' }], chains: 3, maxTokens: 10, temperature: 1.2, seed: 4 };
+    const res = await session.chat(req, (d) => deltas.push(d));
+    expect(res.chains).toHaveLength(3);
+    for (let c = 0; c < 3; c++) {
+      expect(deltas.filter((d) => d.chain === c).map((d) => d.content).join('')).toBe(res.chains![c].content);
+    }
+    expect(res.vote!.rule).toBe('logprob'); // the random fixture states no answers
+    expect(res.content).toBe(res.chains![res.vote!.chain].content);
+    expect(res.kv.peakTokens).toBeLessThan(res.kv.peakTokensFull);
+    // Chain 0 is the plain reply with the same seed.
+    const plain = await session.chat({ ...req, chains: undefined }, () => undefined);
+    expect(plain.content).toBe(res.chains![0].content);
+    await expect(session.chat({ ...req, chains: 4 }, () => undefined)).rejects.toThrow(/loaded for 3/);
     engine.destroy();
   });
 });
