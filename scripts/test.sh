@@ -27,7 +27,8 @@ if [ -d retrofit/tests ]; then
   ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' .cache/unittest.txt | tail -1); ran=${ran:-0}
   bad=$(sed -n 's/^FAILED (\(.*\))/\1/p' .cache/unittest.txt | grep -o '[0-9]\+' | awk '{s+=$1} END {print s+0}')
   [ "$ran" -gt 0 ] || { bad=1; status=1; }
-  record unittest $((ran - bad)) "$bad"
+  passed=$((ran - bad)); [ "$passed" -ge 0 ] || passed=0
+  record unittest "$passed" "$bad"
 fi
 
 echo "== vitest"
@@ -38,11 +39,13 @@ node -e '
 ' >>.cache/results.txt 2>/dev/null || { record vitest 0 1; status=1; }
 
 echo "== playwright"
-PLAYWRIGHT_JSON_OUTPUT_NAME=.cache/playwright.json npx playwright test --reporter=list,json || status=1
+rm -f .cache/playwright.json
+if PLAYWRIGHT_JSON_OUTPUT_NAME=.cache/playwright.json npx playwright test --reporter=list,json; then pw=0; else pw=1; status=1; fi
+# A run that fails before any test (e.g. its web server cannot start) still counts as a failure.
 node -e '
   const r = JSON.parse(require("fs").readFileSync(".cache/playwright.json", "utf8"));
-  const s = r.stats; console.log("playwright", s.expected + s.flaky, s.unexpected);
-' >>.cache/results.txt 2>/dev/null || { record playwright 0 1; status=1; }
+  const s = r.stats; console.log("playwright", s.expected + s.flaky, Math.max(s.unexpected, Number(process.argv[1])));
+' "$pw" >>.cache/results.txt 2>/dev/null || { record playwright 0 1; status=1; }
 
 echo "== results"
 cat .cache/results.txt
