@@ -128,6 +128,23 @@ describe('converted models', () => {
     fromStore.destroy();
   });
 
+  it('an HTML page served for the manifest (a dev server\'s fallback) is no manifest', async () => {
+    const gpu = await testGpu();
+    const src = new FolderSource(join(dir, 'ckpt'));
+    const spa = Object.assign(Object.create(src), {
+      exists: async (f: string) => f === MANIFEST_FILE || src.exists(f),
+      text: async (f: string) => (f === MANIFEST_FILE ? '<!doctype html><html></html>' : src.text(f)),
+    });
+    const e = await Engine.load(gpu, spa, { weights: 'q4', maxContext: 16 });
+    expect(e.loadStats!.fromConverted).toBe(false);
+    e.destroy();
+    const broken = Object.assign(Object.create(src), {
+      exists: async (f: string) => f === MANIFEST_FILE || src.exists(f),
+      text: async (f: string) => (f === MANIFEST_FILE ? '{"format": "something-else"}' : src.text(f)),
+    });
+    await expect(Engine.load(gpu, broken, { weights: 'q4' })).rejects.toThrow(/"format" is "something-else", not "webdms-converted"/);
+  });
+
   it('a converted model refuses another weight format, and a truncated shard is reported', async () => {
     const gpu = await testGpu();
     const out = join(dir, 'conv-q8');

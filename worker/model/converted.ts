@@ -63,9 +63,12 @@ export class ConvertedError extends ModelLoadError {
 /** The manifest of a converted model, or null when `source` holds a plain checkpoint. */
 export async function readConvertedManifest(source: ModelSource): Promise<ConvertedManifest | null> {
   if (!(await source.exists(MANIFEST_FILE))) return null;
+  const text = await source.text(MANIFEST_FILE);
+  // A single-page app's fallback page (e.g. Vite's dev server answers any path with index.html): no manifest.
+  if (/^\s*</.test(text)) return null;
   let m: ConvertedManifest;
   try {
-    m = JSON.parse(await source.text(MANIFEST_FILE)) as ConvertedManifest;
+    m = JSON.parse(text) as ConvertedManifest;
   } catch (e) {
     throw new ConvertedError(`${MANIFEST_FILE} (${source.name}) is not valid JSON: ${(e as Error).message}`);
   }
