@@ -49,6 +49,8 @@ const pwa = VitePWA({
 export default defineConfig({
   // Relative URLs in the build, so the app and widget.js work from any folder of any host.
   base: './',
+  // No index.html for unknown paths (dev and preview): a model file that is not there must be a 404, not a page.
+  appType: 'mpa',
   plugins: [wgsl(), pwa],
   // WEBDMS_NO_HMR=1 (the e2e dev server): pages are not reloaded when files change under a running test.
   server: process.env.WEBDMS_NO_HMR ? { hmr: false, watch: null } : {},

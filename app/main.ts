@@ -2,6 +2,7 @@
 import './styles.css';
 import { EngineClient, TabLock } from './engine-client';
 import { renderMessage } from './render';
+import { paintChains, voteLine } from './chains';
 import { formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
 import {
   DEFAULT_SETTINGS,
@@ -252,6 +253,7 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean; 
     maxContext: settings.maxContext > 0 ? settings.maxContext : undefined,
     weights: settings.weights === 'auto' ? undefined : settings.weights,
     memoryFallback: opts.memoryFallback,
+    chains: settings.chains > 1 ? settings.chains : undefined,
   };
   const started = performance.now();
   try {
@@ -275,7 +277,7 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean; 
     const msg = (e as Error)?.message ?? String(e);
     setModelState('error');
     lock.releaseLock();
-    if ((e as Error)?.name === 'StorageQuotaError') {
+    if ((e as Error)?.name === 'StorageQuotaError' || (e as Error)?.name === 'QuotaExceededError') {
       showBanner('load', 'error', 'Not enough storage for this model', msg, [
         { label: 'Run without storing', primary: true, run: () => void loadModel(spec, { memoryFallback: true }) },
         { label: 'Free up space', run: openModelDialog },
@@ -556,6 +558,7 @@ function paintMessage(el: HTMLElement, m: StoredMessage, streaming: boolean): vo
     renderMessage(content, m.content, { streaming });
     el.classList.toggle('streaming', streaming);
     if (streaming && m.content === '') content.innerHTML = '<span class="typing" aria-label="Thinking"><i></i><i></i><i></i></span>';
+    paintChains(el, m.chains, m.vote, streaming);
   }
   meta.replaceChildren();
   const bits: string[] = [];
@@ -568,6 +571,7 @@ function paintMessage(el: HTMLElement, m: StoredMessage, streaming: boolean): vo
   if (!streaming && m.role === 'assistant') {
     if (m.finishReason === 'abort') bits.push('Stopped');
     if (m.finishReason === 'length') bits.push('Reached max tokens');
+    if (m.vote && m.chains) bits.push(voteLine(m.vote, m.chains.length));
     if (m.usage) {
       bits.push(`${m.usage.completionTokens} tokens`);
       if (m.usage.decodeTokensPerSecond > 0) bits.push(`${m.usage.decodeTokensPerSecond.toFixed(1)} tok/s`);
@@ -652,12 +656,14 @@ async function send(): Promise<void> {
     topK: settings.topK,
     maxTokens: settings.maxTokens,
     seed: urlSeed,
+    chains: settings.chains > 1 ? settings.chains : undefined,
   };
+  if (req.chains) reply.chains = Array.from({ length: req.chains }, () => ({ content: '' }));
   conv.messages.push(reply);
   const owner = conv;
   const el = appendMessage(reply, true);
   scrollToBottom(true);
-  void saveConversation(conv).then(renderConvList);
+  void saveConversation(conv).then(renderConvList, () => undefined);
 
   let frame = 0;
   const gen: Generation = { msg: reply, el, stopped: false, done: Promise.resolve() };
@@ -672,12 +678,15 @@ async function send(): Promise<void> {
     try {
       const res = await client.chat(req, (d) => {
         if (gen.stopped) return;
-        reply.content += d.content;
+        if (d.chain !== undefined && reply.chains?.[d.chain]) reply.chains[d.chain].content += d.content;
+        else reply.content += d.content;
         updateMemory(d.kv, d.decodeTokensPerSecond);
         if (!frame) frame = requestAnimationFrame(paint);
       });
       reply.content = res.content;
       reply.finishReason = gen.stopped ? 'abort' : res.finishReason;
+      if (res.chains) reply.chains = res.chains.map((c) => ({ content: c.content, answer: c.answer, finishReason: c.finishReason }));
+      reply.vote = res.vote;
       reply.usage = {
         promptTokens: res.promptTokens,
         cachedTokens: res.cachedTokens ?? 0,
@@ -732,6 +741,7 @@ function fillSettings(): void {
   field('kv').value = settings.kv;
   field('weights').value = settings.weights;
   field('systemPrompt').value = settings.systemPrompt;
+  field('chains').value = String(settings.chains);
   syncOutputs();
 }
 function syncOutputs(): void {
@@ -746,7 +756,7 @@ $('open-settings').addEventListener('click', () => {
 settingsDialog.addEventListener('close', () => {
   const action = settingsDialog.returnValue;
   if (action !== 'save' && action !== 'reload') return;
-  const before = JSON.stringify([settings.kv, settings.kvBudget, settings.maxContext, settings.weights]);
+  const before = JSON.stringify([settings.kv, settings.kvBudget, settings.maxContext, settings.weights, settings.chains]);
   for (const k of NUMERIC) {
     const v = Number(field(k).value);
     if (Number.isFinite(v)) (settings as unknown as Record<string, number>)[k] = v;
@@ -756,8 +766,10 @@ settingsDialog.addEventListener('close', () => {
   settings.kv = field('kv').value as Settings['kv'];
   settings.weights = field('weights').value as Settings['weights'];
   settings.systemPrompt = field('systemPrompt').value;
+  settings.chains = Math.max(1, Math.round(Number(field('chains').value) || 1));
   saveSettings(settings);
-  const after = JSON.stringify([settings.kv, settings.kvBudget, settings.maxContext, settings.weights]);
+  // More chains need more KV sequences: the engine is reloaded for them.
+  const after = JSON.stringify([settings.kv, settings.kvBudget, settings.maxContext, settings.weights, settings.chains]);
   if (action === 'reload' || (before !== after && modelState === 'ready')) void loadModel(loadedSpec || currentSpec());
 });
 

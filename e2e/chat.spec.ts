@@ -163,3 +163,28 @@ test('without WebGPU the page says which browsers work', async ({ page }) => {
   await expect(alert).toContainText('Chrome or Edge');
   await expect(alert).toContainText('Safari');
 });
+
+test('storage full: the page offers to run the model without storing it', async ({ page }) => {
+  await page.goto('/?model=http://127.0.0.1:9/none/&maxTokens=8');
+  await expect(page.getByRole('alert')).toBeVisible({ timeout: 60_000 });
+  // Less room than the fixture's weights (about 350 KB, plus the tokenizer), through Chromium's quota override.
+  const cdp = await page.context().newCDPSession(page);
+  const origin = new URL(page.url()).origin;
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 300_000 });
+  try {
+    await page.getByRole('button', { name: 'Choose model' }).click();
+    await page.getByLabel('Repo id or URL').fill(FIXTURE);
+    await page.getByRole('button', { name: 'Load', exact: true }).click();
+    const alert = page.getByRole('alert');
+    await expect(alert).toContainText('Not enough storage', { timeout: 120_000 });
+    await alert.getByRole('button', { name: 'Run without storing' }).click();
+    await waitReady(page);
+    await expect(page.locator('#model-grid')).toContainText('not stored');
+    const input = page.getByRole('textbox', { name: 'Message' });
+    await input.fill('Hi');
+    await input.press('Enter');
+    await expect(assistantReplies(page).first().locator('.msg-meta')).toContainText(/\d+ tokens/, { timeout: 120_000 });
+  } finally {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+  }
+});

@@ -136,10 +136,12 @@ const api: WorkerApi = {
         onProgress: progress,
       });
     } catch (err) {
-      const msg = (err as Error)?.message ?? String(err);
+      const name = (err as Error)?.name ?? 'Error';
+      // Some browser errors (a DOMException from IndexedDB) carry an empty message.
+      const msg = (err as Error)?.message || `${name}${String(err) && String(err) !== name ? `: ${String(err)}` : ''}`;
       const out = new Error(msg.includes(base) ? msg : `Loading the model from ${base} failed: ${msg}`);
       // Comlink keeps an Error's name: the page tells a full disk (StorageQuotaError) from other failures by it.
-      out.name = (err as Error)?.name ?? 'Error';
+      out.name = name;
       throw out;
     }
     if (mine !== generation) {
