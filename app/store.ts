@@ -1,6 +1,7 @@
 /** Conversations in IndexedDB (idb-keyval, one record per conversation) and settings in localStorage. */
 import { createStore, del, entries, get, set } from 'idb-keyval';
-import type { KvPolicyName, WeightFormat } from '../worker/protocol';
+import type { ChainVote, KvPolicyName, WeightFormat } from '../worker/protocol';
+import type { StoredChain } from './chains';
 
 export interface StoredMessage {
   role: 'user' | 'assistant';
@@ -9,6 +10,9 @@ export interface StoredMessage {
   finishReason?: 'stop' | 'length' | 'abort';
   error?: string;
   usage?: { promptTokens: number; cachedTokens: number; completionTokens: number; decodeTokensPerSecond: number; prefillMs: number };
+  /** Hyper-scaling mode: the parallel chains of this reply and the vote that picked `content`. */
+  chains?: StoredChain[];
+  vote?: ChainVote;
 }
 
 export interface Conversation {
@@ -59,6 +63,8 @@ export interface Settings {
   maxContext: number;
   weights: WeightFormat | 'auto';
   systemPrompt: string;
+  /** Parallel reasoning chains per reply (1 = off); more than 1 samples that many and votes (docs/hyperscaling.md). */
+  chains: number;
   theme: 'system' | 'light' | 'dark';
   recentModels: string[];
 }
@@ -74,6 +80,7 @@ export const DEFAULT_SETTINGS: Settings = {
   maxContext: 2048,
   weights: 'auto',
   systemPrompt: '',
+  chains: 1,
   theme: 'system',
   recentModels: [],
 };
