@@ -4,6 +4,7 @@ import { SHAPES } from '../../worker/bench/shapes';
 import { Engine } from '../../worker/engine/engine';
 import { allocMatrix, modelWeightBytes } from '../../worker/engine/weights';
 import { parseConfig } from '../../worker/model/config';
+import { preflightSource } from '../../worker/model/converted';
 import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/model/preflight';
 import { findPreset, modelPresets, presetFit } from '../../worker/model/presets';
 import { FolderSource } from '../../worker/model/source-node';
@@ -121,6 +122,20 @@ describe('pre-flight', () => {
     await expect(Engine.load(gpu, watched, { gpuMemoryBytes: 1024 })).rejects.toThrow(PreflightError);
     await expect(Engine.load(gpu, watched, { gpuMemoryBytes: 1024 })).rejects.toThrow(/over the 1\.0 KiB memory budget/);
     expect(weightReads).toBe(0);
+  });
+});
+
+describe('preflightSource', () => {
+  it('sizes a model from its config.json alone (no weight read) and refuses with the numbers', async () => {
+    let reads = 0;
+    const src = new FolderSource(golden('qwen3'));
+    const watched = Object.assign(Object.create(src), { read: (f: string, o: number, n: number) => (reads++, src.read(f, o, n)) });
+    const r = await preflightSource(watched, { maxBufferSize: GiB, maxStorageBufferBindingSize: GiB, memoryBytes: GiB });
+    expect(r.format).toBe('f16');
+    expect(r.converted).toBe(false);
+    await expect(preflightSource(watched, { maxBufferSize: GiB, maxStorageBufferBindingSize: GiB, memoryBytes: 1e6 }, { weights: 'f32' })).rejects.toThrow(
+      /f32: needs .* over the 976\.6 KiB memory budget/);
+    expect(reads).toBe(0);
   });
 });
 

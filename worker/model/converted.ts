@@ -20,6 +20,8 @@
  */
 import type { Gpu } from '../gpu/context';
 import { allocMatrix, assembleWeights, RowStreamer, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
+import { parseConfig } from './config';
+import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
 import { ModelLoadError, type ModelSource } from './source';
 import { rowScales, rowWords } from './pack';
@@ -309,4 +311,16 @@ export class CountingSource implements ModelSource {
   exists(file: string): Promise<boolean> {
     return this.inner.exists(file);
   }
+}
+
+/**
+ * The pre-flight of a model at `source` from its config.json (and converted manifest, which fixes the
+ * format) alone, before any weight is read: what a worker calls with an HttpSource on the model's base URL
+ * before the weight store downloads anything. Throws PreflightError with the numbers when it cannot fit.
+ */
+export async function preflightSource(source: ModelSource, limits: PreflightLimits, opts: PreflightOptions = {}): Promise<PreflightReport & { converted: boolean }> {
+  const { config } = parseConfig(JSON.parse(await source.text('config.json')));
+  const m = await readConvertedManifest(source);
+  if (m && opts.weights && opts.weights !== m.weights) throw new ConvertedError(`${source.name} is converted to ${m.weights}; it cannot be loaded as ${opts.weights}`);
+  return { ...preflight(config, limits, { ...opts, weights: m?.weights ?? opts.weights }), converted: !!m };
 }
