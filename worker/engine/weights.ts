@@ -232,16 +232,16 @@ export class RowStreamer {
     let next = rows > 0 ? read(0) : null;
     try {
       for (let r0 = 0; r0 < rows; r0 += per) {
-      const n = Math.min(per, rows - r0);
-      const bytes = await next!;
-      next = r0 + per < rows ? read(r0 + per) : null;
-      const staging = this.stagingBuffer();
-      this.gpu.write(staging, bytes);
-      const enc = new Encoder(this.gpu, `load ${info.name}`);
-      this.convert(enc, staging, info.dtype, 0, n, cols, dst, dstRow + r0);
-      enc.submit();
-      this.onBytes(bytes.byteLength, info.file);
-      await this.throttle(bytes.byteLength);
+        const n = Math.min(per, rows - r0);
+        const bytes = await next!;
+        next = r0 + per < rows ? read(r0 + per) : null;
+        const staging = this.stagingBuffer();
+        this.gpu.write(staging, bytes);
+        const enc = new Encoder(this.gpu, `load ${info.name}`);
+        this.convert(enc, staging, info.dtype, 0, n, cols, dst, dstRow + r0);
+        enc.submit();
+        this.onBytes(bytes.byteLength, info.file);
+        await this.throttle(bytes.byteLength);
       }
     } finally {
       next?.catch(() => {}); // a read started ahead of an error is not awaited
