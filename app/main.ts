@@ -358,8 +358,11 @@ function updateMemory(kv: KvStats | null, tps: number): void {
     return;
   }
   const kept = Math.round(s.residentTokens / heads);
-  const ratio = s.residentTokens > 0 ? (s.tokensSeen * heads) / s.residentTokens : s.compression;
-  $('mem-seen').textContent = formatCount(s.tokensSeen);
+  // Parallel chains each hold a forked copy of the prompt, which tokensSeen does not count; the full-cache
+  // count (peakTokensFull, summed over sequences) does, and equals tokensSeen x heads for one conversation.
+  const seen = Math.max(s.tokensSeen, Math.round(s.peakTokensFull / heads));
+  const ratio = s.residentTokens > 0 ? (seen * heads) / s.residentTokens : s.compression;
+  $('mem-seen').textContent = formatCount(seen);
   $('mem-kept').textContent = formatCount(kept);
   $('mem-ratio').textContent = formatRatio(ratio);
   $('mem-ratio').classList.remove('empty');
@@ -368,12 +371,12 @@ function updateMemory(kv: KvStats | null, tps: number): void {
   $('mem-alloc').textContent = formatBytes(s.allocatedBytes);
   $('mem-policy').textContent = s.policy.toUpperCase() + (s.budgetEvictions ? ` · ${formatCount(s.budgetEvictions)} evictions` : '');
   if (tps > 0) $('mem-tps').textContent = `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s`;
-  const max = Math.max(1, s.tokensSeen);
+  const max = Math.max(1, seen);
   $('mem-bar-ctx').style.width = '100%';
   $('mem-bar-kept').style.width = `${Math.min(100, (100 * kept) / max).toFixed(1)}%`;
   const lastPoint = kvHistory[kvHistory.length - 1];
-  if (!lastPoint || lastPoint.seen !== s.tokensSeen || lastPoint.kept !== kept) {
-    kvHistory.push({ seen: s.tokensSeen, kept });
+  if (!lastPoint || lastPoint.seen !== seen || lastPoint.kept !== kept) {
+    kvHistory.push({ seen, kept });
     if (kvHistory.length > 400) kvHistory = kvHistory.filter((_, i) => i % 2 === 0);
     drawSpark();
   }
