@@ -4,7 +4,7 @@
  * Web Lock so a second tab does not silently load a second copy of the model.
  */
 import * as Comlink from 'comlink';
-import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from '../worker/protocol';
+import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from '../worker/protocol';
 
 export type WorkerFactory = () => Worker;
 
@@ -61,6 +61,10 @@ export class EngineClient {
 
   async kvStats(): Promise<KvStats | null> {
     return this.api ? this.call(this.api.kvStats()) : null;
+  }
+
+  async kvResidency(): Promise<KvResidency | null> {
+    return this.api ? this.call(this.api.kvResidency()) : null;
   }
 
   /** Models kept in the browser's storage (starts the worker if needed; loads no model). */

@@ -1,4 +1,5 @@
 /** The chat page: wires the worker client, the conversation log, settings, model picker and memory panel. */
+import { drawKvMap, residentShare } from './kv-map';
 import './styles.css';
 import { EngineClient, TabLock } from './engine-client';
 import { renderMessage } from './render';
@@ -382,6 +383,24 @@ function updateMemory(kv: KvStats | null, tps: number): void {
   }
 }
 
+/** Refreshes the resident-positions map; at most one readback in flight. */
+let kvMapBusy = false;
+async function refreshKvMap(): Promise<void> {
+  if (kvMapBusy) return;
+  kvMapBusy = true;
+  try {
+    const r = await client.kvResidency();
+    const canvas = $('kv-map') as HTMLCanvasElement;
+    drawKvMap(canvas, r);
+    canvas.dataset.tokens = String(r?.tokens ?? 0);
+    if (r && r.tokens > 0) canvas.setAttribute('aria-label', `${(100 * residentShare(r)).toFixed(0)}% of ${r.tokens} positions resident over ${r.layers} layers × ${r.kvHeads} KV heads`);
+  } catch {
+    // The map is informative only: a failed readback (e.g. during unload) leaves the last picture.
+  } finally {
+    kvMapBusy = false;
+  }
+}
+
 function drawSpark(): void {
   const svg = $('mem-spark');
   if (kvHistory.length < 2) {
@@ -669,6 +688,7 @@ async function send(): Promise<void> {
   void saveConversation(conv).then(renderConvList, () => undefined);
 
   let frame = 0;
+  let deltas = 0;
   const gen: Generation = { msg: reply, el, stopped: false, done: Promise.resolve() };
   const paint = () => {
     frame = 0;
@@ -684,6 +704,7 @@ async function send(): Promise<void> {
         if (d.chain !== undefined && reply.chains?.[d.chain]) reply.chains[d.chain].content += d.content;
         else reply.content += d.content;
         updateMemory(d.kv, d.decodeTokensPerSecond);
+        if (++deltas % 16 === 0) void refreshKvMap();
         if (!frame) frame = requestAnimationFrame(paint);
       });
       reply.content = res.content;
@@ -698,6 +719,7 @@ async function send(): Promise<void> {
         prefillMs: res.timing.prefillMs,
       };
       updateMemory(res.kv, res.timing.decodeTokensPerSecond);
+      void refreshKvMap();
     } catch (e) {
       reply.error = (e as Error)?.message ?? String(e);
       if (gen.stopped) reply.finishReason = 'abort';

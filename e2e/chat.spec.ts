@@ -58,6 +58,16 @@ test('loads a fixture model in the Web Worker and streams generated text', async
   await expect(page.locator('#mem-seen')).not.toHaveText('–');
   expect(Number((await page.locator('#mem-seen').textContent())!.replace(/\D/g, ''))).toBeGreaterThan(20);
   await expect(page.locator('#mem-policy')).toHaveText(/FULL/);
+  // The map of resident positions is drawn: one row per (layer, KV head), every position kept (full).
+  await expect(page.locator('#kv-map')).not.toHaveAttribute('data-tokens', '0');
+  await expect(page.locator('#kv-map')).toHaveAttribute('aria-label', /100% of \d+ positions resident over 3 layers × 2 KV heads/);
+  const painted = await page.locator('#kv-map').evaluate((c: HTMLCanvasElement) => {
+    const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+    return { n, rows: c.height };
+  });
+  expect(painted.n).toBeGreaterThan(0);
 
   // The weights went to the browser's storage; the model dialog lists them and can delete them.
   await page.getByRole('button', { name: 'Choose model' }).click();

@@ -2,9 +2,9 @@
  * The contract between the UI (app/) and the model worker (worker/worker.ts), used through Comlink.
  * Both sides import these types and nothing else from each other.
  */
-import type { KvPolicyName, KvStats, WeightFormat } from './model/types';
+import type { KvPolicyName, KvResidency, KvStats, WeightFormat } from './model/types';
 
-export type { KvPolicyName, KvStats, WeightFormat };
+export type { KvPolicyName, KvResidency, KvStats, WeightFormat };
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -139,6 +139,8 @@ export interface WorkerApi {
   /** Stops the running chat at the next token; the engine stays usable. */
   abort(): void;
   kvStats(): Promise<KvStats | null>;
+  /** Which positions of the conversation each (layer, KV head) still holds; null before a model loads. */
+  kvResidency(): Promise<KvResidency | null>;
   unload(): Promise<void>;
   /** Models kept in the browser's storage, most recently used first. */
   listStored(): Promise<StoredModelInfo[]>;

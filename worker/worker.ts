@@ -11,7 +11,7 @@ import { resolveModelUrl } from './model/source';
 import { deleteModel, listModels, openModelSource } from './store';
 import { ChatSession } from './chat-session';
 import { generateChains } from './engine/chains';
-import type { ChatDelta, ChatRequest, ChatResult, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from './protocol';
+import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from './protocol';
 
 /** Where the embedded model lives, relative to this script (dev: /worker/, build: /assets/). */
 const DEFAULT_MODEL_PATH = '../models/webdms-default/';
@@ -167,6 +167,12 @@ const api: WorkerApi = {
 
   async kvStats(): Promise<KvStats | null> {
     return engine ? engine.kvStats() : null;
+  },
+
+  async kvResidency(): Promise<KvResidency | null> {
+    if (!engine) return null;
+    const r = await engine.kvResidency();
+    return Comlink.transfer(r, [r.bits.buffer]);
   },
 
   async unload(): Promise<void> {

@@ -13,7 +13,7 @@ import { CountingSource, loadConverted, readConvertedManifest } from '../model/c
 import { preflight } from '../model/preflight';
 import type { ModelSource } from '../model/source';
 import { ModelTokenizer } from '../model/tokenizer';
-import type { GenerationDefaults, KvPolicyName, KvStats, ModelConfig, WeightFormat } from '../model/types';
+import type { GenerationDefaults, KvPolicyName, KvResidency, KvStats, ModelConfig, WeightFormat } from '../model/types';
 import type { LoadProgress, ModelInfo, SamplingOptions, Timing } from '../protocol';
 import { Forward } from './forward';
 import { createRandom } from './random';
@@ -382,6 +382,11 @@ export class Engine {
   /** Copies sequence `src`'s cache into each of `dsts` (parallel chains from one prompt). */
   forkSequence(src: number, dsts: number[]): void {
     this.kv.fork(src, dsts);
+  }
+
+  /** Which positions of the conversation are resident per (layer, KV head). */
+  kvResidency(): Promise<KvResidency> {
+    return this.kv.residency(0);
   }
 
   kvStats(): Promise<KvStats> {

@@ -14,7 +14,7 @@
  * overwritten between the two calls.
  */
 import type { Encoder } from '../gpu/encoder';
-import type { DmsConfig, KvPolicyName, KvStats } from '../model/types';
+import type { DmsConfig, KvPolicyName, KvResidency, KvStats } from '../model/types';
 
 export type { DmsConfig };
 
@@ -67,6 +67,8 @@ export interface KvCache {
   end(enc: Encoder): void;
   /** Metrics (docs/kv-cache.md); may read back small counters, so call it after a step, not inside. */
   stats(): Promise<KvStats>;
+  /** Which positions of sequence `seq` are resident per (layer, KV head); one small readback per layer. */
+  residency(seq?: number): Promise<KvResidency>;
   /** Drops a sequence's tokens (all sequences when omitted). Submits its own small GPU work. */
   reset(seq?: number): void;
   /**

@@ -10,7 +10,7 @@ import { Encoder, type Binding } from '../gpu/encoder';
 import { attention, NO_WINDOW, partialFloats, queryBlock } from '../kernels/attention';
 import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET } from '../kernels/kv-commit';
 import { kvScore } from '../kernels/kv-score';
-import type { KvPolicyName, KvStats } from '../model/types';
+import type { KvPolicyName, KvResidency, KvStats } from '../model/types';
 import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
 
 /** Splits of the keys for one decode row at most (flash-decoding). */
@@ -290,6 +290,23 @@ export class SlotKvCache implements KvCache {
       out.push({ pos: w & 0x7fffffff, marked: w >>> 31 === 1, score: this.scored ? f[this.scoreOff + kvHead * this.capacity + s] : null });
     }
     return out.sort((a, b) => a.pos - b.pos);
+  }
+
+  async residency(seq = 0): Promise<KvResidency> {
+    this.check();
+    const tokens = this.seqLen[seq];
+    const bits = new Uint8Array(this.L * this.hkv * tokens);
+    for (let l = 0; l < this.L; l++) {
+      const st = await this.gpu.readU32(this.stream(l, seq).state, this.posOff + this.hkv * this.capacity);
+      for (let h = 0; h < this.hkv; h++) {
+        const row = (l * this.hkv + h) * tokens;
+        for (let s = 0; s < st[h]; s++) {
+          const pos = st[this.posOff + h * this.capacity + s] & 0x7fffffff;
+          if (pos < tokens) bits[row + pos] = 1;
+        }
+      }
+    }
+    return { tokens, layers: this.L, kvHeads: this.hkv, window: this.policy === 'dms' ? this.window : null, bits };
   }
 
   /** Tokens each sequence has seen (the next pos0 of each). */

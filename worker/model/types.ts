@@ -94,3 +94,16 @@ export interface KvStats {
   /** Times the budget overflowed and the fallback evicted (DMS: oldest kept token outside the window). */
   budgetEvictions: number;
 }
+
+/**
+ * Which positions are resident in the KV cache of one sequence, per (layer, KV head): the picture of
+ * what DMS keeps. bits[(layer * kvHeads + head) * tokens + position] is 1 when resident.
+ */
+export interface KvResidency {
+  tokens: number;
+  layers: number;
+  kvHeads: number;
+  /** DMS window (the last window+1 tokens are always resident), or null. */
+  window: number | null;
+  bits: Uint8Array;
+}
