@@ -3,7 +3,7 @@
  * batched step each give exactly the tokens of W separate generate() runs with the chains' seeds, under
  * the full and the DMS cache, greedy and sampled; chains stop on their own; the vote and the planner.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { extractAnswer, normalizeAnswer, vote } from '../../worker/engine/answers';
 import { generateChains, tokenLogProb } from '../../worker/engine/chains';
@@ -83,6 +83,23 @@ describe('parallel chains on qwen3-dms', () => {
     await expect(generateChains(engine, golden.prompt_ids, { chains: 3, maxTokens: 4 })).rejects.toThrow(/rows per step/);
     engine.destroy();
   });
+});
+
+const DEFAULT_MODEL = new URL('../../public/models/webdms-default/', import.meta.url).pathname;
+
+describe.skipIf(!existsSync(`${DEFAULT_MODEL}model.safetensors`))('the default model', () => {
+  it('answers an addition in two chains with worked steps; the vote reads "The answer is X."', async () => {
+    const engine = await loadEngine(DEFAULT_MODEL, { kv: 'dms', sequences: 2, maxContext: 160 });
+    const tok = engine.tokenizer!;
+    const ids = tok.encode(tok.applyChatTemplate([{ role: 'user', content: 'What is 23 + 45?' }], { addGenerationPrompt: true }), false);
+    const r = await generateChains(engine, ids, { chains: 2, maxTokens: 96, temperature: 0 });
+    const texts = r.chains.map((c) => tok.decode(c.ids));
+    expect(texts[0]).toContain('</think>');
+    expect(r.chains.every((c) => c.finishReason === 'stop')).toBe(true);
+    const v = vote(r.chains.map((c, i) => ({ answer: extractAnswer(texts[i]), meanLogProb: c.meanLogProb })));
+    expect(v).toMatchObject({ rule: 'majority', answer: '68', counts: { '68': 2 } });
+    engine.destroy();
+  }, 240_000);
 });
 
 describe('chat session in chains mode (the worker protocol)', () => {
