@@ -1,4 +1,5 @@
 /** The chat page: wires the worker client, the conversation log, settings, model picker and memory panel. */
+import { modelPresets, presetFit } from '../worker/model/presets';
 import { drawKvMap, residentShare } from './kv-map';
 import './styles.css';
 import { EngineClient, TabLock } from './engine-client';
@@ -819,7 +820,50 @@ function openModelDialog(): void {
   );
   $('model-note').textContent = modelInfo ? `Loaded now: ${specLabel(loadedSpec)} (${formatBytes(modelInfo.weightBytes)} of weights on the GPU).` : '';
   void renderStored();
+  void renderPresets();
   modelDialog.showModal();
+}
+
+/** This GPU's buffer limits, for the presets' fit (the worker runs the same pre-flight before loading). */
+let adapterLimits: Promise<{ maxBufferSize: number; maxStorageBufferBindingSize: number } | null> | null = null;
+function gpuLimits() {
+  adapterLimits ??= (async () => {
+    const a = await navigator.gpu?.requestAdapter().catch(() => null);
+    return a ? { maxBufferSize: a.limits.maxBufferSize, maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize } : null;
+  })();
+  return adapterLimits;
+}
+
+/** Presets: real models with their sizes and whether they fit this GPU; a click picks one. */
+async function renderPresets(): Promise<void> {
+  const box = $('model-presets');
+  const limits = await gpuLimits();
+  box.replaceChildren(
+    ...modelPresets().map((p) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'preset';
+      const left = document.createElement('span');
+      const name = document.createElement('strong');
+      name.textContent = p.label;
+      const sub = document.createElement('small');
+      sub.textContent = ` ${formatCount(p.parameters)} params · ${formatBytes(p.sizes.q4.downloadBytes)} at q4 · needs ${formatBytes(p.gpuMemory)}`;
+      left.append(name, sub);
+      const fit = document.createElement('small');
+      if (limits) {
+        const f = presetFit(p, limits);
+        fit.className = f.ok ? 'fit-yes' : 'fit-no';
+        fit.textContent = f.ok ? `fits (${f.report.format})` : 'too big here';
+        if (!f.ok) b.title = f.error.message;
+      }
+      b.append(left, fit);
+      b.addEventListener('click', () => {
+        specInput.value = p.id;
+        (modelForm.elements.namedItem('source') as RadioNodeList).value = 'custom';
+      });
+      return b;
+    }),
+  );
 }
 
 /** The models kept in this browser's storage, each with a delete button. */

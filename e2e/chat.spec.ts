@@ -163,6 +163,38 @@ test('a model address that does not exist names the URL', async ({ page }) => {
   await expect(page.getByRole('button', { name: 'Send', exact: true })).toBeDisabled();
 });
 
+test('a model too big for this GPU is refused with the numbers before any weight is downloaded', async ({ page }) => {
+  const weightRequests: string[] = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname.startsWith('/test/fixtures/too-big/')) weightRequests.push(r.url());
+  });
+  await page.goto('/?model=/test/fixtures/too-big/');
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('The model could not be loaded', { timeout: 60_000 });
+  // SwiftShader's 1 GiB buffers give a 4 GiB budget: an 8B model does not fit even at q4.
+  await expect(alert).toContainText(/q4/);
+  await expect(alert).toContainText(/GiB/);
+  // Only config.json (and the optional converted manifest) was asked for: no weights.
+  expect(weightRequests.filter((u) => !/config\.json|webdms-manifest\.json/.test(u))).toEqual([]);
+  expect(weightRequests.some((u) => u.endsWith('config.json'))).toBe(true);
+});
+
+test('the model dialog offers presets with their sizes and whether they fit this GPU', async ({ page }) => {
+  await page.goto(page_url({ maxTokens: 4 }));
+  await waitReady(page);
+  await page.getByRole('button', { name: 'Choose model' }).click();
+  const presets = page.getByRole('region', { name: 'Presets' });
+  const big = presets.getByRole('button', { name: /Qwen3 8B DMS 8x/ });
+  const small = presets.getByRole('button', { name: /Qwen3 0\.6B/ });
+  // SwiftShader allows 1 GiB buffers, a 4 GiB budget: 8B does not fit, 0.6B does.
+  await expect(big).toContainText('too big here');
+  await expect(small).toContainText(/fits \((f16|q8|q4)\)/);
+  await expect(small).toContainText(/needs [\d.]+ [MG]B/);
+  await small.click();
+  await expect(page.locator('#model-spec')).toHaveValue('Qwen/Qwen3-0.6B');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+});
+
 test('without WebGPU the page says which browsers work', async ({ page }) => {
   await page.addInitScript(() => {
     Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });

@@ -7,7 +7,9 @@
 import * as Comlink from 'comlink';
 import { Gpu } from './gpu/context';
 import { Engine } from './engine/engine';
-import { resolveModelUrl } from './model/source';
+import { ConvertedError, preflightSource } from './model/converted';
+import { PreflightError } from './model/preflight';
+import { HttpSource, resolveModelUrl } from './model/source';
 import { deleteModel, listModels, openModelSource } from './store';
 import { ChatSession } from './chat-session';
 import { generateChains } from './engine/chains';
@@ -118,6 +120,12 @@ const api: WorkerApi = {
     const base = modelBaseUrl(req.model);
     const g = await getGpu();
     await preflight(base);
+    // Before anything is downloaded: does the model fit this GPU at the asked format and context?
+    // (config.json alone; PreflightError says so with the numbers.) Skipped offline, like the check above.
+    await preflightSource(new HttpSource(base), g.caps, { weights: req.weights, maxContext: req.maxContext, kv: req.kv, kvBudget: req.kvBudget }).catch((err: unknown) => {
+      if (err instanceof PreflightError || err instanceof ConvertedError) throw err;
+      return null;
+    });
     let e: Engine;
     let stored = false;
     let storageWarning: string | undefined;
