@@ -5,9 +5,10 @@
  */
 import { defineConfig } from '@playwright/test';
 
-const DEV_PORT = 5183;
+/** Ports can be moved (WEBDMS_E2E_PORT, WEBDMS_E2E_PREVIEW_PORT) when another run holds these. */
+const DEV_PORT = Number(process.env.WEBDMS_E2E_PORT ?? 5183);
 /** The production build (vite build + vite preview): service worker, PWA and widget.js tests. */
-export const PREVIEW_PORT = 4183;
+export const PREVIEW_PORT = Number(process.env.WEBDMS_E2E_PREVIEW_PORT ?? 4183);
 const ci = !!process.env.CI;
 /** WEBDMS_E2E_NO_BUILD=1 runs only the dev-server tests (the build specs skip themselves). */
 const noBuild = !!process.env.WEBDMS_E2E_NO_BUILD;
