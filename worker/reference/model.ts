@@ -7,7 +7,13 @@
 import type { ModelConfig } from '../model/types';
 
 export type Tensors = (name: string) => Float32Array;
-export type Visibility = (layer: number, kvHead: number, query: number, key: number) => boolean;
+/** alpha: this layer's DMS decision logits f32 [T][Hkv] (null without DMS), computed before attention. */
+export type Visibility = (layer: number, kvHead: number, query: number, key: number, alpha: Float32Array | null) => boolean;
+
+/** The DMS rule: query i sees key j iff i − j ≤ w or key j's decision (made at token j+1) keeps it. */
+export function dmsVisibility(window: number, numKvHeads: number): Visibility {
+  return (_l, h, i, j, alpha) => i - j <= window || !alpha || !(alpha[(j + 1) * numKvHeads + h] > 0);
+}
 
 export interface ReferenceOutput {
   /** [T][vocab] */
@@ -114,7 +120,7 @@ export function referenceForward(c: ModelConfig, w: Tensors, ids: number[], visi
         const scores = new Float64Array(t + 1).fill(-Infinity);
         let max = -Infinity;
         for (let j = 0; j <= t; j++) {
-          if (visible && !visible(l, kh, t, j)) continue;
+          if (visible && !visible(l, kh, t, j, la)) continue;
           let s = 0;
           for (let e = 0; e < d; e++) s += q[(t * Hq + hh) * d + e] * k[(j * Hkv + kh) * d + e];
           scores[j] = s * scale;
