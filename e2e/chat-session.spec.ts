@@ -6,7 +6,8 @@
  */
 import { test, expect } from '@playwright/test';
 import { readFileSync } from 'node:fs';
-import { ChatSession, type ChatEngine, type GenerateResult } from '../worker/chat-session';
+import { ChatSession, type ChatEngine } from '../worker/chat-session';
+import type { GenerateResult } from '../worker/engine/engine';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import type { ChatDelta, ChatMessage, KvStats, SamplingOptions } from '../worker/protocol';
 

@@ -15,6 +15,7 @@
  * The engine then continues its cache from the tokens it already holds. Any other request (edited
  * history, another conversation) is rendered in full and the engine starts over.
  */
+import type { GenerateResult } from './engine/engine';
 import { extractAnswer, vote } from './engine/answers';
 import type { ChainReply, ChatDelta, ChatMessage, ChatRequest, ChatResult, KvStats, SamplingOptions, Timing } from './protocol';
 
@@ -23,14 +24,6 @@ export interface ChatTokenizer {
   encode(text: string, addSpecial?: boolean): number[];
   decode(ids: number[]): string;
   createStreamDecoder(): { push(id: number): string; flush(): string };
-}
-
-export interface GenerateResult {
-  ids: number[];
-  finishReason: 'stop' | 'length' | 'abort';
-  promptTokens: number;
-  timing: Timing;
-  kv: KvStats;
 }
 
 /** What the session needs of worker/engine/engine.ts's Engine. */
