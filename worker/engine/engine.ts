@@ -10,14 +10,14 @@ import type { KvCache } from '../kv/cache';
 import { parseConfig } from '../model/config';
 import { listTensors } from '../model/safetensors';
 import { CountingSource, loadConverted, readConvertedManifest } from '../model/converted';
-import { preflight } from '../model/preflight';
+import { parameterCount, preflight } from '../model/preflight';
 import type { ModelSource } from '../model/source';
 import { ModelTokenizer } from '../model/tokenizer';
 import type { GenerationDefaults, KvPolicyName, KvResidency, KvStats, ModelConfig, WeightFormat } from '../model/types';
 import type { LoadProgress, ModelInfo, SamplingOptions, Timing } from '../protocol';
 import { Forward } from './forward';
 import { createRandom } from './random';
-import { loadWeights, modelWeightBytes, parameterCount, type ModelWeights } from './weights';
+import { loadWeights, type ModelWeights } from './weights';
 
 export interface EngineOptions {
   weights?: WeightFormat;
@@ -65,14 +65,6 @@ export class EngineError extends Error {
     super(message);
     this.name = 'EngineError';
   }
-}
-
-/** Picks the weight format: f16 when the model is small enough, else q8, else q4, within the GPU's buffer limit. */
-export function defaultWeightFormat(c: ModelConfig, maxBufferSize: number): WeightFormat {
-  for (const f of ['f16', 'q8', 'q4'] as const) {
-    if (modelWeightBytes(c, f) <= Math.min(2 ** 31, 4 * maxBufferSize)) return f;
-  }
-  return 'q4';
 }
 
 export class Engine {

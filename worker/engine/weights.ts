@@ -61,14 +61,6 @@ export function modelWeightBytes(c: ModelConfig, format: WeightFormat): number {
   return c.numLayers * perLayer + embed * (c.tieWordEmbeddings ? 1 : 2) + 4 * H;
 }
 
-/** Number of parameters, as the checkpoint counts them. */
-export function parameterCount(c: ModelConfig): number {
-  const H = c.hiddenSize, d = c.headDim, F = c.intermediateSize;
-  const qkvRows = (c.numHeads + 2 * c.numKvHeads) * d;
-  const perLayer = qkvRows * H + H * c.numHeads * d + 3 * F * H + 2 * H + (c.qkNorm ? 2 * d : 0) + (c.attentionBias ? qkvRows : 0);
-  return c.numLayers * perLayer + c.vocabSize * H * (c.tieWordEmbeddings ? 1 : 2) + H;
-}
-
 /** A GPU matrix of the model: its key (e.g. `layers.3.qkv`), shape, format and the checkpoint tensors stacked into it. */
 export interface MatrixSpec {
   key: string;
