@@ -114,7 +114,7 @@ function panel(el, { ox, oy, w, h, points, x, y, yLog, xLabel, yLabel }) {
     const ylo = Math.floor(Math.log10(Math.min(...ys)) * 4) / 4 - 0.05, yhi = Math.ceil(Math.log10(Math.max(...ys)) * 4) / 4 + 0.05;
     sy = (v) => oy + (1 - (Math.log10(v) - ylo) / (yhi - ylo)) * h;
     yTicks = [];
-    for (let e = Math.floor(ylo); e <= Math.ceil(yhi); e++) for (const k of [1, 2, 5]) if (Math.log10(k * 10 ** e) >= ylo && Math.log10(k * 10 ** e) <= yhi) yTicks.push([k * 10 ** e, fmt(k * 10 ** e)]);
+    for (let e = Math.floor(ylo); e <= Math.ceil(yhi); e++) for (const k of [1, 1.5, 2, 3, 5, 7]) if (Math.log10(k * 10 ** e) >= ylo && Math.log10(k * 10 ** e) <= yhi) yTicks.push([k * 10 ** e, fmt(k * 10 ** e)]);
   } else {
     sy = (v) => oy + (1 - v) * h;
     yTicks = Array.from({ length: 11 }, (_, i) => [i / 10, `${i * 10}%`]);
@@ -150,7 +150,7 @@ function panel(el, { ox, oy, w, h, points, x, y, yLog, xLabel, yLabel }) {
 
 function figure(file, title, points, y, yLog, yLabel, footer) {
   if (!points.length) return;
-  const W = 980, H = 420, pw = 340, ph = 290, top = 50;
+  const W = 1040, H = 420, pw = 340, ph = 290, top = 50;
   const el = [`<rect x="0" y="0" width="${W}" height="${H}" fill="white"/>`, `<text x="60" y="24" font-size="15" font-weight="bold">${esc(title)}</text>`];
   panel(el, { ox: 70, oy: top, w: pw, h: ph, points, x: (p) => p.peakTokens, y, yLog, xLabel: 'peak KV tokens (Σ layers × KV heads)', yLabel });
   panel(el, { ox: 70 + pw + 90, oy: top, w: pw, h: ph, points, x: (p) => p.tokenReads, y, yLog, xLabel: 'KV token reads (Σ steps × layers × KV heads)', yLabel });
