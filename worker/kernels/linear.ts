@@ -4,6 +4,7 @@ import q4Source from '../../shaders/linear_q4.wgsl';
 import q4MvSource from '../../shaders/linear_q4_mv.wgsl';
 import q8Source from '../../shaders/linear_q8.wgsl';
 import q8MvSource from '../../shaders/linear_q8_mv.wgsl';
+import tiledSource from '../../shaders/linear_tiled.wgsl';
 import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
 import type { GpuMatrix, WeightFormat } from '../model/types';
@@ -80,7 +81,7 @@ function pipeline(enc: Encoder, format: WeightFormat, tt: number, aligned: boole
   if (!p) {
     const code = (subgroups ? 'enable subgroups;\n' : '')
       + `const R = ${ROWS}u;\nconst TT = ${tt}u;\nconst L = ${LANES}u;\n`
-      + specialize(SOURCES[format], { SUBGROUPS: subgroups, ALIGNED: aligned });
+      + specialize(`${SOURCES[format]}\n${tiledSource}`, { SUBGROUPS: subgroups, ALIGNED: aligned });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
   }
