@@ -691,9 +691,12 @@ async function send(): Promise<void> {
   let frame = 0;
   let deltas = 0;
   const gen: Generation = { msg: reply, el, stopped: false, done: Promise.resolve() };
+  // Deltas are fire-and-forget callbacks from the worker: the last ones can arrive after chat() has
+  // resolved. Once it has, they must not repaint the finished reply as streaming.
+  let finished = false;
   const paint = () => {
     frame = 0;
-    if (gen.stopped) return;
+    if (gen.stopped || finished) return;
     paintMessage(el, reply, true);
     scrollToBottom();
   };
@@ -701,7 +704,7 @@ async function send(): Promise<void> {
   gen.done = (async () => {
     try {
       const res = await client.chat(req, (d) => {
-        if (gen.stopped) return;
+        if (gen.stopped || finished) return;
         if (d.chain !== undefined && reply.chains?.[d.chain]) reply.chains[d.chain].content += d.content;
         else reply.content += d.content;
         updateMemory(d.kv, d.decodeTokensPerSecond);
@@ -725,6 +728,7 @@ async function send(): Promise<void> {
       reply.error = (e as Error)?.message ?? String(e);
       if (gen.stopped) reply.finishReason = 'abort';
     } finally {
+      finished = true;
       if (frame) cancelAnimationFrame(frame);
       if (generation === gen) generation = null;
       if (el.isConnected) paintMessage(el, reply, false);
