@@ -314,7 +314,14 @@ const progressSpeed = { t: 0, bytes: 0, bps: 0 };
 function showProgress(p: LoadProgress): void {
   const box = $('progress');
   box.hidden = false;
-  const phase = { fetch: 'Downloading', upload: 'Loading weights onto the GPU', compile: 'Compiling GPU kernels', ready: 'Ready' }[p.phase];
+  const phase = {
+    fetch: 'Downloading',
+    stream: 'Downloading and quantizing on the GPU',
+    upload: 'Loading weights onto the GPU',
+    store: 'Saving the quantized model for the next start',
+    compile: 'Compiling GPU kernels',
+    ready: 'Ready',
+  }[p.phase];
   $('progress-phase').textContent = phase;
   $('progress-file').textContent = p.file ?? '';
   const pct = p.totalBytes > 0 ? Math.min(100, (100 * p.loadedBytes) / p.totalBytes) : 0;
@@ -331,7 +338,7 @@ function showProgress(p: LoadProgress): void {
   progressSpeed.t = now;
   progressSpeed.bytes = p.loadedBytes;
   const bps = p.bytesPerSecond ?? progressSpeed.bps;
-  const fetching = p.phase === 'fetch' || p.phase === 'upload';
+  const fetching = p.phase !== 'compile' && p.phase !== 'ready';
   $('progress-speed').textContent = fetching && bps > 0 ? `${formatBytes(bps)}/s` : '';
   $('progress-eta').textContent = fetching && bps > 0 && p.totalBytes > p.loadedBytes ? `${formatDuration((p.totalBytes - p.loadedBytes) / bps)} left` : '';
 }
@@ -415,6 +422,13 @@ function drawSpark(): void {
   svg.innerHTML = `<polyline class="ctx" points="${pts('seen')}" /><polyline class="kept" points="${pts('kept')}" />`;
 }
 
+/** "warm · 2.1 s · 373 MB read from this browser" / "cold · 41 s · 1.19 GB downloaded". */
+function startLabel(l: NonNullable<ModelInfo['load']>): string {
+  const bytes = l.start === 'warm' ? `${formatBytes(l.readBytes)} read from this browser` : `${formatBytes(l.downloadedBytes)} downloaded`;
+  const time = l.ms < 60_000 ? `${(l.ms / 1000).toFixed(1)} s` : formatDuration(l.ms / 1000);
+  return `${l.start} start · ${time} · ${bytes}`;
+}
+
 function renderModelGrid(): void {
   const g = $('model-grid');
   g.replaceChildren();
@@ -428,7 +442,8 @@ function renderModelGrid(): void {
     ['Layers × KV heads', `${i.numLayers} × ${i.numKvHeads}`],
     ['DMS', i.dms ? `window ${i.dms.windowSize}${i.dms.cr ? ` · target ${i.dms.cr}×` : ''}` : 'no'],
     ['Max context', formatCount(i.maxContext)],
-    ['Weights kept', i.stored === undefined ? '–' : i.stored ? 'in this browser' : 'not stored'],
+    ['Weights kept', i.stored === undefined ? '–' : !i.stored ? 'not stored' : i.load?.stored === 'quantized' ? `in this browser, ${i.load.weights} · ${formatBytes(i.load.storedBytes)}` : 'in this browser'],
+    ['Last start', i.load ? startLabel(i.load) : '–'],
     ['GPU', i.adapter],
   ];
   for (const [k, v] of rows) {
@@ -890,7 +905,7 @@ async function renderStored(): Promise<void> {
     name.textContent = m.name === 'default' ? 'Embedded model' : specLabel(m.name);
     name.title = m.id;
     const size = document.createElement('small');
-    size.textContent = m.complete ? formatBytes(m.bytes) : `${formatBytes(m.storedBytes)} of ${formatBytes(m.bytes)} (unfinished)`;
+    size.textContent = (m.complete ? formatBytes(m.bytes) : `${formatBytes(m.storedBytes)} of ${formatBytes(m.bytes)} (unfinished)`) + (m.weights ? ` · ${m.weights} copy` : '');
     label.append(name, size);
     const del = document.createElement('button');
     del.type = 'button';

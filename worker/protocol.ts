@@ -27,7 +27,11 @@ export interface LoadRequest {
 }
 
 export interface LoadProgress {
-  phase: 'fetch' | 'upload' | 'compile' | 'ready';
+  /**
+   * fetch: downloading into the browser's storage; stream: downloading a checkpoint straight onto the GPU,
+   * quantized as it arrives; upload: weights onto the GPU; store: saving the quantized copy for next time.
+   */
+  phase: 'fetch' | 'stream' | 'upload' | 'store' | 'compile' | 'ready';
   file?: string;
   loadedBytes: number;
   totalBytes: number;
@@ -49,6 +53,24 @@ export interface ModelInfo {
   /** Whether the weights came from (or were saved to) the browser's storage, and any warning about that copy. */
   stored?: boolean;
   storageWarning?: string;
+  /** How this load went (the worker sets it). */
+  load?: LoadReport;
+}
+
+/** Start time and bytes of one load, shown to the user. */
+export interface LoadReport {
+  /** cold: the weights came over the network; warm: from the browser's storage. */
+  start: 'cold' | 'warm';
+  /** From the load request to ready. */
+  ms: number;
+  /** Bytes fetched over the network by this load. */
+  downloadedBytes: number;
+  /** Weight bytes the engine read (from storage or the network). */
+  readBytes: number;
+  weights: WeightFormat;
+  /** What the weight store now holds for this model: the files as published, a quantized copy, or nothing. */
+  stored: 'checkpoint' | 'quantized' | null;
+  storedBytes: number;
 }
 
 /** A model kept in the browser's storage (the weight store). */
@@ -59,6 +81,8 @@ export interface StoredModelInfo {
   storedBytes: number;
   complete: boolean;
   lastUsed: number;
+  /** Set for a quantized copy made on this machine from a checkpoint (its format). */
+  weights?: WeightFormat;
 }
 
 export interface SamplingOptions {

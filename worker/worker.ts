@@ -7,10 +7,9 @@
 import * as Comlink from 'comlink';
 import { Gpu } from './gpu/context';
 import { Engine } from './engine/engine';
-import { ConvertedError, preflightSource } from './model/converted';
-import { PreflightError } from './model/preflight';
-import { HttpSource, resolveModelUrl } from './model/source';
-import { deleteModel, listModels, openModelSource } from './store';
+import { resolveModelUrl } from './model/source';
+import { deleteModel, listModels } from './store';
+import { loadModel } from './load-model';
 import { ChatSession } from './chat-session';
 import { generateChains } from './engine/chains';
 import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from './protocol';
@@ -120,29 +119,10 @@ const api: WorkerApi = {
     const base = modelBaseUrl(req.model);
     const g = await getGpu();
     await preflight(base);
-    // Before anything is downloaded: does the model fit this GPU at the asked format and context?
-    // (config.json alone; PreflightError says so with the numbers.) Skipped offline, like the check above.
-    await preflightSource(new HttpSource(base), g.caps, { weights: req.weights, maxContext: req.maxContext, kv: req.kv, kvBudget: req.kvBudget }).catch((err: unknown) => {
-      if (err instanceof PreflightError || err instanceof ConvertedError) throw err;
-      return null;
-    });
     let e: Engine;
-    let stored = false;
-    let storageWarning: string | undefined;
-    const progress = throttle(onProgress);
+    let info: ModelInfo;
     try {
-      // The weight store: downloaded once into IndexedDB (resumable, checked), then read from there.
-      const source = await openModelSource(base, { spec: req.model.trim() || 'default', onProgress: progress, memoryFallback: req.memoryFallback ?? false });
-      stored = source.stored;
-      storageWarning = (source as { warning?: string }).warning ?? (source as { reason?: string }).reason;
-      e = await Engine.load(g, source, {
-        weights: req.weights,
-        kv: req.kv,
-        kvBudget: req.kvBudget,
-        maxContext: req.maxContext,
-        sequences: Math.max(1, Math.floor(req.chains ?? 1)),
-        onProgress: progress,
-      });
+      ({ engine: e, info } = await loadModel(g, base, req, { spec: req.model.trim() || 'default', onProgress: throttle(onProgress) }));
     } catch (err) {
       const name = (err as Error)?.name ?? 'Error';
       // Some browser errors (a DOMException from IndexedDB) carry an empty message.
@@ -159,7 +139,7 @@ const api: WorkerApi = {
     engine = e;
     const chains = Math.max(1, Math.floor(req.chains ?? 1));
     session = new ChatSession(e, (ids, o) => generateChains(e, ids, o), chains);
-    return { ...e.info, stored, storageWarning };
+    return info;
   },
 
   async chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
@@ -189,7 +169,7 @@ const api: WorkerApi = {
   },
 
   async listStored(): Promise<StoredModelInfo[]> {
-    return (await listModels()).map((m) => ({ id: m.id, name: m.name, bytes: m.bytes, storedBytes: m.storedBytes, complete: m.complete, lastUsed: m.lastUsed }));
+    return (await listModels()).map((m) => ({ id: m.id, name: m.name, bytes: m.bytes, storedBytes: m.storedBytes, complete: m.complete, lastUsed: m.lastUsed, weights: m.weights }));
   },
 
   async deleteStored(id: string): Promise<void> {

@@ -9,7 +9,7 @@ import { createKvCache } from '../kv/factory';
 import type { KvCache } from '../kv/cache';
 import { parseConfig } from '../model/config';
 import { listTensors } from '../model/safetensors';
-import { CountingSource, loadConverted, readConvertedManifest } from '../model/converted';
+import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../model/converted';
 import { parameterCount, preflight } from '../model/preflight';
 import type { ModelSource } from '../model/source';
 import { ModelTokenizer } from '../model/tokenizer';
@@ -43,6 +43,8 @@ export interface LoadStats {
   ms: number;
   bytesRead: number;
   fromConverted: boolean;
+  /** Bytes of the weights in the source read (the checkpoint's tensors, or the converted shards). */
+  sourceBytes: number;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -122,7 +124,7 @@ export class Engine {
     const engine = Engine.assemble(gpu, source.name, config, generation, tokenizer, weights, { ...opts, weights: format });
     progress({ phase: 'compile', loadedBytes, totalBytes });
     progress({ phase: 'ready', loadedBytes, totalBytes });
-    engine.loadStats = { ms: performance.now() - t0, bytesRead: source.bytesRead, fromConverted: !!converted };
+    engine.loadStats = { ms: performance.now() - t0, bytesRead: source.bytesRead, fromConverted: !!converted, sourceBytes: totalBytes };
     return engine;
   }
 
@@ -383,6 +385,17 @@ export class Engine {
 
   kvStats(): Promise<KvStats> {
     return this.kv.stats();
+  }
+
+  /**
+   * Writes the weights as they are on the GPU in the converted form (worker/model/converted.ts) to
+   * `sink`, with config and tokenizer files copied from `source`: how a checkpoint quantized while it
+   * streamed in is kept, so the next start reads only the quantized bytes.
+   */
+  exportConverted(sink: ConvertSink, source: ModelSource, opts: Pick<ConvertOptions, 'shardBytes' | 'sliceBytes' | 'onProgress'> = {}): Promise<ConvertedManifest> {
+    return this.gpu.guarded(`saving ${this.info.name}`, () =>
+      exportConverted(this.gpu, this.weights, this.config, this.info.weights, sink, source, this.loadStats?.sourceBytes ?? 0, opts),
+    );
   }
 
   /** Frees the cache and activations but not the weights (the benchmark reuses them). */

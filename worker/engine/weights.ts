@@ -151,6 +151,26 @@ export function assembleWeights(gpu: Gpu, c: ModelConfig, m: Map<string, GpuMatr
   return { embed, layers, finalNorm: V('final_norm'), lmHead: c.tieWordEmbeddings ? embed : M('lm_head'), bytes: gpu.bytes('w:') - before };
 }
 
+/** The inverse of assembleWeights: every GPU matrix and vector of `w` under its weightPlan key. */
+export function keyedWeights(c: ModelConfig, w: ModelWeights): { matrices: Map<string, GpuMatrix>; vectors: Map<string, GPUBuffer> } {
+  const matrices = new Map<string, GpuMatrix>([['embed', w.embed]]);
+  const vectors = new Map<string, GPUBuffer>([['final_norm', w.finalNorm]]);
+  if (!c.tieWordEmbeddings) matrices.set('lm_head', w.lmHead);
+  w.layers.forEach((L, l) => {
+    const k = `layers.${l}.`;
+    matrices.set(`${k}qkv`, L.qkv).set(`${k}o`, L.o).set(`${k}gate_up`, L.gateUp).set(`${k}down`, L.down);
+    vectors.set(`${k}input_norm`, L.inputNorm).set(`${k}post_norm`, L.postNorm);
+    if (L.qkvBias) vectors.set(`${k}qkv_bias`, L.qkvBias);
+    if (L.qNorm) vectors.set(`${k}q_norm`, L.qNorm);
+    if (L.kNorm) vectors.set(`${k}k_norm`, L.kNorm);
+    if (L.dmsAlpha) {
+      vectors.set(`${k}dms_alpha_norm`, L.dmsAlpha.norm);
+      matrices.set(`${k}dms_alpha`, L.dmsAlpha.proj);
+    }
+  });
+  return { matrices, vectors };
+}
+
 function missing(key: string): never {
   throw new WeightError(`internal: weight ${key} was not loaded`);
 }

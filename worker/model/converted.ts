@@ -19,7 +19,7 @@
  * f32. Keys are those of weightPlan() (worker/engine/weights.ts).
  */
 import type { Gpu } from '../gpu/context';
-import { allocMatrix, assembleWeights, RowStreamer, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
+import { allocMatrix, assembleWeights, DEFAULT_SLICE_BYTES, keyedWeights, RowStreamer, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
 import { parseConfig } from './config';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
@@ -162,13 +162,90 @@ export interface ConvertOptions extends StreamOptions {
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
+/** Writes the converted form into a sink: shards filled in order, pieces and vectors recorded in the manifest. */
+class ShardWriter {
+  readonly manifest: ConvertedManifest;
+  private used = 0;
+  private open = false;
+
+  constructor(private readonly sink: ConvertSink, private readonly shardMax: number, format: WeightFormat, architecture: string, source: { name: string; bytes: number }) {
+    this.manifest = { format: CONVERTED_FORMAT, version: CONVERTED_VERSION, weights: format, architecture, source, totalBytes: 0, shards: [], matrices: {}, vectors: {} };
+  }
+
+  private room(): number {
+    return this.shardMax - this.used;
+  }
+
+  private async newShard(): Promise<void> {
+    if (this.open) await this.closeShard();
+    const file = `webdms-${String(this.manifest.shards.length).padStart(5, '0')}.bin`;
+    await this.sink.openShard(file);
+    this.manifest.shards.push({ file, bytes: 0, sha256: '' });
+    this.used = 0;
+    this.open = true;
+  }
+
+  private async closeShard(): Promise<void> {
+    const s = this.manifest.shards[this.manifest.shards.length - 1];
+    s.bytes = this.used;
+    s.sha256 = await this.sink.closeShard();
+    this.manifest.totalBytes += this.used;
+    this.open = false;
+  }
+
+  private readonly write = async (bytes: Uint8Array): Promise<void> => {
+    await this.sink.write(bytes);
+    this.used += bytes.byteLength;
+  };
+
+  /** An f32 vector (length values). */
+  async vector(key: string, values: Uint8Array): Promise<void> {
+    if (!this.open || values.byteLength > this.room()) await this.newShard();
+    this.manifest.vectors[key] = { length: values.byteLength / 4, shard: this.manifest.shards.length - 1, offset: this.used };
+    await this.write(values);
+  }
+
+  /** A matrix on the GPU, read back in slices of at most sliceBytes, as pieces that each fit one shard. */
+  async matrix(gpu: Gpu, key: string, m: GpuMatrix, sliceBytes: number): Promise<void> {
+    const dataRow = rowWords(m.cols, m.format) * 4, scaleRow = rowScales(m.cols, m.format) * 4;
+    const pieces: ConvertedPiece[] = [];
+    for (let r = 0; r < m.rows; ) {
+      let fit = this.open ? Math.floor(this.room() / (dataRow + scaleRow)) : 0;
+      if (fit < 1) {
+        await this.newShard();
+        fit = Math.floor(this.room() / (dataRow + scaleRow));
+        if (fit < 1) throw new ConvertedError(`one row of ${key} (${dataRow + scaleRow} bytes) is larger than a shard (${this.shardMax} bytes)`);
+      }
+      const n = Math.min(fit, m.rows - r);
+      const piece: ConvertedPiece = { rowStart: r, rows: n, shard: this.manifest.shards.length - 1, data: this.used, scales: null };
+      await readBack(gpu, m, r, n, 'data', dataRow, sliceBytes, this.write);
+      if (scaleRow) {
+        piece.scales = this.used;
+        await readBack(gpu, m, r, n, 'scales', scaleRow, sliceBytes, this.write);
+      }
+      pieces.push(piece);
+      r += n;
+    }
+    this.manifest.matrices[key] = { rows: m.rows, cols: m.cols, format: m.format, pieces };
+  }
+
+  /** Closes the last shard, copies config and tokenizer files from `source`, writes the manifest (last). */
+  async finish(source: ModelSource): Promise<ConvertedManifest> {
+    if (this.open) await this.closeShard();
+    for (const f of COPIED_FILES) {
+      if (await source.exists(f)) await this.sink.writeFile(f, new TextEncoder().encode(await source.text(f)));
+    }
+    await this.sink.writeFile(MANIFEST_FILE, new TextEncoder().encode(JSON.stringify(this.manifest, null, 1) + '\n'));
+    return this.manifest;
+  }
+}
+
 /**
  * Converts the checkpoint in `source` (safetensors) into `format` on the GPU, one matrix at a time
  * (streamed in, packed by shaders/quantize.wgsl, read back in slices), and writes the converted form to
  * `sink`. Returns the manifest (also written).
  */
 export async function convertModel(gpu: Gpu, source: ModelSource, c: ModelConfig, format: WeightFormat, sink: ConvertSink, opts: ConvertOptions = {}): Promise<ConvertedManifest> {
-  const shardMax = opts.shardBytes ?? MAX_SHARD_BYTES;
   const tensors = await listTensors(source);
   const sourceBytes = [...tensors.values()].reduce((n, t) => n + t.byteLength, 0);
   const info = (name: string): TensorInfo => {
@@ -177,46 +254,18 @@ export async function convertModel(gpu: Gpu, source: ModelSource, c: ModelConfig
     return t;
   };
   const plan = weightPlan(c, format);
-  const manifest: ConvertedManifest = {
-    format: CONVERTED_FORMAT, version: CONVERTED_VERSION, weights: format, architecture: c.architecture,
-    source: { name: source.name, bytes: sourceBytes }, totalBytes: 0, shards: [], matrices: {}, vectors: {},
-  };
-  let used = 0;
-  let open = false;
-  const room = () => shardMax - used;
-  const newShard = async () => {
-    if (open) await closeShard();
-    const file = `webdms-${String(manifest.shards.length).padStart(5, '0')}.bin`;
-    await sink.openShard(file);
-    manifest.shards.push({ file, bytes: 0, sha256: '' });
-    used = 0;
-    open = true;
-  };
-  const closeShard = async () => {
-    const s = manifest.shards[manifest.shards.length - 1];
-    s.bytes = used;
-    s.sha256 = await sink.closeShard();
-    manifest.totalBytes += used;
-    open = false;
-  };
-  const write = async (bytes: Uint8Array) => {
-    await sink.write(bytes);
-    used += bytes.byteLength;
-  };
-  await newShard();
+  const out = new ShardWriter(sink, opts.shardBytes ?? MAX_SHARD_BYTES, format, c.architecture, { name: source.name, bytes: sourceBytes });
   let done = 0;
   const total = plan.matrices.length + plan.vectors.length;
 
   for (const v of plan.vectors) {
-    const out = new Float32Array(v.length);
+    const values = new Float32Array(v.length);
     let o = 0;
     for (const s of v.sources) {
-      out.set(await readTensorF32(source, info(s.tensor)), o);
+      values.set(await readTensorF32(source, info(s.tensor)), o);
       o += s.length;
     }
-    if (4 * v.length > room()) await newShard();
-    manifest.vectors[v.key] = { length: v.length, shard: manifest.shards.length - 1, offset: used };
-    await write(new Uint8Array(out.buffer));
+    await out.vector(v.key, new Uint8Array(values.buffer));
     opts.onProgress?.(++done, total, v.key);
   }
 
@@ -224,26 +273,7 @@ export async function convertModel(gpu: Gpu, source: ModelSource, c: ModelConfig
   try {
     for (const spec of plan.matrices) {
       const dst = await streamMatrix(gpu, streamer, spec, info, opts);
-      const dataRow = rowWords(spec.cols, spec.format) * 4, scaleRow = rowScales(spec.cols, spec.format) * 4;
-      const pieces: ConvertedPiece[] = [];
-      for (let r = 0; r < spec.rows; ) {
-        let fit = Math.floor(room() / (dataRow + scaleRow));
-        if (fit < 1) {
-          await newShard();
-          fit = Math.floor(room() / (dataRow + scaleRow));
-          if (fit < 1) throw new ConvertedError(`one row of ${spec.key} (${dataRow + scaleRow} bytes) is larger than a shard (${shardMax} bytes)`);
-        }
-        const n = Math.min(fit, spec.rows - r);
-        const piece: ConvertedPiece = { rowStart: r, rows: n, shard: manifest.shards.length - 1, data: used, scales: null };
-        await readBack(gpu, dst, r, n, 'data', dataRow, streamer.sliceBytes, write);
-        if (scaleRow) {
-          piece.scales = used;
-          await readBack(gpu, dst, r, n, 'scales', scaleRow, streamer.sliceBytes, write);
-        }
-        pieces.push(piece);
-        r += n;
-      }
-      manifest.matrices[spec.key] = { rows: spec.rows, cols: spec.cols, format: spec.format, pieces };
+      await out.matrix(gpu, spec.key, dst, streamer.sliceBytes);
       for (const p of dst.parts) {
         gpu.destroy(p.data);
         if (p.scales) gpu.destroy(p.scales);
@@ -253,12 +283,38 @@ export async function convertModel(gpu: Gpu, source: ModelSource, c: ModelConfig
   } finally {
     await streamer.finish();
   }
-  await closeShard();
-  for (const f of COPIED_FILES) {
-    if (await source.exists(f)) await sink.writeFile(f, new TextEncoder().encode(await source.text(f)));
+  return out.finish(source);
+}
+
+/**
+ * Writes the converted form of weights already on the GPU (a model loaded from a checkpoint and
+ * quantized as it streamed in) to `sink`: the same bytes convertModel would write for that checkpoint.
+ * `source` gives the config and tokenizer files to copy; `sourceBytes` is the checkpoint's size.
+ */
+export async function exportConverted(
+  gpu: Gpu, weights: ModelWeights, c: ModelConfig, format: WeightFormat, sink: ConvertSink,
+  source: ModelSource, sourceBytes: number, opts: Pick<ConvertOptions, 'shardBytes' | 'sliceBytes' | 'onProgress'> = {},
+): Promise<ConvertedManifest> {
+  const plan = weightPlan(c, format);
+  const { matrices, vectors } = keyedWeights(c, weights);
+  const out = new ShardWriter(sink, opts.shardBytes ?? MAX_SHARD_BYTES, format, c.architecture, { name: source.name, bytes: sourceBytes });
+  const sliceBytes = opts.sliceBytes ?? DEFAULT_SLICE_BYTES;
+  let done = 0;
+  const total = plan.matrices.length + plan.vectors.length;
+  const get = <T>(map: Map<string, T>, key: string): T => {
+    const x = map.get(key);
+    if (x === undefined) throw new ConvertedError(`internal: weight ${key} is not on the GPU`);
+    return x;
+  };
+  for (const v of plan.vectors) {
+    await out.vector(v.key, new Uint8Array(await gpu.read(get(vectors, v.key), 0, 4 * v.length)));
+    opts.onProgress?.(++done, total, v.key);
   }
-  await sink.writeFile(MANIFEST_FILE, new TextEncoder().encode(JSON.stringify(manifest, null, 1) + '\n'));
-  return manifest;
+  for (const spec of plan.matrices) {
+    await out.matrix(gpu, spec.key, get(matrices, spec.key), sliceBytes);
+    opts.onProgress?.(++done, total, spec.key);
+  }
+  return out.finish(source);
 }
 
 async function streamMatrix(gpu: Gpu, streamer: RowStreamer, spec: MatrixSpec, info: (n: string) => TensorInfo, opts: StreamOptions): Promise<GpuMatrix> {

@@ -1,4 +1,5 @@
 /** The model library: what is stored, how big, when last used; delete one or all. */
+import type { WeightFormat } from '../model/types';
 import { idbStoreBackend, type StoreBackend } from './backend';
 import { chunkIndexOf, chunkLength, chunkPrefix, fileKey, modelRecordKey, pendingRecordKey, type Manifest } from './records';
 
@@ -21,6 +22,8 @@ export interface StoredModel {
   createdAt: number;
   /** Last time it was loaded (ms since the epoch). */
   lastUsed: number;
+  /** Set for a quantized copy (worker/store/quantized-copy.ts): its format. */
+  weights?: WeightFormat;
 }
 
 export interface LibraryOptions {
@@ -56,6 +59,7 @@ export async function listModels(opts: LibraryOptions = {}): Promise<StoredModel
         files: m.files.length,
         createdAt: m.createdAt,
         lastUsed: m.lastUsed,
+        weights: m.quantized?.weights,
       });
     }
   }

@@ -13,6 +13,7 @@
  * ETag, else size + Last-Modified, else the version), so a new version never reads an old file's bytes
  * and an unchanged file is shared between versions instead of downloaded again.
  */
+import type { WeightFormat } from '../model/types';
 import { Sha256 } from './sha256';
 
 export interface FileEntry {
@@ -49,6 +50,11 @@ export interface Manifest {
   complete: boolean;
   /** A pending plan that must not be resumed as is (a declared hash failed): the next open plans again. */
   stale?: boolean;
+  /**
+   * Set on a quantized copy (worker/store/quantized-copy.ts): the converted form of the checkpoint at
+   * `base`, made on this machine while the checkpoint streamed onto the GPU; `version` is the checkpoint's.
+   */
+  quantized?: { weights: WeightFormat };
 }
 
 export interface FileRecord {

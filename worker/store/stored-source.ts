@@ -142,11 +142,12 @@ class Progress {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function errorText(e: unknown): string {
+export function errorText(e: unknown): string {
   return (e as Error)?.message ?? String(e);
 }
 
-interface Ctx {
+/** What the store's functions share for one model: its key, the storage, the remote and the options. */
+export interface Ctx {
   backend: StoreBackend;
   remote: Remote;
   opts: StoreOpenOptions;
@@ -162,6 +163,8 @@ export class StoredSource implements ModelSource {
   persisted: boolean | null = null;
   /** True when nothing had to be downloaded. */
   fromStorage = false;
+  /** Bytes this open downloaded (0 when everything was stored already). */
+  downloadedBytes = 0;
   private readonly files: Map<string, FileEntry>;
   private readonly cache = new Map<string, Uint8Array>();
   private readonly inflight = new Map<string, Promise<Uint8Array>>();
@@ -307,6 +310,11 @@ export class StoredSource implements ModelSource {
     await this.ctx.backend.chunks.del(ck).catch(() => undefined);
     await this.ctx.backend.meta.del(fileRecordKey(fk)).catch(() => undefined);
     const what = `Stored chunk ${i} of ${f.name} is ${problem}`;
+    if (this.manifest.quantized) {
+      // Made on this machine, not downloaded: nothing to fetch it from. Drop the copy; the next load rebuilds it.
+      await deleteModel(this.ctx.key, { backend: this.ctx.backend }).catch(() => undefined);
+      throw new ModelLoadError(`${what}. The stored ${this.manifest.quantized.weights} copy of ${this.manifest.base} was deleted; load the model again to rebuild it from the original.`, this.manifest.base);
+    }
     let bytes: Uint8Array;
     try {
       bytes = await fetchWithRetries(this.ctx, f, i * f.chunkSize, want);
@@ -348,14 +356,14 @@ async function fetchWithRetries(ctx: Ctx, f: FileEntry, offset: number, length: 
   }
 }
 
-async function storageNumbers(backend: StoreBackend) {
+export async function storageNumbers(backend: StoreBackend) {
   const est = await backend.estimate();
   const quota = est?.quota ?? NaN;
   const usage = est?.usage ?? NaN;
   return { quota, usage, available: quota - usage };
 }
 
-async function quotaError(ctx: Ctx, required: number, modelBytes: number, detail?: string, writeRefused = false): Promise<StorageQuotaError> {
+export async function quotaError(ctx: Ctx, required: number, modelBytes: number, detail?: string, writeRefused = false): Promise<StorageQuotaError> {
   const { quota, usage, available } = await storageNumbers(ctx.backend);
   const others = (await listModels({ backend: ctx.backend }).catch(() => []))
     .filter((m) => m.id !== ctx.key)
@@ -365,7 +373,7 @@ async function quotaError(ctx: Ctx, required: number, modelBytes: number, detail
 }
 
 /** Stores one chunk; `remaining` is what the download still has to store, this chunk included (for the quota message). */
-async function storeChunk(ctx: Ctx, ck: string, bytes: Uint8Array, sha256: string, modelBytes: number, remaining: number): Promise<void> {
+export async function storeChunk(ctx: Ctx, ck: string, bytes: Uint8Array, sha256: string, modelBytes: number, remaining: number): Promise<void> {
   const data = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
   const rec: ChunkRecord = { data: data as ArrayBuffer, size: bytes.length, sha256 };
   try {
@@ -378,7 +386,7 @@ async function storeChunk(ctx: Ctx, ck: string, bytes: Uint8Array, sha256: strin
   }
 }
 
-interface RemoteVersion {
+export interface RemoteVersion {
   commit?: string;
   etag?: string;
   sha256?: string;
@@ -389,7 +397,7 @@ interface RemoteVersion {
 }
 
 /** The remote version of the model: one HEAD of config.json (and its bytes if the server gives no ETag or commit). */
-async function remoteVersion(remote: Remote): Promise<RemoteVersion> {
+export async function remoteVersion(remote: Remote): Promise<RemoteVersion> {
   const info = await remote.probe('config.json');
   if (!info) {
     throw new FetchError(`There is no model at ${remote.base}: config.json was not found at ${remote.url('config.json')} (HTTP 404, or an HTML page instead of the file)`, remote.url('config.json'), 404, false);
@@ -399,7 +407,7 @@ async function remoteVersion(remote: Remote): Promise<RemoteVersion> {
   return { sha256: await sha256Hex(body), info, body };
 }
 
-function sameVersion(m: Manifest, v: RemoteVersion): boolean {
+export function sameVersion(m: Pick<Manifest, 'commit' | 'configEtag' | 'configSha256'>, v: RemoteVersion): boolean {
   if (v.commit !== undefined || m.commit !== undefined) {
     if (v.commit !== m.commit) return false;
   }
@@ -581,7 +589,8 @@ async function verifyFile(ctx: Ctx, f: FileEntry): Promise<{ ok: true; record: F
 }
 
 /** Downloads every missing chunk of the manifest, verifies each file, writes the file records. */
-async function download(ctx: Ctx, m: Manifest, prefetched: Map<string, Uint8Array>): Promise<boolean> {
+/** Returns the bytes it had to fetch (0: everything was stored). */
+async function download(ctx: Ctx, m: Manifest, prefetched: Map<string, Uint8Array>): Promise<number> {
   const state = await storedState(ctx, m);
   const missing = m.files.flatMap((f) => {
     const s = state.get(f.name)!;
@@ -591,7 +600,7 @@ async function download(ctx: Ctx, m: Manifest, prefetched: Map<string, Uint8Arra
     return [{ f, idx }];
   });
   const filesDone = m.files.length - missing.length;
-  if (missing.length === 0) return false;
+  if (missing.length === 0) return 0;
 
   const need = missing.reduce((n, { f, idx }) => n + idx.reduce((k, i) => k + chunkLength(f.size, f.chunkSize, i), 0), 0);
   const { available } = await storageNumbers(ctx.backend);
@@ -682,7 +691,7 @@ async function download(ctx: Ctx, m: Manifest, prefetched: Map<string, Uint8Arra
   await Promise.all(Array.from({ length: parallel }, worker));
   if (failure) throw failure;
   progress.emit(true);
-  return true;
+  return need;
 }
 
 async function collectGarbage(ctx: Ctx, keep: Manifest[]): Promise<void> {
@@ -755,7 +764,7 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
     await collectGarbage(ctx, current ? [current, target] : [target]);
   }
 
-  let downloaded: boolean;
+  let downloaded: number;
   try {
     downloaded = await download(ctx, target, prefetched);
   } catch (e) {
@@ -770,8 +779,9 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
   await backend.meta.del(pendingRecordKey(ctx.key));
   await collectGarbage(ctx, [target]);
   const src = await StoredSource.fromManifest(target, ctx);
-  src.fromStorage = !downloaded;
+  src.fromStorage = downloaded === 0;
+  src.downloadedBytes = downloaded;
   src.persisted = await backend.persisted();
-  if (!downloaded) new Progress(target.totalBytes, target.files.length, opts.onProgress).allStored();
+  if (downloaded === 0) new Progress(target.totalBytes, target.files.length, opts.onProgress).allStored();
   return src;
 }

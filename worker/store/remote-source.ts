@@ -1,0 +1,83 @@
+/**
+ * RemoteSource: a ModelSource read straight from the network, for a checkpoint that streams onto the
+ * GPU without being stored (the weight store keeps its quantized copy instead, see quantized-copy.ts).
+ * Unlike the plain HttpSource it survives a flaky connection: each range read is retried with backoff
+ * when the error says a retry can help (network loss, stall, 5xx, 429), and it counts what it fetched.
+ */
+import { ModelLoadError, checkRange, type ModelSource } from '../model/source';
+import { FetchError, Remote, type RemoteFileInfo, type RemoteOptions } from './remote';
+
+export interface RemoteSourceOptions extends RemoteOptions {
+  /** Attempts per read after the first (default 4), with backoff from retryDelayMs (default 500, capped at 8 s). */
+  retries?: number;
+  retryDelayMs?: number;
+}
+
+export class RemoteSource implements ModelSource {
+  readonly name: string;
+  readonly remote: Remote;
+  /** Bytes received over the network (retried bytes counted once). */
+  bytesFetched = 0;
+  private readonly infos = new Map<string, Promise<RemoteFileInfo | null>>();
+  private readonly texts = new Map<string, Promise<string>>();
+
+  constructor(baseUrl: string, private readonly opts: RemoteSourceOptions = {}) {
+    this.remote = new Remote(baseUrl, opts);
+    this.name = this.remote.base;
+  }
+
+  private info(file: string): Promise<RemoteFileInfo | null> {
+    let p = this.infos.get(file);
+    if (!p) {
+      p = this.retry(() => this.remote.probe(file));
+      this.infos.set(file, p);
+      p.catch(() => this.infos.delete(file));
+    }
+    return p;
+  }
+
+  async exists(file: string): Promise<boolean> {
+    return (await this.info(file)) !== null;
+  }
+
+  async size(file: string): Promise<number> {
+    const i = await this.info(file);
+    if (!i) throw new ModelLoadError(`${file} was not found (HTTP 404) at ${this.remote.url(file)}`, this.remote.url(file), 404);
+    return i.size;
+  }
+
+  /** Small files (config, tokenizer) are kept: the quantized copy copies them after the load read them. */
+  text(file: string): Promise<string> {
+    let p = this.texts.get(file);
+    if (!p) {
+      p = this.size(file).then(async (n) => new TextDecoder().decode(await this.read(file, 0, n)));
+      this.texts.set(file, p);
+      p.catch(() => this.texts.delete(file));
+    }
+    return p;
+  }
+
+  async read(file: string, offset: number, length: number): Promise<Uint8Array> {
+    checkRange(offset, length);
+    const size = await this.size(file);
+    if (offset + length > size) throw new ModelLoadError(`Read past the end of ${file} (${size} bytes): ${length} bytes at ${offset}`, this.remote.url(file));
+    return this.retry(async () => {
+      const b = await this.remote.fetchRange(file, offset, length, size);
+      this.bytesFetched += b.byteLength;
+      return b;
+    });
+  }
+
+  private async retry<T>(fn: () => Promise<T>): Promise<T> {
+    const retries = this.opts.retries ?? 4;
+    const base = this.opts.retryDelayMs ?? 500;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!(e instanceof FetchError) || !e.retriable || attempt >= retries) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(base * 2 ** attempt, 8000)));
+      }
+    }
+  }
+}
