@@ -42,9 +42,14 @@ const numParam = (k: string): number | undefined => {
   const v = params.get(k);
   return v !== null && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined;
 };
-/** `?maxTokens=`, `?temperature=` start this visit with those values (not saved unless settings are saved); `?seed=` fixes sampling. */
+/**
+ * `?maxTokens=`, `?temperature=`, `?weights=` (f32|f16|q8|q4) start this visit with those values (not saved
+ * unless settings are saved); `?seed=` fixes sampling.
+ */
 const urlSeed = numParam('seed');
 {
+  const w = params.get('weights');
+  if (w === 'f32' || w === 'f16' || w === 'q8' || w === 'q4') settings.weights = w;
   const mt = numParam('maxTokens');
   const temp = numParam('temperature');
   if (mt !== undefined) settings.maxTokens = Math.max(1, Math.round(mt));

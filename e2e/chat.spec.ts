@@ -80,6 +80,46 @@ test('loads a fixture model in the Web Worker and streams generated text', async
   expect(errors).toEqual([]);
 });
 
+test('a checkpoint run as q4 is kept quantized: the next start reads the stored copy and no safetensors', async ({ page }) => {
+  const requests: string[] = [];
+  page.on('request', (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.startsWith(FIXTURE)) requests.push(path.slice(FIXTURE.length));
+  });
+  const send = async (): Promise<string> => {
+    const input = page.getByRole('textbox', { name: 'Message' });
+    await input.fill('Hello');
+    await input.press('Enter');
+    const reply = assistantReplies(page).last();
+    await expect(reply.locator('.msg-meta')).toContainText(/\d+ tokens/, { timeout: 120_000 });
+    return (await reply.locator('.content').textContent()) ?? '';
+  };
+  await page.goto(page_url({ maxTokens: 4, weights: 'q4' }));
+  await waitReady(page);
+  const grid = page.locator('#model-grid');
+  await expect(grid).toContainText('q4');
+  await expect(grid).toContainText(/cold start · [\d.]+ s · [\d.]+ [kKMG]B downloaded/);
+  await expect(grid).toContainText(/in this browser, q4/);
+  expect(requests).toContain('model.safetensors');
+  const first = await send();
+
+  requests.length = 0;
+  await page.reload();
+  await waitReady(page);
+  await expect(grid).toContainText(/warm start · [\d.]+ s · [\d.]+ [kKMG]B read from this browser/);
+  // Only the version check and the pre-flight went out: no weight byte of the checkpoint.
+  expect(requests.filter((f) => f.endsWith('.safetensors'))).toEqual([]);
+  await page.getByRole('button', { name: 'New chat' }).click();
+  expect(await send()).toBe(first);
+
+  await page.getByRole('button', { name: 'Choose model' }).click();
+  const stored = page.getByRole('region', { name: 'Stored in this browser' });
+  await expect(stored).toContainText('q4 copy');
+  await stored.getByRole('button', { name: /^Delete stored model/ }).click();
+  await expect(stored).toBeHidden();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+});
+
 test('send with Enter, Stop mid-stream, then a follow-up turn continues the cache', async ({ page }) => {
   await page.goto(page_url({ maxTokens: 400 }));
   await waitReady(page);
