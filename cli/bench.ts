@@ -1,11 +1,15 @@
 /**
  * `dms bench`: decode and prefill speed of random-weight models of real shapes, against the bandwidth
- * bound measured on the same device (docs/benchmarks.md).
+ * bound measured on the same device (docs/benchmarks.md). With `--model` it loads a checkpoint instead
+ * (Engine.load: streamed and quantized on the GPU, or the converted form), reports the load's time,
+ * bytes and memory, and measures its weights the same way.
  */
+import { basename } from 'node:path';
 import copySource from '../shaders/copy_bandwidth.wgsl';
 import { randomMatrix, randomWeights } from '../worker/bench/random-weights';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
+import type { ModelWeights } from '../worker/engine/weights';
 import type { Gpu } from '../worker/gpu/context';
 import { Encoder, encoderTuning, params } from '../worker/gpu/encoder';
 import { linear, linearTuning } from '../worker/kernels/linear';
@@ -13,6 +17,7 @@ import { nodeGpu } from '../worker/gpu/node';
 import type { KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';
+import { modelSource } from './model-source';
 
 export interface BenchRow {
   shape: string;
@@ -63,7 +68,7 @@ export async function measureBandwidth(gpu: Gpu, bytes: number): Promise<number>
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['shape', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
+    values: ['shape', 'model', 'gpu-memory', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
     switches: ['json', 'gemv'],
   });
   // Tuning knobs, for measuring the alternatives on a device: --flush N (dispatches per early submit,
@@ -78,9 +83,13 @@ export async function benchCommand(argv: string[]): Promise<void> {
     linearTuning.mvRows = Number(m[1]);
     linearTuning.mvLanes = Number(m[2]);
   }
+  const model = values.get('model');
+  if (model !== undefined && values.has('shape')) throw new UsageError('give --shape (random weights) or --model (a checkpoint), not both');
+  if (model !== undefined && switches.has('gemv')) throw new UsageError('--gemv measures a --shape, not a --model');
+  if (model === undefined && values.has('gpu-memory')) throw new UsageError('--gpu-memory is the pre-flight budget of --model');
   const shapeName = values.get('shape') ?? 'tiny';
   const base = SHAPES[shapeName];
-  if (!base) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
+  if (!base && model === undefined) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
   const weights = choiceArg(values, 'weights', WEIGHTS) ?? 'q4';
   const contexts = (values.get('context') ?? '1024').split(',').map((v) => {
     const n = Number(v);
@@ -91,10 +100,21 @@ export async function benchCommand(argv: string[]): Promise<void> {
     if (v !== 'full' && v !== 'dms') throw new UsageError(`--kv: the benchmark measures full and dms, not "${v}"`);
     return v as KvPolicyName;
   });
+  const steps = intArg(values, 'steps', 1, 16)!;
+  const prefill = intArg(values, 'prefill', 1, shapeName === 'tiny' && model === undefined ? 64 : 512)!;
+  if (model !== undefined) {
+    await modelBench(model, {
+      // Absent: the engine's choice (a converted folder's format, else the first that fits).
+      weights: choiceArg(values, 'weights', WEIGHTS), contexts, policies, steps, prefill,
+      evictRate: numArg(values, 'dms-evict-rate', 0, 0.999),
+      window: intArg(values, 'dms-window', 1),
+      gpuMemoryMB: numArg(values, 'gpu-memory', 1, 1e9),
+      json: switches.has('json'),
+    });
+    return;
+  }
   const evictRate = numArg(values, 'dms-evict-rate', 0, 0.999) ?? 0.875;
   const window = intArg(values, 'dms-window', 1, 256)!;
-  const steps = intArg(values, 'steps', 1, 16)!;
-  const prefill = intArg(values, 'prefill', 1, shapeName === 'tiny' ? 64 : 512)!;
   const config = withDms(base, window, 1 / (1 - evictRate));
 
   const gpu = await nodeGpu();
@@ -104,14 +124,46 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   const bandwidthGBps = await measureBandwidth(gpu, Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2));
   const w = randomWeights(gpu, config, weights);
+  const rows = await benchRows(gpu, { name: shapeName, config, weights: w, format: weights, contexts, policies, evictRate, window, steps, prefill, bandwidthGBps }, switches.has('json') ? undefined : printRow);
+  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, rows }) + '\n');
+}
+
+/** What benchRows measures: a model (config and weights on the GPU) at each context and KV policy. */
+export interface BenchSetup {
+  name: string;
+  /** With a DMS configuration (policy 'dms' needs one). */
+  config: ModelConfig;
+  weights: ModelWeights;
+  format: WeightFormat;
+  contexts: number[];
+  policies: KvPolicyName[];
+  /** Fraction of the older tokens a primed DMS cache evicts; the window stays. */
+  evictRate: number;
+  window: number;
+  steps: number;
+  prefill: number;
+  bandwidthGBps: number;
+}
+
+/** Tokens an engine for `context` must hold: the context, one prefill chunk, the decode steps, slack. */
+export function benchMaxContext(context: number, prefill: number, steps: number): number {
+  return context + prefill + steps + 8;
+}
+
+/**
+ * For each context and policy: an engine over `s.weights` with its KV cache primed to the context, then
+ * `steps` timed decode steps after a warm-up and one timed prefill chunk (the weights are shared and kept).
+ */
+export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow) => void): Promise<BenchRow[]> {
+  const { config, weights: w, steps, prefill, evictRate, window } = s;
   const rows: BenchRow[] = [];
-  for (const context of contexts) {
-    for (const kv of policies) {
+  for (const context of s.contexts) {
+    for (const kv of s.policies) {
       const kept = kv === 'dms' ? 1 - evictRate : 1;
-      const maxContext = context + prefill + steps + 8;
+      const maxContext = benchMaxContext(context, prefill, steps);
       const budget = kv === 'dms' ? window + 1 + Math.ceil(maxContext * kept) + 8 : undefined;
-      const engine = Engine.assemble(gpu, shapeName, { ...config, maxPositionEmbeddings: maxContext }, {}, null, w, {
-        weights, kv, kvBudget: budget, maxContext, prefillChunk: prefill,
+      const engine = Engine.assemble(gpu, s.name, { ...config, maxPositionEmbeddings: maxContext }, {}, null, w, {
+        weights: s.format, kv, kvBudget: budget, maxContext, prefillChunk: prefill,
       });
       // Decode: `steps` timed tokens after a warm-up, each a full step (one submit, sampled id read back).
       engine.prime(context, kept);
@@ -139,13 +191,13 @@ export async function benchCommand(argv: string[]): Promise<void> {
       await engine.step(new Array(prefill).fill(1));
       const prefillS = (performance.now() - t1) / 1000;
       const decodeTokensPerSecond = steps / decodeS;
-      const boundTokensPerSecond = (bandwidthGBps * 1e9) / bytesPerToken;
+      const boundTokensPerSecond = (s.bandwidthGBps * 1e9) / bytesPerToken;
       rows.push({
-        shape: shapeName, weights, context, kv,
+        shape: s.name, weights: s.format, context, kv,
         decodeTokensPerSecond,
         prefillTokensPerSecond: prefill / prefillS,
         bytesPerToken, weightBytes: w.bytes, kvBytesRead,
-        bandwidthGBps,
+        bandwidthGBps: s.bandwidthGBps,
         boundTokensPerSecond,
         fractionOfBound: decodeTokensPerSecond / boundTokensPerSecond,
         kvBytes: stats.peakBytes,
@@ -154,13 +206,135 @@ export async function benchCommand(argv: string[]): Promise<void> {
         recordMs, waitMs, submitsPerToken: submits,
       });
       engine.release();
-      if (!switches.has('json')) printRow(rows[rows.length - 1]);
+      onRow?.(rows[rows.length - 1]);
     }
   }
-  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, rows }) + '\n');
+  return rows;
 }
 
-function printRow(r: BenchRow): void {
+/** Peaks of the process's memory while something runs: sampled on a timer and whenever `sample()` is called. */
+class MemorySampler {
+  readonly before = process.memoryUsage();
+  readonly maxRssBefore = process.resourceUsage().maxRSS * 1024;
+  peak = { rss: this.before.rss, heapUsed: this.before.heapUsed, arrayBuffers: this.before.arrayBuffers, external: this.before.external };
+  samples = 0;
+  private last = 0;
+  private readonly timer = setInterval(() => this.take(), 50);
+
+  /** Samples unless the last sample is under 10 ms old (a load calls this per slice read). */
+  sample(): void {
+    if (performance.now() - this.last >= 10) this.take();
+  }
+  private take(): void {
+    const m = process.memoryUsage();
+    this.last = performance.now();
+    this.samples++;
+    for (const k of ['rss', 'heapUsed', 'arrayBuffers', 'external'] as const) this.peak[k] = Math.max(this.peak[k], m[k]);
+  }
+  stop(): void {
+    this.take();
+    clearInterval(this.timer);
+  }
+}
+
+/** How `bench --model` loaded the checkpoint (JSON `load`). */
+export interface BenchLoad {
+  model: string;
+  /** The format on the GPU (what the pre-flight accepted). */
+  weights: WeightFormat;
+  ms: number;
+  bytesRead: number;
+  /** Bytes read per second of load time, GB/s. */
+  readGBps: number;
+  /** Loaded from a converted (pre-quantized) folder: webdms-manifest.json and its shards. */
+  fromConverted: boolean;
+  /** GPU bytes of the weights as allocated. */
+  gpuWeightBytes: number;
+  /** process.resourceUsage().maxRSS after the load, and before it (bytes). */
+  maxRssBytes: number;
+  maxRssBeforeBytes: number;
+  /** Peaks of process.memoryUsage() sampled during the load (every 50 ms and per slice read), and the values before. */
+  peak: { rss: number; heapUsed: number; arrayBuffers: number; external: number };
+  before: { rss: number; heapUsed: number; arrayBuffers: number; external: number };
+  samples: number;
+  /** The DMS configuration of the rows: from the checkpoint's config.json, or added for the benchmark. */
+  dms: { windowSize: number; cr: number; fromCheckpoint: boolean };
+}
+
+/**
+ * `dms bench --model`: loads a checkpoint through Engine.load (the streaming, GPU-quantizing loader, or
+ * the converted form), reports the load, then measures its weights exactly as the random-weight bench does.
+ */
+async function modelBench(
+  model: string,
+  o: { weights?: WeightFormat; contexts: number[]; policies: KvPolicyName[]; steps: number; prefill: number; evictRate?: number; window?: number; gpuMemoryMB?: number; json: boolean },
+): Promise<void> {
+  const source = modelSource(model);
+  const gpu = await nodeGpu();
+  const mem = new MemorySampler();
+  // The load's own cache is the smallest the rows need (it is freed before they run: each makes its own).
+  const loadContext = benchMaxContext(Math.min(...o.contexts), o.prefill, o.steps);
+  let engine: Engine;
+  try {
+    engine = await Engine.load(gpu, source, {
+      weights: o.weights, kv: 'full', maxContext: loadContext, prefillChunk: o.prefill,
+      gpuMemoryBytes: o.gpuMemoryMB === undefined ? undefined : o.gpuMemoryMB * 1e6,
+      onProgress: () => mem.sample(),
+    });
+  } finally {
+    mem.stop();
+  }
+  const stats = engine.loadStats!;
+  const loaded = engine.config;
+  // A checkpoint without DMS keys gets the random-weight bench's DMS configuration for the dms rows.
+  const cr = o.evictRate !== undefined ? 1 / (1 - o.evictRate) : loaded.dms?.cr ?? 8;
+  const window = o.window ?? loaded.dms?.windowSize ?? 256;
+  const config: ModelConfig = loaded.dms
+    ? { ...loaded, dms: { ...loaded.dms, windowSize: window, cr } }
+    : withDms(loaded, window, cr);
+  const load: BenchLoad = {
+    model,
+    weights: engine.info.weights,
+    ms: stats.ms,
+    bytesRead: stats.bytesRead,
+    readGBps: stats.bytesRead / stats.ms / 1e6,
+    fromConverted: stats.fromConverted,
+    gpuWeightBytes: engine.info.weightBytes,
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    maxRssBeforeBytes: mem.maxRssBefore,
+    peak: mem.peak,
+    before: { rss: mem.before.rss, heapUsed: mem.before.heapUsed, arrayBuffers: mem.before.arrayBuffers, external: mem.before.external },
+    samples: mem.samples,
+    dms: { windowSize: window, cr, fromCheckpoint: !!loaded.dms },
+  };
+  if (!o.json) printLoad(load);
+  // Keep the weights; free the load's KV cache and activations. (The engine keeps its weights private:
+  // element access reads them; the rows assemble their own engines over them, as for random weights.)
+  const weights: ModelWeights = engine['weights'];
+  engine.release();
+  const bandwidthGBps = await measureBandwidth(gpu, Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2));
+  const name = basename(model.replace(/\/+$/, '')) || model;
+  const rows = await benchRows(gpu, {
+    name, config, weights, format: load.weights, contexts: o.contexts, policies: o.policies,
+    evictRate: 1 - 1 / cr, window, steps: o.steps, prefill: o.prefill, bandwidthGBps,
+  }, o.json ? undefined : printRow);
+  if (o.json) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, load, rows }) + '\n');
+}
+
+function printLoad(l: BenchLoad): void {
+  const gb = (b: number) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(2)} MB`);
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  process.stdout.write(
+    `load ${l.model}: ${l.weights} ${l.fromConverted ? 'from the converted form (webdms-manifest.json)' : 'streamed from safetensors, quantized on the GPU'} ` +
+      `in ${(l.ms / 1000).toFixed(2)} s, ${gb(l.bytesRead)} read (${l.readGBps.toFixed(2)} GB/s), weights on the GPU ${gb(l.gpuWeightBytes)}\n` +
+      `load memory: peak RSS ${gb(l.maxRssBytes)} (maxRSS; ${gb(l.maxRssBeforeBytes)} before the load), ` +
+      `JS arrayBuffers peak ${mb(l.peak.arrayBuffers)} MB (${mb(l.before.arrayBuffers)} before), heap used peak ${mb(l.peak.heapUsed)} MB (${mb(l.before.heapUsed)} before), ` +
+      `${l.samples} samples\n` +
+      `dms rows: window ${l.dms.windowSize}, CR ${l.dms.cr.toFixed(2)} (${l.dms.fromCheckpoint ? "the checkpoint's DMS configuration" : 'added: the checkpoint has none'})\n`,
+  );
+}
+
+export function printRow(r: BenchRow): void {
   const mb = (b: number) => (b / 1e6).toFixed(1);
   process.stdout.write(
     `${r.shape} ${r.weights} ctx ${r.context} ${r.kv}: decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s ` +

@@ -7,6 +7,7 @@
 // --shape is a name below or a JSON object of config.json keys. Weights are random bf16 of magnitude
 // 2^-10..2^-6 with a random sign (norm weights near 1), written slice by slice: memory stays small.
 // Also importable: makeRandomCheckpoint(dir, config, opts) returns { files, bytes }.
+// scripts/make-random-checkpoint.py writes the same layout with PyTorch (much faster at 8B).
 import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +23,11 @@ export const SHAPES = {
   'qwen3-0.6b': qwen3(1024, 3072, 28, 16, true),
   'qwen3-1.7b': qwen3(2048, 6144, 28, 16, true),
   'qwen3-8b': qwen3(4096, 12288, 36, 32, false),
+  // nvidia/Qwen3-8B-DMS-8x: Qwen3-8B's tensors, with the DMS keys the engine reads (worker/model/presets.ts).
+  'qwen3-8b-dms': {
+    ...qwen3(4096, 12288, 36, 32, false), architectures: ['Qwen3ForCausalLMDMS'],
+    dms_window_size: 256, dms_alpha_scale: 100, dms_initial_alpha_offset: 5, dms_cr: 8,
+  },
 };
 
 /** [name, shape, kind] of every tensor of the config, in the Hugging Face naming. */
@@ -143,7 +149,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   for (let i = 0; i < argv.length; i += 2) args.set(argv[i].replace(/^--/, ''), argv[i + 1]);
   const out = args.get('out');
   if (!out) {
-    process.stderr.write('usage: node scripts/make-random-checkpoint.mjs --out DIR [--shape qwen3-0.6b|JSON] [--seed N] [--shard-mb 500] [--dtype BF16|F16|F32]\n');
+    process.stderr.write(`usage: node scripts/make-random-checkpoint.mjs --out DIR [--shape ${Object.keys(SHAPES).join('|')}|JSON] [--seed N] [--shard-mb 500] [--dtype BF16|F16|F32]\n`);
     process.exit(2);
   }
   const shape = args.get('shape') ?? 'qwen3-0.6b';
