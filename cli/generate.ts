@@ -7,6 +7,7 @@ import { parseConfig } from '../worker/model/config';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import { nodeGpu } from '../worker/gpu/node';
 import type { KvPolicyName, WeightFormat } from '../worker/model/types';
+import { formatBytes } from '../worker/store/errors';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { modelSource } from './model-source';
 
@@ -78,6 +79,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     sequences: W,
     prefillChunk: Math.max(64, W),
   });
+  if (!switches.has('json')) process.stderr.write(`[${loadLine(engine)}]\n`);
   let ids: number[];
   if (promptIds !== undefined) {
     ids = promptIds.split(',').map((s) => {
@@ -134,6 +136,19 @@ export async function generateCommand(argv: string[]): Promise<void> {
     );
   }
   engine.destroy();
+}
+
+/** What the load cost: a cold start converts a checkpoint on the GPU, a warm one reads a converted model. */
+export function loadLine(engine: Engine): string {
+  const l = engine.loadStats;
+  if (!l) return 'loaded';
+  const secs = (l.ms / 1000).toFixed(1);
+  const read = formatBytes(l.bytesRead);
+  const w = engine.info.weights;
+  if (l.fromConverted) return `warm start ${secs} s: ${read} of converted ${w} weights read`;
+  const quantized = w === 'q4' || w === 'q8';
+  return `cold start ${secs} s: ${read} of checkpoint read, ${quantized ? `quantized to ${w} on the GPU` : `uploaded as ${w}`} (${formatBytes(engine.info.weightBytes)})` +
+    (quantized ? `; dms convert --weights ${w} writes a model that starts warm` : '');
 }
 
 /** `generate --chains W [--vote]`: W chains from one prompt, batched; JSON gains `chains` and `vote`. */

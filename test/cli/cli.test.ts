@@ -1,6 +1,6 @@
 /** The CLI contract (`npm run -s dms -- ...`), run as a user would, on real checkpoint folders. */
 import { execFile } from 'node:child_process';
-import { writeFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -18,6 +18,19 @@ function dms(...args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 describe('dms generate', () => {
+  it('reports a cold start from a checkpoint and a warm start from its converted form', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'webdms-cli-q4-'));
+    const cold = await dms('generate', '--model', DMS, '--prompt-ids', '1,2,3', '--max-new-tokens', '2', '--weights', 'q4');
+    expect(cold.code, cold.stderr).toBe(0);
+    expect(cold.stderr).toMatch(/\[cold start [\d.]+ s: [\d.]+ [KM]B of checkpoint read, quantized to q4 on the GPU/);
+    expect((await dms('convert', '--model', DMS, '--weights', 'q4', '--out', out)).code).toBe(0);
+    const warm = await dms('generate', '--model', out, '--prompt-ids', '1,2,3', '--max-new-tokens', '2');
+    expect(warm.code, warm.stderr).toBe(0);
+    expect(warm.stderr).toMatch(/\[warm start [\d.]+ s: [\d.]+ [KM]B of converted q4 weights read\]/);
+    expect(warm.stdout).toBe(cold.stdout);
+    rmSync(out, { recursive: true, force: true });
+  });
+
   it.skipIf(!existsSync(STORIES))('generates from a real checkpoint folder by token ids, with the documented JSON', async () => {
     const r = await dms('generate', '--model', STORIES, '--prompt-ids', '1', '--max-new-tokens', '8', '--weights', 'f32', '--json');
     expect(r.code, r.stderr).toBe(0);
