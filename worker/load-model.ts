@@ -30,6 +30,8 @@ export interface LoadModelOptions {
   engine?: Pick<EngineOptions, 'maxPartBytes' | 'sliceBytes' | 'gpuMemoryBytes'>;
   /** Shard size of a saved quantized copy (default 64 MB). */
   shardBytes?: number;
+  /** Cancels a load that streams from the network (and its saving): the reads reject with the reason. */
+  signal?: AbortSignal;
 }
 
 export interface LoadedModel {
@@ -108,7 +110,7 @@ async function streamAndSave(
     save = false;
     warning = e.message;
   }
-  const source = new RemoteSource(base, { fetch: opts.store?.fetchImpl, headers: opts.store?.headers, retryDelayMs: opts.store?.retryDelayMs });
+  const source = new RemoteSource(base, { fetch: opts.store?.fetchImpl, headers: opts.store?.headers, retryDelayMs: opts.store?.retryDelayMs, signal: opts.signal });
   const engine = await Engine.load(gpu, source, {
     ...engineOpts,
     weights: format,
@@ -119,11 +121,12 @@ async function streamAndSave(
     try {
       const m = await saveQuantizedCopy(base, format, version!, expected, (sink) => engine.exportConverted(sink, source, { shardBytes: opts.shardBytes }), {
         ...storeOpts,
+        signal: opts.signal,
         onProgress: (s) => progress({ phase: 'store', loadedBytes: s.storedBytes, totalBytes: s.totalBytes }),
       });
       storedBytes = m.totalBytes;
     } catch (e) {
-      if (gpu.lost) {
+      if (gpu.lost || opts.signal?.aborted) {
         engine.destroy();
         throw e;
       }

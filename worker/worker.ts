@@ -31,6 +31,13 @@ let engine: Engine | null = null;
 let session: ChatSession | null = null;
 /** Bumped by every load and unload, so a load that was overtaken cleans up after itself. */
 let generation = 0;
+/** Aborts the load in progress (a model streaming from the network stops downloading at once). */
+let loading: AbortController | null = null;
+
+function cancelLoad(): void {
+  loading?.abort(new DOMException('The load was cancelled by a newer request.', 'AbortError'));
+  loading = null;
+}
 
 /** The model's base URL (ending in '/') for a LoadRequest.model. */
 export function modelBaseUrl(model: string): string {
@@ -115,6 +122,8 @@ function dropEngine(): void {
 const api: WorkerApi = {
   async load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
     const mine = ++generation;
+    cancelLoad();
+    const ctl = (loading = new AbortController());
     dropEngine();
     const base = modelBaseUrl(req.model);
     const g = await getGpu();
@@ -122,8 +131,9 @@ const api: WorkerApi = {
     let e: Engine;
     let info: ModelInfo;
     try {
-      ({ engine: e, info } = await loadModel(g, base, req, { spec: req.model.trim() || 'default', onProgress: throttle(onProgress) }));
+      ({ engine: e, info } = await loadModel(g, base, req, { spec: req.model.trim() || 'default', onProgress: throttle(onProgress), signal: ctl.signal }));
     } catch (err) {
+      if (ctl.signal.aborted) throw ctl.signal.reason;
       const name = (err as Error)?.name ?? 'Error';
       // Some browser errors (a DOMException from IndexedDB) carry an empty message.
       const msg = (err as Error)?.message || `${name}${String(err) && String(err) !== name ? `: ${String(err)}` : ''}`;
@@ -136,6 +146,7 @@ const api: WorkerApi = {
       e.destroy();
       throw new Error('The load was cancelled by a newer request.');
     }
+    if (loading === ctl) loading = null;
     engine = e;
     const chains = Math.max(1, Math.floor(req.chains ?? 1));
     session = new ChatSession(e, (ids, o) => generateChains(e, ids, o), chains);
@@ -165,6 +176,7 @@ const api: WorkerApi = {
 
   async unload(): Promise<void> {
     generation++;
+    cancelLoad();
     dropEngine();
   },
 

@@ -171,6 +171,27 @@ describe('quantized copy of a streamed checkpoint', () => {
     again.engine.destroy();
   });
 
+  it('a cancelled cold start stops streaming, frees its GPU memory and stores nothing', async () => {
+    const gpu = await testGpu();
+    const base = hub.base(REPO);
+    const before = gpu.bytes('w:');
+    const ctl = new AbortController();
+    const mark = hub.hits.length;
+    const err = await loadModel(gpu, base, { model: REPO, weights: 'q4' }, opts({
+      signal: ctl.signal,
+      onProgress: (p) => {
+        if (p.phase === 'stream' && p.loadedBytes > 0) ctl.abort(new Error('cancelled by the test'));
+      },
+    })).catch((e) => e);
+    expect((err as Error).message).toBe('cancelled by the test');
+    const reads = safetensorsHits(mark).filter((h) => h.method === 'GET').length;
+    expect(reads).toBeGreaterThan(0);
+    // The checkpoint is ~340 KB in 4 KiB slices: a finished load would have made ~80 reads.
+    expect(reads).toBeLessThan(10);
+    expect(gpu.bytes('w:')).toBe(before);
+    expect(await backend.chunks.keys()).toEqual([]);
+  });
+
   it('keeps the published files when the model runs unquantized (f32)', async () => {
     const gpu = await testGpu();
     const base = hub.base(REPO);

@@ -13,16 +13,18 @@ import { CountingSource, exportConverted, loadConverted, readConvertedManifest, 
 import { parameterCount, preflight } from '../model/preflight';
 import type { ModelSource } from '../model/source';
 import { ModelTokenizer } from '../model/tokenizer';
-import type { GenerationDefaults, KvPolicyName, KvResidency, KvStats, ModelConfig, WeightFormat } from '../model/types';
+import type { GenerationDefaults, KvDtype, KvPolicyName, KvResidency, KvStats, ModelConfig, WeightFormat } from '../model/types';
 import type { LoadProgress, ModelInfo, SamplingOptions, Timing } from '../protocol';
 import { Forward } from './forward';
 import { createRandom } from './random';
-import { loadWeights, type ModelWeights } from './weights';
+import { destroyWeights, keyedWeights, loadWeights, type ModelWeights } from './weights';
 
 export interface EngineOptions {
   weights?: WeightFormat;
   kv?: KvPolicyName;
   kvBudget?: number;
+  /** How the KV cache stores K and V: 'f16' (default, half the memory and reads) or 'f32' (exact). */
+  kvDtype?: KvDtype;
   /** Most tokens in the conversation (prompt + generated). */
   maxContext?: number;
   /** Rows per prefill step (also the most sequences one step can advance). */
@@ -121,7 +123,14 @@ export class Engine {
     const weights = await gpu.guarded(`loading ${source.name}`, () =>
       converted ? loadConverted(gpu, source, converted, config, onBytes, opts) : loadWeights(gpu, source, tensors!, config, format, onBytes, opts),
     );
-    const engine = Engine.assemble(gpu, source.name, config, generation, tokenizer, weights, { ...opts, weights: format });
+    let engine: Engine;
+    try {
+      engine = Engine.assemble(gpu, source.name, config, generation, tokenizer, weights, { ...opts, weights: format });
+    } catch (e) {
+      const { matrices, vectors } = keyedWeights(config, weights);
+      destroyWeights(gpu, matrices.values(), vectors.values());
+      throw e;
+    }
     progress({ phase: 'compile', loadedBytes, totalBytes });
     progress({ phase: 'ready', loadedBytes, totalBytes });
     engine.loadStats = { ms: performance.now() - t0, bytesRead: source.bytesRead, fromConverted: !!converted, sourceBytes: totalBytes };
@@ -148,7 +157,7 @@ export class Engine {
     const kv = createKvCache(
       gpu,
       { numLayers: config.numLayers, numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim, dms: config.dms },
-      { policy, maxTokens: maxContext, budget: opts.kvBudget, maxStepTokens: chunk, sequences: opts.sequences },
+      { policy, maxTokens: maxContext, budget: opts.kvBudget, maxStepTokens: chunk, sequences: opts.sequences, dtype: opts.kvDtype },
     );
     const info: ModelInfo = {
       name,
@@ -161,12 +170,18 @@ export class Engine {
       dms: config.dms ? { windowSize: config.dms.windowSize, cr: config.dms.cr } : null,
       adapter: gpu.caps.adapter,
       maxContext,
+      kvDtype: kv.dtype,
     };
     return new Engine(gpu, config, generation, tokenizer, info, weights, forward, kv);
   }
 
   get policy(): KvPolicyName {
     return this.kv.policy;
+  }
+
+  /** How the KV cache stores K and V. */
+  get kvDtype(): KvDtype {
+    return this.kv.dtype;
   }
 
   /** Rows one forward step can take (the prefill chunk; also the most chains one step can advance). */
@@ -408,21 +423,8 @@ export class Engine {
 
   destroy(): void {
     this.release();
-    const seen = new Set<GpuMatrixLike>();
-    const mats = [this.weights.embed, this.weights.lmHead, ...this.weights.layers.flatMap((l) => [l.qkv, l.o, l.gateUp, l.down, ...(l.dmsAlpha ? [l.dmsAlpha.proj] : [])])];
-    for (const m of mats) {
-      if (seen.has(m)) continue;
-      seen.add(m);
-      for (const p of m.parts) {
-        this.gpu.destroy(p.data);
-        if (p.scales) this.gpu.destroy(p.scales);
-      }
-    }
-    for (const l of this.weights.layers) {
-      for (const b of [l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.qkvBias, l.dmsAlpha?.norm]) if (b) this.gpu.destroy(b);
-    }
-    this.gpu.destroy(this.weights.finalNorm);
+    const { matrices, vectors } = keyedWeights(this.config, this.weights);
+    destroyWeights(this.gpu, matrices.values(), vectors.values());
   }
 }
 
-type GpuMatrixLike = ModelWeights['embed'];

@@ -171,6 +171,17 @@ export function keyedWeights(c: ModelConfig, w: ModelWeights): { matrices: Map<s
   return { matrices, vectors };
 }
 
+/** Frees GPU weights (each matrix once: a tied lm_head is the embedding). */
+export function destroyWeights(gpu: Gpu, matrices: Iterable<GpuMatrix>, vectors: Iterable<GPUBuffer>): void {
+  for (const m of new Set(matrices)) {
+    for (const p of m.parts) {
+      gpu.destroy(p.data);
+      if (p.scales) gpu.destroy(p.scales);
+    }
+  }
+  for (const v of vectors) gpu.destroy(v);
+}
+
 function missing(key: string): never {
   throw new WeightError(`internal: weight ${key} was not loaded`);
 }
@@ -364,6 +375,10 @@ export async function loadWeights(
         row += s.rows;
       }
     }
+  } catch (e) {
+    // A failed or cancelled load gives its GPU memory back.
+    destroyWeights(gpu, matrices.values(), vectors.values());
+    throw e;
   } finally {
     await streamer.finish();
   }

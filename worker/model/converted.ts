@@ -19,7 +19,7 @@
  * f32. Keys are those of weightPlan() (worker/engine/weights.ts).
  */
 import type { Gpu } from '../gpu/context';
-import { allocMatrix, assembleWeights, DEFAULT_SLICE_BYTES, keyedWeights, RowStreamer, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
+import { allocMatrix, assembleWeights, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
 import { parseConfig } from './config';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
@@ -141,6 +141,9 @@ export async function loadConverted(
       }
       if (next !== spec.rows) throw new ConvertedError(`${where}: matrix ${spec.key}: pieces cover ${next} of ${spec.rows} rows`);
     }
+  } catch (e) {
+    destroyWeights(gpu, matrices.values(), vectors.values());
+    throw e;
   } finally {
     await streamer.finish();
   }
@@ -273,10 +276,10 @@ export async function convertModel(gpu: Gpu, source: ModelSource, c: ModelConfig
   try {
     for (const spec of plan.matrices) {
       const dst = await streamMatrix(gpu, streamer, spec, info, opts);
-      await out.matrix(gpu, spec.key, dst, streamer.sliceBytes);
-      for (const p of dst.parts) {
-        gpu.destroy(p.data);
-        if (p.scales) gpu.destroy(p.scales);
+      try {
+        await out.matrix(gpu, spec.key, dst, streamer.sliceBytes);
+      } finally {
+        destroyWeights(gpu, [dst], []);
       }
       opts.onProgress?.(++done, total, spec.key);
     }

@@ -101,13 +101,13 @@ export interface SaveProgress {
 export async function saveQuantizedCopy(
   base: string, format: WeightFormat, version: RemoteVersion, expectedBytes: number,
   write: (sink: ConvertSink) => Promise<ConvertedManifest>,
-  opts: QuantizedCopyOptions & { onProgress?: (p: SaveProgress) => void } = {},
+  opts: QuantizedCopyOptions & { onProgress?: (p: SaveProgress) => void; signal?: AbortSignal } = {},
 ): Promise<Manifest> {
   const ctx = context(base, format, opts);
   const { backend } = ctx;
   return backend.withLock(`webdms-weights:${ctx.key}`, async () => {
     await deleteModel(ctx.key, { backend, locked: true });
-    const sink = new StoreSink(ctx, opts.chunkSize ?? DEFAULT_CHUNK_SIZE, expectedBytes, opts.onProgress);
+    const sink = new StoreSink(ctx, opts.chunkSize ?? DEFAULT_CHUNK_SIZE, expectedBytes, opts.onProgress, opts.signal);
     try {
       await write(sink);
     } catch (e) {
@@ -149,6 +149,7 @@ class StoreSink implements ConvertSink {
     private readonly chunkSize: number,
     private readonly expected: number,
     private readonly onProgress?: (p: SaveProgress) => void,
+    private readonly signal?: AbortSignal,
   ) {}
 
   async openShard(name: string): Promise<void> {
@@ -157,6 +158,7 @@ class StoreSink implements ConvertSink {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
+    this.signal?.throwIfAborted();
     const f = this.file!;
     f.sha.update(bytes);
     f.entry.size += bytes.byteLength;

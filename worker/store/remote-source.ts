@@ -11,6 +11,8 @@ export interface RemoteSourceOptions extends RemoteOptions {
   /** Attempts per read after the first (default 4), with backoff from retryDelayMs (default 500, capped at 8 s). */
   retries?: number;
   retryDelayMs?: number;
+  /** Aborting makes every later read reject with the signal's reason (a cancelled load). */
+  signal?: AbortSignal;
 }
 
 export class RemoteSource implements ModelSource {
@@ -72,9 +74,11 @@ export class RemoteSource implements ModelSource {
     const retries = this.opts.retries ?? 4;
     const base = this.opts.retryDelayMs ?? 500;
     for (let attempt = 0; ; attempt++) {
+      this.opts.signal?.throwIfAborted();
       try {
         return await fn();
       } catch (e) {
+        this.opts.signal?.throwIfAborted();
         if (!(e instanceof FetchError) || !e.retriable || attempt >= retries) throw e;
         await new Promise((r) => setTimeout(r, Math.min(base * 2 ** attempt, 8000)));
       }
