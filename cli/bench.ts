@@ -68,7 +68,7 @@ export async function measureBandwidth(gpu: Gpu, bytes: number): Promise<number>
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['shape', 'model', 'gpu-memory', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
+    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
     switches: ['json', 'gemv'],
   });
   // Tuning knobs, for measuring the alternatives on a device: --flush N (dispatches per early submit,
@@ -86,7 +86,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const model = values.get('model');
   if (model !== undefined && values.has('shape')) throw new UsageError('give --shape (random weights) or --model (a checkpoint), not both');
   if (model !== undefined && switches.has('gemv')) throw new UsageError('--gemv measures a --shape, not a --model');
-  if (model === undefined && values.has('gpu-memory')) throw new UsageError('--gpu-memory is the pre-flight budget of --model');
+  if (model === undefined && (values.has('gpu-memory') || values.has('warmup'))) throw new UsageError('--gpu-memory and --warmup go with --model');
   const shapeName = values.get('shape') ?? 'tiny';
   const base = SHAPES[shapeName];
   if (!base && model === undefined) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
@@ -109,6 +109,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       evictRate: numArg(values, 'dms-evict-rate', 0, 0.999),
       window: intArg(values, 'dms-window', 1),
       gpuMemoryMB: numArg(values, 'gpu-memory', 1, 1e9),
+      warmupS: numArg(values, 'warmup', 0, 600) ?? 3,
       json: switches.has('json'),
     });
     return;
@@ -257,6 +258,8 @@ export interface BenchLoad {
   peak: { rss: number; heapUsed: number; arrayBuffers: number; external: number };
   before: { rss: number; heapUsed: number; arrayBuffers: number; external: number };
   samples: number;
+  /** When the load ended (ISO time: to split a GPU memory trace into load and rows). */
+  endedAt: string;
   /** The DMS configuration of the rows: from the checkpoint's config.json, or added for the benchmark. */
   dms: { windowSize: number; cr: number; fromCheckpoint: boolean };
 }
@@ -267,7 +270,7 @@ export interface BenchLoad {
  */
 async function modelBench(
   model: string,
-  o: { weights?: WeightFormat; contexts: number[]; policies: KvPolicyName[]; steps: number; prefill: number; evictRate?: number; window?: number; gpuMemoryMB?: number; json: boolean },
+  o: { weights?: WeightFormat; contexts: number[]; policies: KvPolicyName[]; steps: number; prefill: number; evictRate?: number; window?: number; gpuMemoryMB?: number; warmupS: number; json: boolean },
 ): Promise<void> {
   const source = modelSource(model);
   const gpu = await nodeGpu();
@@ -285,6 +288,7 @@ async function modelBench(
     mem.stop();
   }
   const stats = engine.loadStats!;
+  const endedAt = new Date().toISOString();
   const loaded = engine.config;
   // A checkpoint without DMS keys gets the random-weight bench's DMS configuration for the dms rows.
   const cr = o.evictRate !== undefined ? 1 / (1 - o.evictRate) : loaded.dms?.cr ?? 8;
@@ -305,6 +309,7 @@ async function modelBench(
     peak: mem.peak,
     before: { rss: mem.before.rss, heapUsed: mem.before.heapUsed, arrayBuffers: mem.before.arrayBuffers, external: mem.before.external },
     samples: mem.samples,
+    endedAt,
     dms: { windowSize: window, cr, fromCheckpoint: !!loaded.dms },
   };
   if (!o.json) printLoad(load);
@@ -312,13 +317,22 @@ async function modelBench(
   // element access reads them; the rows assemble their own engines over them, as for random weights.)
   const weights: ModelWeights = engine['weights'];
   engine.release();
-  const bandwidthGBps = await measureBandwidth(gpu, Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2));
+  // A load keeps the GPU nearly idle (reading the files dominates), and right after it the copy probe and the
+  // first row ran at ~40% of the rate of a busy GPU (H200: 1.47 vs 3.78 TB/s): copies for `warmupS` seconds
+  // first. The first probe is reported too.
+  const probeBytes = Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2);
+  const firstBandwidthGBps = await measureBandwidth(gpu, probeBytes);
+  for (const t0 = performance.now(); performance.now() - t0 < o.warmupS * 1000;) await measureBandwidth(gpu, probeBytes);
+  const bandwidthGBps = o.warmupS > 0 ? await measureBandwidth(gpu, probeBytes) : firstBandwidthGBps;
+  const warmup = { seconds: o.warmupS, firstBandwidthGBps };
+  const gbps = (x: number) => x.toFixed(x >= 100 ? 0 : 2);
+  if (!o.json) process.stdout.write(`GPU warm-up: ${o.warmupS} s of copies; copy bandwidth ${gbps(firstBandwidthGBps)} GB/s right after the load, ${gbps(bandwidthGBps)} GB/s after\n`);
   const name = basename(model.replace(/\/+$/, '')) || model;
   const rows = await benchRows(gpu, {
     name, config, weights, format: load.weights, contexts: o.contexts, policies: o.policies,
     evictRate: 1 - 1 / cr, window, steps: o.steps, prefill: o.prefill, bandwidthGBps,
   }, o.json ? undefined : printRow);
-  if (o.json) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, load, rows }) + '\n');
+  if (o.json) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, warmup, load, rows }) + '\n');
 }
 
 function printLoad(l: BenchLoad): void {
@@ -326,7 +340,7 @@ function printLoad(l: BenchLoad): void {
   const mb = (b: number) => (b / 1e6).toFixed(1);
   process.stdout.write(
     `load ${l.model}: ${l.weights} ${l.fromConverted ? 'from the converted form (webdms-manifest.json)' : 'streamed from safetensors, quantized on the GPU'} ` +
-      `in ${(l.ms / 1000).toFixed(2)} s, ${gb(l.bytesRead)} read (${l.readGBps.toFixed(2)} GB/s), weights on the GPU ${gb(l.gpuWeightBytes)}\n` +
+      `in ${(l.ms / 1000).toFixed(2)} s, ${gb(l.bytesRead)} read (${l.readGBps.toFixed(2)} GB/s), weights on the GPU ${gb(l.gpuWeightBytes)}; ended ${l.endedAt}\n` +
       `load memory: peak RSS ${gb(l.maxRssBytes)} (maxRSS; ${gb(l.maxRssBeforeBytes)} before the load), ` +
       `JS arrayBuffers peak ${mb(l.peak.arrayBuffers)} MB (${mb(l.before.arrayBuffers)} before), heap used peak ${mb(l.peak.heapUsed)} MB (${mb(l.before.heapUsed)} before), ` +
       `${l.samples} samples\n` +

@@ -36,12 +36,14 @@ function python(): string | null {
 
 describe('dms bench --model', () => {
   it('loads a checkpoint folder, reports the load, and times decode under full and dms', async () => {
-    const r = await dms('bench', '--model', DMS, '--weights', 'q4', '--context', '96', '--kv', 'full,dms', '--steps', '2', '--prefill', '8', '--json');
+    const r = await dms('bench', '--model', DMS, '--weights', 'q4', '--context', '96', '--kv', 'full,dms', '--steps', '2', '--prefill', '8', '--warmup', '0', '--json');
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     const { load, rows } = out;
     expect(out.adapter).toMatch(/\w/);
     expect(out.bandwidthGBps).toBeGreaterThan(0);
+    expect(out.warmup.seconds).toBe(0);
+    expect(out.warmup.firstBandwidthGBps).toBeGreaterThan(0);
     const checkpoint = statSync(join(DMS, 'model.safetensors')).size;
     expect(load.model).toBe(DMS);
     expect(load.weights).toBe('q4');
@@ -56,6 +58,7 @@ describe('dms bench --model', () => {
     expect(load.maxRssBeforeBytes).toBeGreaterThan(0);
     for (const k of ['rss', 'heapUsed', 'arrayBuffers', 'external']) expect(load.peak[k]).toBeGreaterThanOrEqual(load.before[k]);
     expect(load.samples).toBeGreaterThanOrEqual(1);
+    expect(Date.parse(load.endedAt)).toBeGreaterThan(Date.now() - 300_000);
     // The checkpoint's own DMS configuration (window 4, CR 4).
     expect(load.dms).toEqual({ windowSize: 4, cr: 4, fromCheckpoint: true });
     expect(rows).toHaveLength(2);
@@ -80,22 +83,23 @@ describe('dms bench --model', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'bench-model-')), 'q8');
     const c = await dms('convert', '--model', DMS, '--weights', 'q8', '--out', dir);
     expect(c.code, c.stderr).toBe(0);
-    const r = await dms('bench', '--model', dir, '--context', '64', '--kv', 'dms', '--steps', '2', '--prefill', '8');
+    const r = await dms('bench', '--model', dir, '--context', '64', '--kv', 'dms', '--steps', '2', '--prefill', '8', '--warmup', '0.2');
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^load .*: q8 from the converted form \(webdms-manifest\.json\) in [\d.]+ s, [\d.]+ [MG]B read \([\d.]+ GB\/s\), weights on the GPU [\d.]+ [MG]B$/);
+    expect(lines[0]).toMatch(/^load .*: q8 from the converted form \(webdms-manifest\.json\) in [\d.]+ s, [\d.]+ [MG]B read \([\d.]+ GB\/s\), weights on the GPU [\d.]+ [MG]B; ended \d{4}-.*Z$/);
     expect(lines[1]).toMatch(/^load memory: peak RSS [\d.]+ [MG]B \(maxRSS; [\d.]+ [MG]B before the load\), JS arrayBuffers peak [\d.]+ MB .*heap used peak [\d.]+ MB/);
     expect(lines[2]).toMatch(/^dms rows: window 4, CR 4\.00 \(the checkpoint's DMS configuration\)$/);
-    expect(lines[3]).toMatch(/^q8 q8 ctx 64 dms: decode [\d.]+ tok\/s/);
+    expect(lines[3]).toMatch(/^GPU warm-up: 0.2 s of copies; copy bandwidth [\d.]+ GB\/s right after the load, [\d.]+ GB\/s after$/);
+    expect(lines[4]).toMatch(/^q8 q8 ctx 64 dms: decode [\d.]+ tok\/s/);
     // A converted folder fixes the format.
     const wrong = await dms('bench', '--model', dir, '--weights', 'q4', '--context', '64');
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/converted to q8/);
   });
 
-  it('refuses --model with --shape or --gemv', async () => {
-    for (const extra of [['--shape', 'tiny'], ['--gemv']]) {
-      const r = await dms('bench', '--model', DMS, ...extra);
+  it('refuses --model with --shape or --gemv, and --warmup or --gpu-memory without it', async () => {
+    for (const args of [['--model', DMS, '--shape', 'tiny'], ['--model', DMS, '--gemv'], ['--shape', 'tiny', '--warmup', '1'], ['--gpu-memory', '100']]) {
+      const r = await dms('bench', ...args);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/--model/);
     }
