@@ -66,6 +66,21 @@ export async function measureBandwidth(gpu: Gpu, bytes: number): Promise<number>
   return (2 * words * 4 * reps) / s / 1e9;
 }
 
+/** Back-to-back copies of one buffer pair for `seconds` (the GPU's clocks rise under sustained load). */
+async function keepBusy(gpu: Gpu, bytes: number, seconds: number): Promise<void> {
+  const words = Math.floor(bytes / 16) * 4;
+  const src = gpu.buffer('bench:busy src', words * 4);
+  const dst = gpu.buffer('bench:busy dst', words * 4);
+  for (const t0 = performance.now(); performance.now() - t0 < seconds * 1000;) {
+    const enc = new Encoder(gpu, 'busy');
+    for (let i = 0; i < 8; i++) enc.dispatch(gpu.pipeline('copy_bandwidth', copySource), params(words / 4), [src, dst], enc.grid(Math.ceil(words / 4 / 256)));
+    enc.submit();
+    await gpu.device.queue.onSubmittedWorkDone();
+  }
+  gpu.destroy(src);
+  gpu.destroy(dst);
+}
+
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
     values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
@@ -317,12 +332,12 @@ async function modelBench(
   // element access reads them; the rows assemble their own engines over them, as for random weights.)
   const weights: ModelWeights = engine['weights'];
   engine.release();
-  // A load keeps the GPU nearly idle (reading the files dominates), and right after it the copy probe and the
-  // first row ran at ~40% of the rate of a busy GPU (H200: 1.47 vs 3.78 TB/s): copies for `warmupS` seconds
-  // first. The first probe is reported too.
+  // During a load the GPU is nearly idle (reading the files dominates) and its clocks fall (H200: SM clock
+  // 345 MHz from ~1980, the copy probe at 1.46 instead of 3.4-3.8 TB/s, measured with nvidia-smi): keep it
+  // busy with copies for `warmupS` seconds first. The probe right after the load is reported too.
   const probeBytes = Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2);
   const firstBandwidthGBps = await measureBandwidth(gpu, probeBytes);
-  for (const t0 = performance.now(); performance.now() - t0 < o.warmupS * 1000;) await measureBandwidth(gpu, probeBytes);
+  if (o.warmupS > 0) await keepBusy(gpu, probeBytes, o.warmupS);
   const bandwidthGBps = o.warmupS > 0 ? await measureBandwidth(gpu, probeBytes) : firstBandwidthGBps;
   const warmup = { seconds: o.warmupS, firstBandwidthGBps };
   const gbps = (x: number) => x.toFixed(x >= 100 ? 0 : 2);

@@ -3,7 +3,7 @@
 # run on the GPU machine (see /work/shared/gpu/README.md): there, with carry [".gpu", ".cache"],
 #
 #   source .gpu/setup.sh && bash scripts/device-8b.sh load      # checkpoint, cold q4 load + 4K/32K rows, convert, converted load
-#   source .gpu/setup.sh && bash scripts/device-8b.sh more      # q8 load at 4K, the random-weight rows not measured before
+#   source .gpu/setup.sh && bash scripts/device-8b.sh more      # q8 load at 4K, random-weight rows, 64-step rows
 #
 # Everything goes to $OUT (steps.log, log.txt, gpu.csv, machine.txt, two JSON files) as it happens, so a
 # run cut short still reports what it finished. The checkpoint is made there (scripts/make-random-checkpoint.py, 16.4 GB bf16
@@ -88,8 +88,9 @@ case "${1:-load}" in
     phase rand-8b-q4 node "$CLI" bench --shape qwen3-8b --weights q4 --context 4096,32768 --kv full,dms
     phase rand-8b-q8 node "$CLI" bench --shape qwen3-8b --weights q8 --context 4096 --kv full,dms
     phase rand-06b-q4 node "$CLI" bench --shape qwen3-0.6b --weights q4 --context 32768 --kv full,dms
-    # The q4 load again without the warm-up, to show what it changes.
-    phase q4-nowarmup node "$CLI" bench --model "$CK" --weights q4 --context "$CONTEXT1" --kv full,dms --warmup 0
+    # 64 decode steps instead of 16 (the CPU side of a step varies from run to run), loaded and random weights.
+    phase q4-steps64 node "$CLI" bench --model "$CK" --weights q4 --context "$CONTEXTS" --kv full,dms --steps 64
+    phase rand-8b-q4-steps64 node "$CLI" bench --shape qwen3-8b --weights q4 --context 4096,32768 --kv full,dms --steps 64
     ;;
   *)
     echo "usage: bash scripts/device-8b.sh load|more" >&2
