@@ -44,6 +44,7 @@ describe('dms bench --model', () => {
     expect(out.bandwidthGBps).toBeGreaterThan(0);
     expect(out.warmup.seconds).toBe(0);
     expect(out.warmup.firstBandwidthGBps).toBeGreaterThan(0);
+    expect(out.warmup.probesGBps).toEqual([out.bandwidthGBps]);
     const checkpoint = statSync(join(DMS, 'model.safetensors')).size;
     expect(load.model).toBe(DMS);
     expect(load.weights).toBe('q4');
@@ -89,7 +90,7 @@ describe('dms bench --model', () => {
     expect(lines[0]).toMatch(/^load .*: q8 from the converted form \(webdms-manifest\.json\) in [\d.]+ s, [\d.]+ [MG]B read \([\d.]+ GB\/s\), weights on the GPU [\d.]+ [MG]B; ended \d{4}-.*Z$/);
     expect(lines[1]).toMatch(/^load memory: peak RSS [\d.]+ [MG]B \(maxRSS; [\d.]+ [MG]B before the load\), JS arrayBuffers peak [\d.]+ MB .*heap used peak [\d.]+ MB/);
     expect(lines[2]).toMatch(/^dms rows: window 4, CR 4\.00 \(the checkpoint's DMS configuration\)$/);
-    expect(lines[3]).toMatch(/^GPU warm-up: 0.2 s of copies; copy bandwidth [\d.]+ GB\/s right after the load, [\d.]+ GB\/s after$/);
+    expect(lines[3]).toMatch(/^GPU warm-up: 0.2 s of copies; copy bandwidth [\d.]+ GB\/s right after the load, ([\d.]+) GB\/s after \(best of [\d.]+, [\d.]+, [\d.]+\)$/);
     expect(lines[4]).toMatch(/^q8 q8 ctx 64 dms: decode [\d.]+ tok\/s/);
     // A converted folder fixes the format.
     const wrong = await dms('bench', '--model', dir, '--weights', 'q4', '--context', '64');
