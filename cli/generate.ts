@@ -6,6 +6,7 @@ import { budgetBytes, MB, plan, type MemoryLevel, type Plan } from '../worker/en
 import { parseConfig } from '../worker/model/config';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import { nodeGpu } from '../worker/gpu/node';
+import { KV_DTYPES } from '../worker/model/dtype';
 import type { KvPolicyName, WeightFormat } from '../worker/model/types';
 import { formatBytes } from '../worker/store/errors';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
@@ -23,7 +24,7 @@ export function checkBudget(policy: string | undefined, budget: number | undefin
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'max-context', 'chains', 'memory'],
+    values: ['model', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'max-context', 'chains', 'memory'],
     switches: ['chat', 'json', 'vote'],
   });
   const model = values.get('model');
@@ -36,6 +37,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   let kvBudget = intArg(values, 'kv-budget', 1);
   let kv = choiceArg(values, 'kv', POLICIES);
   checkBudget(kv, kvBudget);
+  const kvDtype = choiceArg(values, 'kv-dtype', KV_DTYPES);
   let chains = intArg(values, 'chains', 1);
   const memory = values.get('memory');
   if (switches.has('vote') && chains === undefined && memory === undefined) throw new UsageError('--vote needs --chains W (or --memory)');
@@ -59,7 +61,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       promptGuess = tok.encode(text, !switches.has('chat')).length;
     }
     planned = plan(
-      { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, maxContext: Math.min(maxContext ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings), dms: config.dms },
+      { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, maxContext: Math.min(maxContext ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings), dms: config.dms, kvDtype },
       { budget: typeof level === 'number' ? level : budgetBytes(level), promptTokens: promptGuess, minLength: Math.min(128, config.maxPositionEmbeddings - promptGuess) },
     );
     chains = planned.chains;
@@ -75,6 +77,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     weights: choiceArg(values, 'weights', WEIGHTS),
     kv,
     kvBudget,
+    kvDtype,
     maxContext,
     sequences: W,
     prefillChunk: Math.max(64, W),

@@ -14,7 +14,7 @@ const USAGE = `usage: npm run -s dms -- <command> [options]
 commands:
   generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3)
            [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
-           [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--json]
+           [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--kv-dtype f16|f32] [--json]
            [--chains W [--vote]] [--memory MB|low|medium|high]   (parallel chains; --memory lets the planner pick W, length, kv)
   hyperscale --model <...> [--tasks add,mul,vartrack | file.jsonl] [--n N] [--task-seed S] [--widths 1,2,4] [--lengths 128,256]
            [--kv full,dms,window,tova,h2o] [--kv-budget N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--out file.json] [--json]
@@ -22,7 +22,7 @@ commands:
         --kv full,dms [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--json]
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
            (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)
-  perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--weights ...] [--step N] [--json]
+  perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--kv-dtype f16|f32] [--weights ...] [--step N] [--json]
 `;
 
 async function main(argv: string[]): Promise<void> {

@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { Engine } from '../worker/engine/engine';
 import { nodeGpu } from '../worker/gpu/node';
+import { KV_DTYPES } from '../worker/model/dtype';
 import { choiceArg, intArg, parseArgs, UsageError } from './args';
 import { checkBudget, POLICIES, WEIGHTS } from './generate';
 import { modelSource } from './model-source';
@@ -22,7 +23,7 @@ export function addNll(logits: Float32Array, V: number, rows: number, targets: (
 
 export async function perplexityCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'file', 'max-tokens', 'weights', 'kv', 'kv-budget', 'step'],
+    values: ['model', 'file', 'max-tokens', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'step'],
     switches: ['json'],
   });
   const model = values.get('model');
@@ -36,6 +37,7 @@ export async function perplexityCommand(argv: string[]): Promise<void> {
     weights: choiceArg(values, 'weights', WEIGHTS),
     kv: policy,
     kvBudget: intArg(values, 'kv-budget', 1),
+    kvDtype: choiceArg(values, 'kv-dtype', KV_DTYPES),
     maxContext: maxTokens,
   });
   if (!engine.tokenizer) throw new Error(`${model} has no tokenizer.json`);

@@ -6,9 +6,16 @@
 // previous step's last token (p0 - 1), marked iff alpha[first row][h] > 0; step key r' is marked iff
 // alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
 // One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
-// (flash-decoding). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and NCOL
-// (= ceil(d / 64), V columns per thread) are pipeline constants so the per-thread loops unroll into registers. With one split the output is written
-// normalised; otherwise partial (acc, m, l) go to `part` and attention_merge.wgsl combines them.
+// (flash-decoding). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and D (head
+// dim) are pipeline constants so the per-thread loops unroll into registers. With one split the output
+// is written normalised; otherwise partial (acc, m, l) go to `part` and attention_merge.wgsl combines them.
+// Storage (pipeline constant F16): K and V of the cache are f32 [Hkv][cap][d], or with F16 two halves
+// per u32 (pack2x16float, element c in the low half when c is even) [Hkv][cap][d/2]. K is bound as
+// vec4u (16 bytes: 4 f32 or 8 f16 values), V as u32. With F16 the step's own keys and values, read
+// from qkv in f32, are rounded to f16 the same way, so a key is the same number whether it is read
+// from qkv (its own step) or from the cache (later steps): chunking does not change the result.
+// In the V phase a thread owns a pair of columns (2 cp, 2 cp + 1), cp = lid % (D/2), for the query
+// vectors qv = lid / (D/2) + j * QG (QG = 64 / (D/2) groups of threads; D <= 128 so one pair each).
 // With p.stats = 1 the softmax max and sum (m, l) of each (row, query head) are kept in
 // part[statOff + (r * hq + head) * 2] for the attention-score kernel (kv_score.wgsl, tova/h2o).
 struct Params {
@@ -21,21 +28,25 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
-@group(0) @binding(3) var<storage, read> kc: array<vec4f>;
-@group(0) @binding(4) var<storage, read> vc: array<f32>;
+@group(0) @binding(3) var<storage, read> kc: array<vec4u>;
+@group(0) @binding(4) var<storage, read> vc: array<u32>;
 @group(0) @binding(5) var<storage, read> state: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> part: array<f32>;
 
-override QH: u32 = 8u;    // QH * d <= 1024, NCOL * QH <= 16
-override NCOL: u32 = 2u;
-override D: u32 = 128u;   // head dim (= p.d), a constant so the dot-product loops unroll
+override QH: u32 = 8u;    // QH * d <= 1024, 2 * ceil(QH / QG) <= 16
+override D: u32 = 128u;   // head dim (= p.d, a multiple of 8, <= 128), a constant so the loops unroll
+override F16: bool = false;
 
 const WG: u32 = 64u;
 const TK: u32 = 64u;
 const MAXQH: u32 = 16u;
 const NEG: f32 = -3.0e38;
 const NONE: u32 = 0xffffffffu;
+const F16_MAX: f32 = 65504.0;
+override NP: u32 = D / 2u;             // column pairs
+override QG: u32 = 64u / NP;           // thread groups of the V phase (>= 1 since D <= 128)
+override NJ: u32 = (QH + QG - 1u) / QG; // query vectors per thread in the V phase
 
 var<workgroup> qs: array<vec4f, 256>;      // [QH][d/4], pre-scaled queries
 var<workgroup> sc: array<f32, 1024>;       // [QH][TK] scores, then probabilities
@@ -44,9 +55,32 @@ var<workgroup> lrow: array<f32, 16>;
 var<workgroup> corr: array<f32, 16>;
 var<workgroup> wlen: u32;
 
-fn loadV(k: u32, len: u32, h: u32, c: u32) -> f32 {
-  if (k < len) { return vc[(h * p.cap + k) * p.d + c]; }
-  return qkv[(p.rowBase + k - len) * p.stride + (p.hq + p.hkv + h) * p.d + c];
+// x rounded to the nearest f16 (ties to even; clamped to ±65504), as kv_commit.wgsl stores it. Not
+// unpack2x16float(pack2x16float(x)): Mesa folds that round trip in registers into x.
+// Branch-free, so the loads around it stay in flight together.
+fn rnd(x: f32) -> f32 {
+  let a = clamp(x, -F16_MAX, F16_MAX);
+  let u = bitcast<u32>(a);
+  let normal = bitcast<f32>((u + 0xfffu + ((u >> 13u) & 1u)) & 0xffffe000u); // 10 mantissa bits, ties to even
+  let sub = round(a * 16777216.0) * 5.9604644775390625e-08; // f16 subnormals: multiples of 2^-24
+  return select(normal, sub, abs(a) < 6.103515625e-05);
+}
+fn rnd2(a: vec2f) -> vec2f { return vec2f(rnd(a.x), rnd(a.y)); }
+
+// Columns (2 cp, 2 cp + 1) of the value of resident slot k.
+fn cachedV(k: u32, h: u32, cp: u32) -> vec2f {
+  if (F16) { return unpack2x16float(vc[(h * p.cap + k) * NP + cp]); }
+  let o = (h * p.cap + k) * D + 2u * cp;
+  return vec2f(bitcast<f32>(vc[o]), bitcast<f32>(vc[o + 1u]));
+}
+
+// Columns (2 cp, 2 cp + 1) of the value of key k (a resident slot, or a step key read from qkv).
+fn loadV(k: u32, len: u32, h: u32, cp: u32) -> vec2f {
+  if (k < len) { return cachedV(k, h, cp); }
+  let o = (p.rowBase + k - len) * p.stride + (p.hq + p.hkv + h) * D + 2u * cp;
+  let v = vec2f(qkv[o], qkv[o + 1u]);
+  if (F16) { return rnd2(v); }
+  return v;
 }
 
 // Position of key k (bits 0..30) and its DMS mark (bit 31), for visibility tests.
@@ -105,6 +139,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let kEnd = min(nk, kStart + p.splitKeys);
   var acc: array<f32, 16>;
   for (var j = 0u; j < 16u; j++) { acc[j] = 0.0; }
+  let cp = lid % NP;
+  let qv0 = lid / NP;
 
   for (var kt = kStart; kt < kEnd; kt += TK) {
     let k = kt + lid;
@@ -113,15 +149,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var qv = 0u; qv < QH; qv++) { sacc[qv] = 0.0; }
     if (inTile) {
       if (k < len) {
-        let b = (h * p.cap + k) * d4;
-        for (var c = 0u; c < d4; c++) {
-          let kv = kc[b + c];
-          for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(kv, qs[qv * d4 + c]); }
+        if (F16) {
+          // 8 halves per load.
+          let b = (h * p.cap + k) * (D / 8u);
+          for (var c = 0u; c < D / 8u; c++) {
+            let w = kc[b + c];
+            let k0 = vec4f(unpack2x16float(w.x), unpack2x16float(w.y));
+            let k1 = vec4f(unpack2x16float(w.z), unpack2x16float(w.w));
+            for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(k0, qs[qv * d4 + 2u * c]) + dot(k1, qs[qv * d4 + 2u * c + 1u]); }
+          }
+        } else {
+          let b = (h * p.cap + k) * d4;
+          for (var c = 0u; c < d4; c++) {
+            let kv = bitcast<vec4f>(kc[b + c]);
+            for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(kv, qs[qv * d4 + c]); }
+          }
         }
       } else {
         let b = (p.rowBase + k - len) * p.stride + (p.hq + h) * d;
         for (var c = 0u; c < d4; c++) {
-          let kv = vec4f(qkv[b + 4u * c], qkv[b + 4u * c + 1u], qkv[b + 4u * c + 2u], qkv[b + 4u * c + 3u]);
+          var kv = vec4f(qkv[b + 4u * c], qkv[b + 4u * c + 1u], qkv[b + 4u * c + 2u], qkv[b + 4u * c + 3u]);
+          if (F16) { kv = vec4f(rnd2(kv.xy), rnd2(kv.zw)); }
           for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(kv, qs[qv * d4 + c]); }
         }
       }
@@ -155,25 +203,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       for (var i = 0u; i < TK; i++) { sum += sc[lid * TK + i]; }
       lrow[lid] = lrow[lid] * corr[lid] + sum;
     }
-    // Each thread owns columns c = lid + ci * WG of every query vector: V is read once per tile.
+    // Each thread owns the column pair cp of the query vectors qv0 + j * QG: V is read once per tile
+    // and thread group.
     let ntile = min(TK, kEnd - kt);
-    for (var ci = 0u; ci < NCOL; ci++) {
-      let c = lid + ci * WG;
-      if (c < d) {
-        for (var qv = 0u; qv < QH; qv++) { acc[ci * QH + qv] *= corr[qv]; }
-        // Four keys at a time so their V loads are in flight together.
-        for (var i = 0u; i < ntile; i += 4u) {
-          var v = vec4f(0.0);
-          if (i + 3u < ntile) {
-            v = vec4f(loadV(kt + i, len, h, c), loadV(kt + i + 1u, len, h, c), loadV(kt + i + 2u, len, h, c), loadV(kt + i + 3u, len, h, c));
-          } else {
-            v.x = loadV(kt + i, len, h, c);
-            if (i + 1u < ntile) { v.y = loadV(kt + i + 1u, len, h, c); }
-            if (i + 2u < ntile) { v.z = loadV(kt + i + 2u, len, h, c); }
-          }
-          for (var qv = 0u; qv < QH; qv++) {
-            let o = qv * TK + i;
-            acc[ci * QH + qv] += dot(vec4f(sc[o], sc[o + 1u], sc[o + 2u], sc[o + 3u]), v);
+    if (qv0 < QG) {
+      for (var j = 0u; j < NJ; j++) {
+        let qv = min(qv0 + j * QG, MAXQH - 1u);
+        acc[2u * j] *= corr[qv];
+        acc[2u * j + 1u] *= corr[qv];
+      }
+      // Eight keys at a time so their V loads are in flight together; eight resident slots (the common
+      // case) take a path without branches.
+      for (var i = 0u; i < ntile; i += 8u) {
+        var v: array<vec2f, 8>;
+        if (i + 7u < ntile && kt + i + 7u < len) {
+          for (var e = 0u; e < 8u; e++) { v[e] = cachedV(kt + i + e, h, cp); }
+        } else {
+          for (var e = 0u; e < 8u; e++) { if (i + e < ntile) { v[e] = loadV(kt + i + e, len, h, cp); } }
+        }
+        for (var q4 = 0u; q4 < 2u; q4++) {
+          let vx = vec4f(v[4u * q4].x, v[4u * q4 + 1u].x, v[4u * q4 + 2u].x, v[4u * q4 + 3u].x);
+          let vy = vec4f(v[4u * q4].y, v[4u * q4 + 1u].y, v[4u * q4 + 2u].y, v[4u * q4 + 3u].y);
+          for (var j = 0u; j < NJ; j++) {
+            let qv = qv0 + j * QG;
+            if (qv < QH) {
+              let o = qv * TK + i + 4u * q4;
+              let pr = vec4f(sc[o], sc[o + 1u], sc[o + 2u], sc[o + 3u]);
+              acc[2u * j] += dot(pr, vx);
+              acc[2u * j + 1u] += dot(pr, vy);
+            }
           }
         }
       }
@@ -181,28 +239,31 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     workgroupBarrier();
   }
 
-  for (var ci = 0u; ci < NCOL; ci++) {
-    let c = lid + ci * WG;
-    if (c >= d) { continue; }
-    for (var qv = 0u; qv < QH; qv++) {
-      if (qv >= nq) { continue; }
-      let a = acc[ci * QH + qv];
-      let gq = qb * QH + qv;
-      let r = gq / p.g;
-      let head = h * p.g + gq % p.g;
-      if (p.nsplit == 1u) {
-        out[(p.rowBase + r) * p.hq * d + head * d + c] = a / lrow[qv];
-        if (c == 0u && p.stats == 1u) {
-          part[p.statOff + (r * p.hq + head) * 2u] = mrow[qv];
-          part[p.statOff + (r * p.hq + head) * 2u + 1u] = lrow[qv];
-        }
-      } else {
-        let idx = (r * p.hq + head) * p.nsplit + s;
-        part[idx * d + c] = a;
-        if (c == 0u) {
-          part[p.mlOff + idx * 2u] = mrow[qv];
-          part[p.mlOff + idx * 2u + 1u] = lrow[qv];
-        }
+  if (qv0 >= QG) { return; }
+  for (var j = 0u; j < NJ; j++) {
+    let qv = qv0 + j * QG;
+    if (qv >= nq) { continue; }
+    let a = vec2f(acc[2u * j], acc[2u * j + 1u]);
+    let gq = qb * QH + qv;
+    let r = gq / p.g;
+    let head = h * p.g + gq % p.g;
+    let c = 2u * cp;
+    if (p.nsplit == 1u) {
+      let o = (p.rowBase + r) * p.hq * d + head * d + c;
+      let l = lrow[qv];
+      out[o] = a.x / l;
+      out[o + 1u] = a.y / l;
+      if (cp == 0u && p.stats == 1u) {
+        part[p.statOff + (r * p.hq + head) * 2u] = mrow[qv];
+        part[p.statOff + (r * p.hq + head) * 2u + 1u] = l;
+      }
+    } else {
+      let idx = (r * p.hq + head) * p.nsplit + s;
+      part[idx * d + c] = a.x;
+      part[idx * d + c + 1u] = a.y;
+      if (cp == 0u) {
+        part[p.mlOff + idx * 2u] = mrow[qv];
+        part[p.mlOff + idx * 2u + 1u] = lrow[qv];
       }
     }
   }

@@ -10,7 +10,8 @@
 //        resident slots) and its slot is reused; DMS counts it in budgetEvictions.
 //   tova/h2o: an inserted token's score comes from dest[hkv * maxStep + h * maxStep + r] (kv_score.wgsl).
 //   then copies K/V of the inserted tokens from qkv into their slots (tokens evicted within the step
-//   are not copied).
+//   are not copied): f32, or with the pipeline constant F16 rounded to f16 (clamped to ±65504) and
+//   packed two per u32 (pack2x16float, even element in the low half), [Hkv][cap][d/2].
 // mode 2 (reset): len = 0, subtracting it from the resident counter.
 // mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
 // Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
@@ -25,8 +26,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(4) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> kc: array<u32>;
+@group(0) @binding(4) var<storage, read_write> vc: array<u32>;
 @group(0) @binding(5) var<storage, read_write> state: array<u32>;
 @group(0) @binding(6) var<storage, read_write> dest: array<u32>;
 @group(0) @binding(7) var<storage, read_write> counters: array<atomic<u32>>;
@@ -38,6 +39,11 @@ const TOVA: u32 = 3u;
 const H2O: u32 = 4u;
 const NONE: u32 = 0xffffffffu;
 const BIG: f32 = 3.0e38;
+const F16_MAX: f32 = 65504.0;
+
+override F16: bool = false;
+
+fn pack(a: f32, b: f32) -> u32 { return pack2x16float(clamp(vec2f(a, b), vec2f(-F16_MAX), vec2f(F16_MAX))); }
 
 var<workgroup> wlen: u32;
 var<workgroup> wslot: u32;
@@ -171,14 +177,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   storageBarrier();
   workgroupBarrier();
+  if (F16) {
+    let np = p.d / 2u;
+    for (var e = lid; e < p.T * np; e += 64u) {
+      let r = e / np;
+      let slot = dest[h * p.maxStep + r];
+      if (slot != NONE) {
+        let cp = e % np;
+        let src = (p.rowBase + r) * p.stride + h * p.d + 2u * cp;
+        let ks = src + p.hq * p.d;
+        let vs = src + (p.hq + p.hkv) * p.d;
+        kc[(h * p.cap + slot) * np + cp] = pack(qkv[ks], qkv[ks + 1u]);
+        vc[(h * p.cap + slot) * np + cp] = pack(qkv[vs], qkv[vs + 1u]);
+      }
+    }
+    return;
+  }
   for (var e = lid; e < p.T * p.d; e += 64u) {
     let r = e / p.d;
     let slot = dest[h * p.maxStep + r];
     if (slot != NONE) {
       let c = e % p.d;
       let src = (p.rowBase + r) * p.stride + h * p.d + c;
-      kc[(h * p.cap + slot) * p.d + c] = qkv[src + p.hq * p.d];
-      vc[(h * p.cap + slot) * p.d + c] = qkv[src + (p.hq + p.hkv) * p.d];
+      kc[(h * p.cap + slot) * p.d + c] = bitcast<u32>(qkv[src + p.hq * p.d]);
+      vc[(h * p.cap + slot) * p.d + c] = bitcast<u32>(qkv[src + (p.hq + p.hkv) * p.d]);
     }
   }
 }

@@ -6,6 +6,8 @@
 //   accumulate = 1 (h2o): resident scores += score; accumulate = 0 (tova): resident scores = score.
 // Step keys get their score in dest[hkv * maxStep + h * maxStep + r'] (f32 bits); kv_commit.wgsl moves
 // it into the slot the token receives.
+// Storage (pipeline constant F16, as attention.wgsl): cached keys f32, or two halves per u32; bound as
+// vec4u. With F16 the step's keys are rounded to f16 like the ones attention used.
 struct Params {
   T: u32, rowBase: u32, hq: u32, hkv: u32,
   d: u32, g: u32, cap: u32, stride: u32,
@@ -14,10 +16,24 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> state: array<u32>;
 @group(0) @binding(4) var<storage, read> part: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dest: array<u32>;
+
+override F16: bool = false;
+const F16_MAX: f32 = 65504.0;
+
+// x rounded to the nearest f16 (ties to even; clamped to ±65504), as kv_commit.wgsl stores it. Not
+// unpack2x16float(pack2x16float(x)): Mesa folds that round trip in registers into x.
+fn rnd(x: f32) -> f32 {
+  let a = clamp(x, -F16_MAX, F16_MAX);
+  let u = bitcast<u32>(a);
+  let normal = bitcast<f32>((u + 0xfffu + ((u >> 13u) & 1u)) & 0xffffe000u); // 10 mantissa bits, ties to even
+  let sub = round(a * 16777216.0) * 5.9604644775390625e-08; // f16 subnormals: multiples of 2^-24
+  return select(normal, sub, abs(a) < 6.103515625e-05);
+}
+fn rnd2(a: vec2f) -> vec2f { return vec2f(rnd(a.x), rnd(a.y)); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -30,11 +46,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var key: array<vec4f, 32>;
   for (var c = 0u; c < p.d; c += 4u) {
     if (k < len) {
-      let b = (h * p.cap + k) * p.d + c;
-      key[c / 4u] = vec4f(kc[b], kc[b + 1u], kc[b + 2u], kc[b + 3u]);
+      if (F16) {
+        let w = kc[((h * p.cap + k) * p.d + c) / 8u];
+        if (c % 8u == 0u) {
+          key[c / 4u] = vec4f(unpack2x16float(w.x), unpack2x16float(w.y));
+        } else {
+          key[c / 4u] = vec4f(unpack2x16float(w.z), unpack2x16float(w.w));
+        }
+      } else {
+        key[c / 4u] = bitcast<vec4f>(kc[((h * p.cap + k) * p.d + c) / 4u]);
+      }
     } else {
       let b = (p.rowBase + k - len) * p.stride + (p.hq + h) * p.d + c;
       key[c / 4u] = vec4f(qkv[b], qkv[b + 1u], qkv[b + 2u], qkv[b + 3u]);
+      if (F16) { key[c / 4u] = vec4f(rnd2(key[c / 4u].xy), rnd2(key[c / 4u].zw)); }
     }
   }
   var r0 = p.rowStart;

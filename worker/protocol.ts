@@ -2,9 +2,9 @@
  * The contract between the UI (app/) and the model worker (worker/worker.ts), used through Comlink.
  * Both sides import these types and nothing else from each other.
  */
-import type { KvPolicyName, KvResidency, KvStats, WeightFormat } from './model/types';
+import type { KvDtype, KvPolicyName, KvResidency, KvStats, WeightFormat } from './model/types';
 
-export type { KvPolicyName, KvResidency, KvStats, WeightFormat };
+export type { KvDtype, KvPolicyName, KvResidency, KvStats, WeightFormat };
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -18,6 +18,11 @@ export interface LoadRequest {
   /** KV policy and budget the engine is built with. */
   kv?: KvPolicyName;
   kvBudget?: number;
+  /**
+   * How the KV cache stores K and V on the GPU: 'f16' (the default: two halves per u32, half the memory
+   * and the reads of 'f32') or 'f32' (exact). Also what the pre-flight sizes the cache with.
+   */
+  kvDtype?: KvDtype;
   /** Most tokens per conversation (prompt + reply). */
   maxContext?: number;
   /** When the model cannot be stored in IndexedDB (quota, no IndexedDB), run it from the network instead of failing. */
@@ -50,6 +55,8 @@ export interface ModelInfo {
   dms: { windowSize: number; cr: number | null } | null;
   adapter: string;
   maxContext: number;
+  /** How the KV cache stores K and V (the engine always sets it). */
+  kvDtype?: KvDtype;
   /** Whether the weights came from (or were saved to) the browser's storage, and any warning about that copy. */
   stored?: boolean;
   storageWarning?: string;

@@ -57,6 +57,26 @@ describe('dms generate', () => {
     expect(typeof ja.text).toBe('string');
   });
 
+  it('--kv-dtype: f16 K/V by default, f32 on request; the JSON reports the dtype and its bytes', async () => {
+    const run = (...extra: string[]) => dms('generate', '--model', DMS, '--prompt-ids', '396,84,82,259,198,84', '--max-new-tokens', '6', '--kv', 'full', '--weights', 'f32', '--json', ...extra);
+    const [d, h, f] = await Promise.all([run(), run('--kv-dtype', 'f16'), run('--kv-dtype', 'f32')]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(f.code, f.stderr).toBe(0);
+    const [jd, jh, jf] = [d, h, f].map((r) => JSON.parse(r.stdout));
+    expect(jd.kv.kvDtype).toBe('f16');
+    expect(jh.kv).toEqual(jd.kv);
+    expect(jf.kv.kvDtype).toBe('f32');
+    // qwen3-dms: head_dim 32; K and V of one token and KV head: 2 x 32 x 2 bytes in f16, x 4 bytes in f32.
+    expect(jd.kv.bytesPerToken).toBe(128);
+    expect(jf.kv.bytesPerToken).toBe(256);
+    expect(jd.kv.peakTokens).toBe(jf.kv.peakTokens);
+    expect(jf.kv.peakBytes).toBe(2 * jd.kv.peakBytes);
+    expect(jd.kv.allocatedBytes).toBeLessThan(jf.kv.allocatedBytes);
+    const bad = await run('--kv-dtype', 'bf16');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--kv-dtype must be one of f16, f32/);
+  });
+
   it('errors go to stderr with a non-zero exit', async () => {
     const missing = await dms('generate', '--model', '/nonexistent/model', '--prompt-ids', '1');
     expect(missing.code).not.toBe(0);
@@ -85,5 +105,13 @@ describe('dms perplexity', () => {
     expect(jf.tokens).toBeGreaterThan(20);
     expect(jd.kv.peakTokens).toBeLessThan(jf.kv.peakTokens);
     expect(jd.ppl).not.toBe(jf.ppl);
+    // f32 K/V: the same tokens, a perplexity within the f16 rounding of the default's.
+    const exact = await dms('perplexity', '--model', DMS, '--file', file, '--kv', 'full', '--kv-dtype', 'f32', '--json');
+    expect(exact.code, exact.stderr).toBe(0);
+    const je = JSON.parse(exact.stdout);
+    expect(jf.kv.kvDtype).toBe('f16');
+    expect(je.kv.kvDtype).toBe('f32');
+    expect(je.tokens).toBe(jf.tokens);
+    expect(Math.abs(je.ppl - jf.ppl) / jf.ppl).toBeLessThan(1e-2);
   });
 });

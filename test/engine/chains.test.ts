@@ -166,9 +166,16 @@ describe('the planner', () => {
       const dms = p.options.find((o) => o.policy === 'dms')!;
       if (full) expect(dms.chains * dms.maxTokens).toBeGreaterThanOrEqual(full.chains * full.maxTokens);
       expect(p.policy).toBe('dms');
-      expect(p.bytesPerToken).toBe(8 * 2 * 64 * 8);
+      // K and V in f16 by default: 8 layers x 2 heads x 64 x 2 x 2 bytes per token.
+      expect(p.bytesPerToken).toBe(8 * 2 * 64 * 4);
+      expect(plan({ ...model, kvDtype: 'f32' }, { budget: budget * MB, promptTokens: 40, minLength: 128 }).bytesPerToken).toBe(8 * 2 * 64 * 8);
     }
-    // Half a MB cannot hold one full chain of 168 tokens (8 layers x 2 heads x 168 x 64 x 8 bytes = 1.3 MB).
+    // The same budget buys about twice the chain tokens with f16 K/V (the state words are the same).
+    const f16 = plan(model, { budget: 8 * MB, promptTokens: 40, minLength: 128, policies: ['full'] });
+    const f32 = plan({ ...model, kvDtype: 'f32' }, { budget: 8 * MB, promptTokens: 40, minLength: 128, policies: ['full'] });
+    expect(f16.chains * (40 + f16.maxTokens)).toBeGreaterThan(1.5 * f32.chains * (40 + f32.maxTokens));
+    expect(kvBytes({ ...model, kvDtype: 'f32' }, 'full', 1, 168) - kvBytes(model, 'full', 1, 168)).toBe(8 * 2 * 2 * 168 * 64 * 2);
+    // Half a MB cannot hold one full chain of 168 tokens (8 layers x 2 heads x 168 x 64 x 4 bytes = 0.69 MB in f16).
     expect(() => plan({ ...model, dms: null }, { budget: 0.5 * MB, promptTokens: 40, minLength: 128 })).toThrow(/holds no chain/);
     expect(budgetBytes('medium')).toBe(64 * MB);
   });
@@ -179,15 +186,15 @@ describe('the planner', () => {
     expect(measured.compressionAssumed).toBeGreaterThan(8);
     const engine = await loadEngine(DIR, { weights: 'f32', kv: 'full', sequences: 3, maxContext: 128 });
     const c = engine.config;
-    const m: PlanModel = { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, maxContext: 128, dms: c.dms };
     engine.destroy();
-    for (const policy of ['full', 'dms'] as const) {
+    for (const [policy, kvDtype] of [['full', 'f16'], ['dms', 'f16'], ['full', 'f32'], ['dms', 'f32']] as const) {
+      const m: PlanModel = { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, maxContext: 128, dms: c.dms, kvDtype };
       const p = plan(m, { budget: 160 * 1024, promptTokens: 20, widths: [1, 2, 3], lengths: [16, 32, 64, 100], policies: [policy] });
       expect(p.bytes).toBeLessThanOrEqual(160 * 1024);
       expect(p.chains * p.maxTokens).toBeGreaterThanOrEqual(64);
       // The per-chain bytes are what the cache allocates: W sequences cost W - 1 more chains than one
       // (the small shared buffers, dest, partials and counters, do not depend on W).
-      const opts = { weights: 'f32' as const, kv: policy, maxContext: 20 + p.maxTokens, kvBudget: policy === 'dms' ? p.slots : undefined };
+      const opts = { weights: 'f32' as const, kv: policy, kvDtype, maxContext: 20 + p.maxTokens, kvBudget: policy === 'dms' ? p.slots : undefined };
       const [eW, e1] = [await loadEngine(DIR, { ...opts, sequences: p.chains }), await loadEngine(DIR, { ...opts, sequences: 1 })];
       const diff = (await eW.kvStats()).allocatedBytes - (await e1.kvStats()).allocatedBytes;
       expect(diff).toBe(p.bytes - kvBytes(m, policy, 1, p.slots));

@@ -48,23 +48,24 @@ async function adapterCheckpoint(): Promise<string> {
 }
 
 describe('DMS variants against the CPU reference', () => {
-  for (const variant of ['borrowed channel', 'adapter (dms_separate_alpha)'] as const) {
-    it(`${variant}: --kv full and --kv dms (prefill chunks of 5, then decode) match the reference`, async () => {
+  for (const [variant, kvDtype] of (['borrowed channel', 'adapter (dms_separate_alpha)'] as const).flatMap((v) => (['f32', 'f16'] as const).map((t) => [v, t] as const))) {
+    it(`${variant}, K/V ${kvDtype}: --kv full and --kv dms (prefill chunks of 5, then decode) match the reference`, async () => {
       const dir = variant === 'borrowed channel' ? FIXTURE : await adapterCheckpoint();
       const ref = await loadReference(dir);
       const c = ref.config;
       expect(c.dms?.separateAlpha).toBe(variant !== 'borrowed channel');
-      const full = referenceForward(c, ref.tensors, IDS);
-      const masked = referenceForward(c, ref.tensors, IDS, dmsVisibility(c.dms!.windowSize, c.numKvHeads));
+      // The reference rounds K and V to f16 as the engine's f16 cache stores them.
+      const full = referenceForward(c, ref.tensors, IDS, undefined, { kvDtype });
+      const masked = referenceForward(c, ref.tensors, IDS, dmsVisibility(c.dms!.windowSize, c.numKvHeads), { kvDtype });
       // The decisions really mix: some keys are hidden, so the masked logits differ.
       const decisions = masked.alpha!.flatMap((a) => Array.from(a));
       expect(decisions.some((v) => v > 0) && decisions.some((v) => v <= 0)).toBe(true);
       expect(maxAbsDiff(masked.logits, full.logits)).toBeGreaterThan(1e-3);
 
-      const e1 = await loadEngine(dir, { weights: 'f32', kv: 'full' });
+      const e1 = await loadEngine(dir, { weights: 'f32', kv: 'full', kvDtype });
       expect(maxAbsDiff(await e1.logits(IDS), full.logits)).toBeLessThan(2e-3);
       e1.destroy();
-      const e2 = await loadEngine(dir, { weights: 'f32', kv: 'dms', prefillChunk: 8 });
+      const e2 = await loadEngine(dir, { weights: 'f32', kv: 'dms', prefillChunk: 8, kvDtype });
       expect(maxAbsDiff(await e2.logits(IDS, 5), masked.logits)).toBeLessThan(2e-3);
       expect(maxAbsDiff(await e2.logits(IDS, 1), masked.logits)).toBeLessThan(2e-3);
       e2.destroy();

@@ -1,12 +1,12 @@
 /**
  * KV cache timing on a real GPU (not a test): decode and prefill steps of one layer with Qwen3-8B-like
- * attention shapes (Hq 32, Hkv 8, d 128), per policy and context length. Bundle with esbuild and run with
- * Node + the `webgpu` package:  KV_BENCH=1 node bench.mjs
+ * attention shapes (Hq 32, Hkv 8, d 128), per policy, context length and K/V storage type (KV_DTYPE=f16|f32,
+ * default both). Bundle with esbuild and run with Node + the `webgpu` package:  KV_BENCH=1 node bench.mjs
  */
 import { Encoder } from '../../worker/gpu/encoder';
 import { nodeGpu } from '../../worker/gpu/node';
 import { createKvCache } from '../../worker/kv/factory';
-import type { KvPolicyName } from '../../worker/model/types';
+import type { KvDtype, KvPolicyName } from '../../worker/model/types';
 
 const hq = 32, hkv = 8, d = 128;
 const stride = (hq + 2 * hkv) * d;
@@ -40,17 +40,20 @@ async function main(): Promise<void> {
       if (rep) console.log(JSON.stringify({ tinyDispatchUs: +(((performance.now() - t0) * 1000) / 512).toFixed(2) }));
     }
   }
-  const runs: Array<{ policy: KvPolicyName; ctx: number; budget?: number }> = [];
-  for (const ctx of [1024, 4096, 16384, 32768]) {
-    runs.push({ policy: 'full', ctx });
-    runs.push({ policy: 'dms', ctx });
+  const dtypes = (process.env.KV_DTYPE ? [process.env.KV_DTYPE] : ['f32', 'f16']) as KvDtype[];
+  const runs: Array<{ policy: KvPolicyName; ctx: number; budget?: number; dtype: KvDtype }> = [];
+  for (const dtype of dtypes) {
+    for (const ctx of (process.env.KV_CONTEXTS ?? '1024,4096,16384,32768').split(',').map(Number)) {
+      runs.push({ policy: 'full', ctx, dtype });
+      runs.push({ policy: 'dms', ctx, dtype });
+    }
+    runs.push({ policy: 'tova', ctx: 4096, budget: 1024, dtype });
+    runs.push({ policy: 'h2o', ctx: 4096, budget: 1024, dtype });
+    runs.push({ policy: 'window', ctx: 4096, budget: 1024, dtype });
   }
-  runs.push({ policy: 'tova', ctx: 4096, budget: 1024 });
-  runs.push({ policy: 'h2o', ctx: 4096, budget: 1024 });
-  runs.push({ policy: 'window', ctx: 4096, budget: 1024 });
   for (const r of runs) {
     const maxTokens = r.ctx + 200;
-    const kv = createKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms }, { policy: r.policy, maxTokens, maxStepTokens: chunk, budget: r.budget });
+    const kv = createKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms }, { policy: r.policy, maxTokens, maxStepTokens: chunk, budget: r.budget, dtype: r.dtype });
     const useAlpha = r.policy === 'dms' ? alpha : null;
     let pos = 0;
     const step = (enc: Encoder, T: number) => {
@@ -81,9 +84,9 @@ async function main(): Promise<void> {
     const decodeMs = (performance.now() - t0) / N;
     const st = await kv.stats();
     const residentPerHead = st.residentTokens / hkv;
-    const gbps = (st.residentTokens * d * 2 * 4) / (decodeMs * 1e6);
+    const gbps = (st.residentTokens * st.bytesPerToken!) / (decodeMs * 1e6);
     console.log(JSON.stringify({
-      policy: r.policy, ctx: r.ctx, budget: r.budget ?? null, prefillTokPerS: Math.round(r.ctx / (prefillMs / 1000)),
+      policy: r.policy, dtype: r.dtype, ctx: r.ctx, budget: r.budget ?? null, prefillTokPerS: Math.round(r.ctx / (prefillMs / 1000)),
       decodeUsPerLayer: +(decodeMs * 1000).toFixed(1), residentPerHead: Math.round(residentPerHead), kvGBps: +gbps.toFixed(0),
       compression: +st.compression.toFixed(2), budgetEvictions: st.budgetEvictions,
     }));

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { DmsConfig } from '../../worker/model/types';
 import { testGpu } from '../gpu';
-import { makeDriver, prefillDecode } from './harness';
+import { DTYPES, makeDriver, prefillDecode } from './harness';
 
 const dmsCfg = (windowSize: number): DmsConfig => ({ windowSize, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false });
 
-describe("policy 'dms': GPU == brute-force reference == dense visibility mask", () => {
+describe.each(DTYPES)("policy 'dms', K/V in %s: GPU == brute-force reference == dense visibility mask", (dtype) => {
   for (const w of [1, 2, 8]) {
     for (const g of [1, 2, 4]) {
       it(`w=${w}, group size ${g}: prefill in chunks, decode, second turn, decode`, async () => {
@@ -14,7 +14,7 @@ describe("policy 'dms': GPU == brute-force reference == dense visibility mask", 
         const shape = { numLayers: 2, numHeads: hkv * g, numKvHeads: hkv, headDim: 32, dms: dmsCfg(w) };
         const dr = makeDriver(gpu, {
           shape,
-          cache: { policy: 'dms', maxTokens: 96, maxStepTokens: 12 },
+          cache: { policy: 'dms', maxTokens: 96, maxStepTokens: 12, dtype },
           seed: 100 * w + g,
           dense: true,
           evictRate: 0.6,
@@ -41,7 +41,7 @@ describe("policy 'dms': GPU == brute-force reference == dense visibility mask", 
     // Token j is marked iff the logit at j+1 is positive: positions with odd j+1 evict j.
     const dr = makeDriver(gpu, {
       shape: { numLayers: 1, numHeads: 2, numKvHeads: 2, headDim: 16, dms: dmsCfg(2) },
-      cache: { policy: 'dms', maxTokens: 40, maxStepTokens: 4 },
+      cache: { policy: 'dms', maxTokens: 40, maxStepTokens: 4, dtype },
       alphaFn: (_l, _s, pos, h) => ((pos + h) % 2 === 1 ? 3 : -3),
       dense: true,
     });
@@ -70,7 +70,7 @@ describe("policy 'dms': GPU == brute-force reference == dense visibility mask", 
     const w = 3;
     const dr = makeDriver(gpu, {
       shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, dms: dmsCfg(w) },
-      cache: { policy: 'dms', maxTokens: 200, maxStepTokens: 16, budget: w + 1 },
+      cache: { policy: 'dms', maxTokens: 200, maxStepTokens: 16, budget: w + 1, dtype },
       alphaFn: () => 1,
       dense: true,
     });
@@ -89,7 +89,7 @@ describe("policy 'dms': GPU == brute-force reference == dense visibility mask", 
     const gpu = await testGpu();
     const dr = makeDriver(gpu, {
       shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 16, dms: dmsCfg(2) },
-      cache: { policy: 'dms', maxTokens: 120, maxStepTokens: 16, budget: 10 },
+      cache: { policy: 'dms', maxTokens: 120, maxStepTokens: 16, budget: 10, dtype },
       seed: 5,
       evictRate: 0.3,
     });
@@ -106,7 +106,7 @@ describe("policy 'dms': GPU == brute-force reference == dense visibility mask", 
     const gpu = await testGpu();
     const dr = makeDriver(gpu, {
       shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 16, dms: dmsCfg(2) },
-      cache: { policy: 'full', maxTokens: 60, maxStepTokens: 8 },
+      cache: { policy: 'full', maxTokens: 60, maxStepTokens: 8, dtype },
       evictRate: 0.8,
     });
     await prefillDecode(dr, 20, 8, 10);

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { testGpu } from '../gpu';
-import { makeDriver, prefillDecode } from './harness';
+import { Encoder } from '../../worker/gpu/encoder';
+import { SlotKvCache } from '../../worker/kv/slot-cache';
+import { roundF16 } from '../../worker/model/dtype';
+import { randn, testGpu } from '../gpu';
+import { DTYPES, makeDriver, prefillDecode } from './harness';
 
 const shapes = [
   { hq: 4, hkv: 4, d: 16 },
@@ -10,13 +13,13 @@ const shapes = [
   { hq: 6, hkv: 3, d: 40 },
 ];
 
-describe("policy 'full': GPU attention == dense causal reference", () => {
+describe.each(DTYPES)("policy 'full', K/V in %s: GPU attention == dense causal reference", (dtype) => {
   for (const { hq, hkv, d } of shapes) {
     it(`prefill 37 in chunks of 16, then 20 decode steps (Hq ${hq}, Hkv ${hkv}, d ${d}, 2 layers)`, async () => {
       const gpu = await testGpu();
       const dr = makeDriver(gpu, {
         shape: { numLayers: 2, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null },
-        cache: { policy: 'full', maxTokens: 64, maxStepTokens: 16 },
+        cache: { policy: 'full', maxTokens: 64, maxStepTokens: 16, dtype },
         seed: hq * 1000 + d,
       });
       await prefillDecode(dr, 37, 16, 20);
@@ -31,17 +34,19 @@ describe("policy 'full': GPU attention == dense causal reference", () => {
     });
   }
 
-  it('splits long decode over several workgroups (flash-decoding) and merges, forced and automatic', async () => {
+  it('splits long decode over several workgroups (flash-decoding) and merges, forced and automatic (d 32 and 128)', async () => {
     const gpu = await testGpu();
-    for (const splitKeys of [64, 0]) {
-      const dr = makeDriver(gpu, {
-        shape: { numLayers: 1, numHeads: 4, numKvHeads: 1, headDim: 32, dms: null },
-        cache: { policy: 'full', maxTokens: 400, maxStepTokens: 128, tuning: { splitKeys } },
-        seed: 7 + splitKeys,
-        qkScale: 3,
-      });
-      await prefillDecode(dr, 300, 128, 6);
-      dr.cache.destroy();
+    for (const [hq, hkv, d] of [[4, 1, 32], [8, 2, 128]]) {
+      for (const splitKeys of [64, 0]) {
+        const dr = makeDriver(gpu, {
+          shape: { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null },
+          cache: { policy: 'full', maxTokens: 400, maxStepTokens: 128, tuning: { splitKeys }, dtype },
+          seed: 7 + splitKeys + d,
+          qkScale: 3,
+        });
+        await prefillDecode(dr, 300, 128, 6);
+        dr.cache.destroy();
+      }
     }
   });
 
@@ -49,7 +54,7 @@ describe("policy 'full': GPU attention == dense causal reference", () => {
     const gpu = await testGpu();
     const dr = makeDriver(gpu, {
       shape: { numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 64, dms: null },
-      cache: { policy: 'full', maxTokens: 80, maxStepTokens: 8, tuning: { splitKeys: 64 } },
+      cache: { policy: 'full', maxTokens: 80, maxStepTokens: 8, tuning: { splitKeys: 64 }, dtype },
       seed: 99,
       qkScale: 6,
       atol: 1e-4,
@@ -57,5 +62,54 @@ describe("policy 'full': GPU attention == dense causal reference", () => {
     });
     await prefillDecode(dr, 70, 8, 5);
     dr.cache.destroy();
+  });
+});
+
+describe('K/V storage types', () => {
+  it('f16 stores keys and values rounded to nearest f16 (ties to even, clamped to ±65504), f32 stores them exactly; f16 allocates half', async () => {
+    const gpu = await testGpu();
+    const hq = 4, hkv = 2, d = 16, T = 6;
+    const stride = (hq + 2 * hkv) * d;
+    const qkv = randn(T * stride, 5, 3);
+    // Edge cases in row 0's keys of head 0: beyond the f16 range, a tie, f16 subnormals, a value that rounds up a binade.
+    const edge = [70000, -1e6, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 3e-6, -(2 ** -25), 2 ** -26, 65519, 2047.9999];
+    edge.forEach((x, i) => (qkv[hq * d + i] = x));
+    const bytes: Record<string, number> = {};
+    for (const dtype of ['f32', 'f16'] as const) {
+      const cache = new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null }, { policy: 'full', maxTokens: 32, maxStepTokens: 8, dtype });
+      expect(cache.dtype).toBe(dtype);
+      const bq = gpu.upload('test qkv', qkv);
+      const out = gpu.buffer('test out', T * hq * d * 4);
+      const enc = new Encoder(gpu);
+      cache.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: 0 }]);
+      cache.write(enc, 0, bq, null);
+      cache.attend(enc, 0, bq, out);
+      cache.end(enc);
+      enc.submit();
+      for (let h = 0; h < hkv; h++) {
+        const got = await cache.keysValues(0, 0, h);
+        expect(got.map((t) => t.pos)).toEqual([0, 1, 2, 3, 4, 5]);
+        for (const t of got) {
+          const k = qkv.subarray(t.pos * stride + (hq + h) * d, t.pos * stride + (hq + h + 1) * d);
+          const v = qkv.subarray(t.pos * stride + (hq + hkv + h) * d, t.pos * stride + (hq + hkv + h + 1) * d);
+          expect(Array.from(t.k)).toEqual(dtype === 'f16' ? Array.from(k, roundF16) : Array.from(k));
+          expect(Array.from(t.v)).toEqual(dtype === 'f16' ? Array.from(v, roundF16) : Array.from(v));
+          if (dtype === 'f16') expect(Array.from(t.k)).not.toEqual(Array.from(k)); // really rounded
+        }
+      }
+      const head0 = (await cache.keysValues(0, 0, 0))[0].k;
+      if (dtype === 'f16') expect(Array.from(head0.subarray(0, edge.length))).toEqual([65504, -65504, 1, 1 + 4 * 2 ** -11, 2.9802322387695312e-6, -0, 0, 65504, 2048]);
+      const st = await cache.stats();
+      expect(st.kvDtype).toBe(dtype);
+      expect(st.bytesPerToken).toBe(2 * d * (dtype === 'f16' ? 2 : 4));
+      expect(st.peakBytes).toBe(T * hkv * st.bytesPerToken!);
+      bytes[dtype] = st.allocatedBytes;
+      cache.destroy();
+      gpu.destroy(bq);
+      gpu.destroy(out);
+    }
+    // K and V: 2 x Hkv x 32 slots x d x (4 - 2) bytes saved; the state and scratch buffers are the same.
+    expect(bytes.f32 - bytes.f16).toBe(2 * hkv * 32 * d * 2);
+    expect(() => new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null }, { policy: 'full', maxTokens: 8, maxStepTokens: 8, dtype: 'bf16' as never })).toThrow(/unknown dtype/);
   });
 });

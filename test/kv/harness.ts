@@ -6,6 +6,8 @@ import type { KvCacheOptions, ModelShape, Segment } from '../../worker/kv/cache'
 import { SlotKvCache, type SlotCacheTuning } from '../../worker/kv/slot-cache';
 import { attentionRef } from '../../worker/reference/attention';
 import { dmsVisible, KvCacheRef } from '../../worker/reference/dms';
+import { roundF16Array } from '../../worker/model/dtype';
+import type { KvDtype } from '../../worker/model/types';
 import { maxRelErr, randn } from '../gpu';
 
 export interface StepSpec {
@@ -45,6 +47,9 @@ export interface DriverOptions {
   rtol?: number;
 }
 
+/** Both KV storage types: every cache test runs in each (the reference rounds K and V alike). */
+export const DTYPES: readonly KvDtype[] = ['f32', 'f16'];
+
 export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
   const cache = new SlotKvCache(gpu, o.shape, o.cache);
   const { numLayers: L, numHeads: hq, numKvHeads: hkv, headDim: d } = o.shape;
@@ -54,7 +59,9 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
     window: o.shape.dms?.windowSize,
     sink: o.cache.policy === 'window' ? Math.min(4, cache.capacity - 1) : 0,
     recent: o.cache.policy === 'h2o' ? Math.max(1, Math.floor(cache.capacity / 2)) : 0,
+    dtype: cache.dtype,
   });
+  const f16 = cache.dtype === 'f16';
   const stride = (hq + 2 * hkv) * d;
   const pos = new Map<number, number>();
   let seed = o.seed ?? 1;
@@ -74,9 +81,10 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
     const key = `${l}/${seq}`;
     const hs = hist.get(key) ?? { k: [], v: [], a: [] };
     hist.set(key, hs);
+    const store = (x: Float32Array): Float32Array => (f16 ? roundF16Array(x, x) : x);
     for (let r = 0; r < T; r++) {
-      hs.k.push(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d));
-      hs.v.push(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride));
+      hs.k.push(store(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d)));
+      hs.v.push(store(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride)));
       hs.a.push(alpha.slice(r * hkv, (r + 1) * hkv));
     }
     const n = p0 + T;

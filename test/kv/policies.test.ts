@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { KvPolicyName } from '../../worker/model/types';
 import { maxRelErr, testGpu } from '../gpu';
-import { makeDriver, prefillDecode, type Driver } from './harness';
+import { DTYPES, makeDriver, prefillDecode, type Driver } from './harness';
 
 /** Same resident positions on the GPU and in the reference; for tova/h2o also the same scores. */
 async function sameResidents(dr: Driver, L: number, hkv: number, seq = 0): Promise<void> {
@@ -17,7 +17,7 @@ async function sameResidents(dr: Driver, L: number, hkv: number, seq = 0): Promi
   }
 }
 
-describe('training-free policies: GPU == CPU reference of each rule', () => {
+describe.each(DTYPES)('training-free policies, K/V in %s: GPU == CPU reference of each rule', (dtype) => {
   const cases: Array<{ policy: KvPolicyName; g: number; budget: number }> = [
     { policy: 'window', g: 1, budget: 10 },
     { policy: 'window', g: 4, budget: 7 },
@@ -34,7 +34,7 @@ describe('training-free policies: GPU == CPU reference of each rule', () => {
       const hkv = 2;
       const dr = makeDriver(gpu, {
         shape: { numLayers: 2, numHeads: hkv * g, numKvHeads: hkv, headDim: 16, dms: null },
-        cache: { policy, maxTokens: 80, maxStepTokens: 8, budget },
+        cache: { policy, maxTokens: 80, maxStepTokens: 8, budget, dtype },
         seed: budget * 10 + g,
         qkScale: 2,
       });
@@ -62,7 +62,7 @@ describe('training-free policies: GPU == CPU reference of each rule', () => {
   }
 });
 
-describe('long contexts: key splits (flash-decoding) with every policy', () => {
+describe.each(DTYPES)('long contexts, K/V in %s: key splits (flash-decoding) with every policy', (dtype) => {
   const cases: Array<{ policy: KvPolicyName; budget?: number }> = [
     { policy: 'dms' },
     { policy: 'dms', budget: 50 },
@@ -75,7 +75,7 @@ describe('long contexts: key splits (flash-decoding) with every policy', () => {
       const gpu = await testGpu();
       const dr = makeDriver(gpu, {
         shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 32, dms: { windowSize: 16, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false } },
-        cache: { policy, maxTokens: 256, maxStepTokens: 40, budget, tuning: { splitKeys: 64 } },
+        cache: { policy, maxTokens: 256, maxStepTokens: 40, budget, tuning: { splitKeys: 64 }, dtype },
         seed: 77,
         evictRate: 0.7,
         dense: policy === 'dms' && !budget,

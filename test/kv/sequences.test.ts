@@ -1,17 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import type { KvPolicyName } from '../../worker/model/types';
 import { testGpu } from '../gpu';
-import { makeDriver } from './harness';
+import { DTYPES, makeDriver } from './harness';
 
 const dms = { windowSize: 3, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false };
 
 describe('several sequences in one cache', () => {
-  for (const policy of ['full', 'dms', 'window', 'tova', 'h2o'] as KvPolicyName[]) {
-    it(`${policy}: segments of different sequences in the same step, then fork one prompt into parallel chains`, async () => {
+  for (const [policy, dtype] of (['full', 'dms', 'window', 'tova', 'h2o'] as KvPolicyName[]).flatMap((p) => DTYPES.map((t) => [p, t] as const))) {
+    it(`${policy}, K/V in ${dtype}: segments of different sequences in the same step, then fork one prompt into parallel chains`, async () => {
       const gpu = await testGpu();
       const dr = makeDriver(gpu, {
         shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, dms },
-        cache: { policy, maxTokens: 64, maxStepTokens: 24, sequences: 4, budget: policy === 'full' ? undefined : 12 },
+        cache: { policy, maxTokens: 64, maxStepTokens: 24, sequences: 4, budget: policy === 'full' ? undefined : 12, dtype },
         seed: 31,
         evictRate: 0.5,
       });

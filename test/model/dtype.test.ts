@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bf16ToF32, f16BitsToF32, f16ToF32, f32ToF16Bits } from '../../worker/model/dtype';
+import { bf16ToF32, f16BitsToF32, f16ToF32, f32ToF16Bits, kvValueBytes, roundF16, roundF16Array } from '../../worker/model/dtype';
 
 /** The f32 with these bits. */
 const fromBits = (b: number) => new Float32Array(new Uint32Array([b]).buffer)[0];
@@ -84,6 +84,28 @@ describe('f16', () => {
       const got = f32ToF16Bits(x), want = refF16(x);
       if (got !== want) throw new Error(`x=${x} (bits ${b.toString(16)}): got ${got.toString(16)}, want ${want.toString(16)}`);
     }
+  });
+
+  it('roundF16 (the f16 KV cache): nearest f16 value, finite values clamped to ±65504, NaN kept', () => {
+    let seed = 777;
+    const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0));
+    for (let i = 0; i < 50_000; i++) {
+      const x = fromBits((rnd() & 0x807fffff) | ((100 + (rnd() % 50)) << 23));
+      const want = Math.abs(x) > 65504 ? Math.sign(x) * 65504 : f16BitsToF32(refF16(x));
+      if (!Object.is(roundF16(x), want)) throw new Error(`roundF16(${x}) = ${roundF16(x)}, want ${want}`);
+    }
+    expect(roundF16(65519.9)).toBe(65504);
+    expect(roundF16(-1e30)).toBe(-65504);
+    expect(roundF16(1 + 2 ** -11)).toBe(1); // tie to even
+    expect(roundF16(1 + 3 * 2 ** -11)).toBe(1 + 2 ** -9);
+    expect(roundF16(2 ** -25)).toBe(0); // half the smallest subnormal: tie to even (zero)
+    expect(roundF16(3 * 2 ** -26)).toBe(2 ** -24);
+    expect(Number.isNaN(roundF16(NaN))).toBe(true);
+    const a = Float32Array.from([0.1, -0.2, 70000]);
+    expect(roundF16Array(a, a)).toBe(a);
+    expect([...a]).toEqual([f16BitsToF32(0x2e66), -f16BitsToF32(0x3266), 65504]);
+    expect(kvValueBytes('f16')).toBe(2);
+    expect(kvValueBytes('f32')).toBe(4);
   });
 
   it('writes into a given output and checks its size', () => {

@@ -49,17 +49,30 @@ describe('pre-flight', () => {
     }
   });
 
-  it('KV bytes equal what the slot cache allocates (full, dms, window)', async () => {
+  it('KV bytes equal what the slot cache allocates (full, dms, window; f16 and f32 K/V)', async () => {
     const gpu = await testGpu();
     const dir = golden('qwen3-dms');
     for (const [kv, budget] of [['full', undefined], ['dms', undefined], ['dms', 40], ['window', 32]] as const) {
-      const e = await Engine.load(gpu, new FolderSource(dir), { weights: 'f32', kv, kvBudget: budget, maxContext: 300 });
-      const stats = await e.kvStats();
-      const est = kvBytes(e.config, kv, 300, { budget, maxStepTokens: 64 });
-      // K, V and state exactly; the shared scratch buffers are an upper estimate.
-      expect(est.bytes).toBeGreaterThanOrEqual(stats.allocatedBytes);
-      expect(est.bytes - stats.allocatedBytes).toBeLessThan(est.bytes * 0.5 + 64 * 1024);
-      e.destroy();
+      const allocated: Record<string, number> = {};
+      const est: Record<string, ReturnType<typeof kvBytes>> = {};
+      for (const kvDtype of [undefined, 'f16', 'f32'] as const) {
+        const e = await Engine.load(gpu, new FolderSource(dir), { weights: 'f32', kv, kvBudget: budget, maxContext: 300, kvDtype });
+        expect(e.kvDtype).toBe(kvDtype ?? 'f16');
+        const stats = await e.kvStats();
+        const key = kvDtype ?? 'default';
+        est[key] = kvBytes(e.config, kv, 300, { budget, maxStepTokens: 64, dtype: kvDtype });
+        allocated[key] = stats.allocatedBytes;
+        // K, V and state exactly; the shared scratch buffers are an upper estimate.
+        expect(est[key].bytes).toBeGreaterThanOrEqual(stats.allocatedBytes);
+        expect(est[key].bytes - stats.allocatedBytes).toBeLessThan(est[key].bytes * 0.5 + 64 * 1024);
+        expect(est[key].layerBytes).toBe(e.config.numKvHeads * est[key].capacity * e.config.headDim * (kvDtype === 'f32' ? 4 : 2));
+        e.destroy();
+      }
+      expect(allocated.default).toBe(allocated.f16);
+      expect(est.default).toEqual(est.f16);
+      // Only K and V differ between the dtypes: the formula's difference is exactly the allocation's.
+      expect(allocated.f32 - allocated.f16).toBe(est.f32.bytes - est.f16.bytes);
+      expect(allocated.f32 - allocated.f16).toBe(2 * 2 * (est.f16.layerBytes)); // 2 layers x (K + V) x the f16 bytes saved
     }
   });
 
@@ -76,9 +89,18 @@ describe('pre-flight', () => {
     expect(r.formats.q4.weightBytes / r.parameters).toBeGreaterThan(0.62);
     expect(r.formats.q4.weightBytes / r.parameters).toBeLessThan(0.63);
     expect(r.formats.f32.weightBytes).toBeGreaterThan(4 * 8.19e9);
-    // KV: 36 layers x 8 KV heads x 4096 x 128 x 4 B x 2 (K and V) = 1.125 GiB, plus the state.
-    expect(r.kvBytes).toBeGreaterThan(1.125 * GiB);
-    expect(r.kvBytes).toBeLessThan(1.14 * GiB);
+    // KV, f16 by default: 36 layers x 8 KV heads x 4096 x 128 x 2 B x 2 (K and V) = 0.5625 GiB, plus the state.
+    expect(r.kvDtype).toBe('f16');
+    expect(r.kvBytes).toBeGreaterThan(0.5625 * GiB);
+    expect(r.kvBytes).toBeLessThan(0.575 * GiB);
+    expect(r.kvLayerBytes).toBe(8 * 4096 * 128 * 2);
+    // f32: 4 B a value, 1.125 GiB; the state and scratch are the same, so the difference is K and V exactly.
+    const r32 = preflight(c, { ...limits, memoryBytes: 7 * GiB }, { maxContext: 4096, kvDtype: 'f32' });
+    expect(r32.kvDtype).toBe('f32');
+    expect(r32.kvBytes).toBeGreaterThan(1.125 * GiB);
+    expect(r32.kvBytes).toBeLessThan(1.14 * GiB);
+    expect(r32.kvBytes - r.kvBytes).toBe(36 * 2 * 8 * 4096 * 128 * 2);
+    expect(r32.formats.q4.totalBytes - r.formats.q4.totalBytes).toBe(r32.kvBytes - r.kvBytes);
     expect(r.activationBytes).toBe(activationBytes(c, 64));
   });
 
@@ -95,18 +117,24 @@ describe('pre-flight', () => {
     const e = err as PreflightError;
     expect(e.kind).toBe('preflight');
     expect(e.message).toMatch(/8\.19B parameters/);
-    expect(e.message).toMatch(/f32: needs 3\d\.\d\d GiB \(weights 3\d\.\d\d GiB \+ KV 1\.1\d GiB/);
+    expect(e.message).toMatch(/f32: needs 3\d\.\d\d GiB \(weights 3\d\.\d\d GiB \+ KV 5\d\d\.\d MiB/);
+    expect(e.message).toMatch(/KV full f16/);
     expect(e.message).toMatch(/memory budget/);
     expect(e.message).toMatch(/q4 would fit/);
-    expect(e.report.formats.f32.totalBytes).toBeGreaterThan(31.5 * GiB);
+    expect(e.report.formats.f32.totalBytes).toBeGreaterThan(31 * GiB);
   });
 
   it('refuses when one row cannot fit the binding limit, and when a layer\'s KV cache exceeds it', () => {
     const c = SHAPES['qwen3-8b'];
     expect(() => preflight(c, { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 1000 }, {})).toThrow(
       /q4: one row of embed \(4096 q4 values, 2\.0 KiB\) is larger than the 1000 B buffer limit/);
-    expect(() => preflight(c, { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 128 * 2 ** 20, memoryBytes: 64 * GiB }, { maxContext: 40960 })).toThrow(
-      /one layer's K cache \(8 KV heads x 40960 tokens x 128 x 4 B = 160\.0 MiB\) exceeds maxStorageBufferBindingSize 128\.0 MiB; lower the context/);
+    const lim = { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 128 * 2 ** 20, memoryBytes: 64 * GiB };
+    expect(() => preflight(c, lim, { maxContext: 40960, kvDtype: 'f32' })).toThrow(
+      /one layer's K cache \(8 KV heads x 40960 tokens x 128 x 4 B f32 = 160\.0 MiB\) exceeds maxStorageBufferBindingSize 128\.0 MiB; lower the context/);
+    // In f16 (the default) the same layer is 80 MiB and fits.
+    const r = preflight(c, lim, { maxContext: 40960 });
+    expect(r.kvLayerBytes).toBe(80 * 2 ** 20);
+    expect(Object.values(r.formats).every((f) => !f.problem?.includes('K cache'))).toBe(true);
   });
 
   it('Engine.load refuses before reading any weight (forced small memory budget)', async () => {

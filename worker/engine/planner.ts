@@ -3,9 +3,10 @@
  * tokens L) and which cache policy fit it (docs/hyperscaling.md).
  *
  * Memory is what the KV cache allocates up front (docs/kv-cache.md): per layer and sequence, K and V of
- * f32 [Hkv][cap][d] (8 bytes per element pair: 4 for K, 4 for V) plus the u32 state words (a length per
- * KV head padded to 4, a position per slot, and for DMS a ring of w+1 slots per KV head). So one chain of
- * `cap` slots costs layers × (Hkv × cap × d × 8 + 4 × state words) bytes, and W chains W times that.
+ * [Hkv][cap][d] in f16 (the default; 4 bytes per element pair: 2 for K, 2 for V) or f32 (8 bytes) plus the
+ * u32 state words (a length per KV head padded to 4, a position per slot, and for DMS a ring of w+1 slots
+ * per KV head). So one chain of `cap` slots costs layers × (Hkv × cap × d × 2 × bytes per value + 4 ×
+ * state words) bytes, and W chains W times that.
  *
  * - full: cap = prompt + L.
  * - dms: cap = min(prompt + L, w+1 + ceil((prompt + L − w − 1) / r)), with r the compression of the tokens
@@ -17,6 +18,9 @@
  * `minLength`; ties go to the longer chains, then to DMS (fewer KV reads per token).
  */
 
+import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
+import type { KvDtype } from '../model/types';
+
 export type PlanPolicy = 'full' | 'dms';
 
 export interface PlanModel {
@@ -26,6 +30,8 @@ export interface PlanModel {
   /** Most tokens a sequence may hold (prompt + generated). */
   maxContext: number;
   dms: { windowSize: number; cr: number | null } | null;
+  /** How the KV cache stores K and V (default 'f16', as the engine). */
+  kvDtype?: KvDtype;
 }
 
 /** Named budgets in MB. */
@@ -58,7 +64,7 @@ export interface PlanOption {
 
 export interface Plan extends PlanOption {
   budgetBytes: number;
-  /** K+V bytes of one token in every layer and KV head (f32): layers × Hkv × d × 8. */
+  /** K+V bytes of one token in every layer and KV head: layers × Hkv × d × 2 × (2 for f16, 4 for f32). */
   bytesPerToken: number;
   /** Old-token compression the dms sizing assumed (null for full). */
   compressionAssumed: number | null;
@@ -81,7 +87,7 @@ export function kvBytes(m: PlanModel, policy: PlanPolicy, sequences: number, cap
   const hkv = m.numKvHeads;
   const stateWords = Math.ceil(hkv / 4) * 4 + hkv * cap + (policy === 'dms' && m.dms ? hkv * (m.dms.windowSize + 1) : 0);
   const buf = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16); // GPU buffers are 16-byte multiples
-  return m.numLayers * sequences * (2 * buf(hkv * cap * m.headDim * 4) + buf(4 * stateWords));
+  return m.numLayers * sequences * (2 * buf(hkv * cap * m.headDim * kvValueBytes(m.kvDtype ?? DEFAULT_KV_DTYPE)) + buf(4 * stateWords));
 }
 
 /** Ratio r applied to the tokens that left the window, from a measured whole-sequence ratio. */
@@ -129,7 +135,7 @@ export function plan(m: PlanModel, req: PlanRequest): Plan {
     }
     if (best) options.push(best);
   }
-  const bytesPerToken = m.numLayers * m.numKvHeads * m.headDim * 8;
+  const bytesPerToken = m.numLayers * m.numKvHeads * m.headDim * 2 * kvValueBytes(m.kvDtype ?? DEFAULT_KV_DTYPE);
   if (options.length === 0) {
     throw new Error(`${(total / MB).toFixed(1)} MB holds no chain of ${minLength} tokens after a ${P}-token prompt (one full-cache token costs ${bytesPerToken} bytes)`);
   }

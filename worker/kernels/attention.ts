@@ -1,6 +1,7 @@
 import source from '../../shaders/attention.wgsl';
 import mergeSource from '../../shaders/attention_merge.wgsl';
 import { params, type Binding, type Encoder } from '../gpu/encoder';
+import type { KvDtype } from '../model/types';
 
 /** No DMS masking (window value in the kernels' parameters). */
 export const NO_WINDOW = 0xffffffff;
@@ -25,9 +26,14 @@ export interface AttentionArgs {
   splitKeys: number;
   /** Float offset in `part` where (m, l) of every (row, query head) are kept, or -1 for none. */
   statOff: number;
+  /** How the cache's K and V are stored (f16: two halves per u32; the step's keys are rounded alike). */
+  dtype: KvDtype;
 }
 
-/** Query vectors (row, head) per workgroup: QH * d <= 1024 (workgroup memory) and ceil(d / 64) * QH <= 16 (accumulators). */
+/**
+ * Query vectors (row, head) per workgroup: QH * d <= 1024 (workgroup memory) and 2 * ceil(QH / floor(128 / d))
+ * <= 16 (accumulators of a thread, which owns 2 columns of every floor(128 / d)-th query vector).
+ */
 export function queryBlock(d: number): number {
   return d <= 64 ? 16 : 8;
 }
@@ -39,7 +45,8 @@ export function partialFloats(T: number, hq: number, d: number, nsplit: number):
 
 /**
  * Records attention for one segment: out[rowBase + r] for r < T, with per-split partials in `part`
- * (needs partialFloats(T, hq, d, nsplit) floats when nsplit > 1). Returns nsplit.
+ * (needs partialFloats(T, hq, d, nsplit) floats when nsplit > 1). Returns nsplit. K and V are bound as
+ * the cache stores them (a.dtype; see shaders/attention.wgsl).
  */
 export function attention(
   enc: Encoder,
@@ -61,7 +68,7 @@ export function attention(
     splitKeys, { f32: 1 / Math.sqrt(a.d) }, stride, a.posOff,
     mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff), 0,
   );
-  const constants = { QH: qh, NCOL: Math.ceil(a.d / 64), D: a.d };
+  const constants = { QH: qh, D: a.d, F16: a.dtype === 'f16' ? 1 : 0 };
   enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * nsplit));
   if (nsplit > 1) {
     enc.dispatch(enc.gpu.pipeline('attention_merge', mergeSource), params(a.T, a.rowBase, a.hq, a.d, nsplit, mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff)), [bufs.part, bufs.out], enc.grid(a.T * a.hq));

@@ -1,5 +1,6 @@
 import source from '../../shaders/kv_commit.wgsl';
 import { params, type Binding, type Encoder } from '../gpu/encoder';
+import type { KvDtype } from '../model/types';
 
 export const POLICY_CODE = { full: 0, dms: 1, window: 2, tova: 3, h2o: 4 } as const;
 export const COMMIT = 0;
@@ -26,6 +27,8 @@ export interface CommitArgs {
   /** window: sink tokens kept; h2o: recent tokens protected. */
   sink: number;
   recent: number;
+  /** How the cache stores K and V (f16: rounded, two halves per u32). */
+  dtype: KvDtype;
 }
 
 /** Records one kv_commit.wgsl dispatch (one workgroup per KV head). See the shader for the modes. */
@@ -42,5 +45,5 @@ export function kvCommit(
     a.policy, a.mode, a.maxStep, a.sink,
     a.recent, a.scoreOff, 0, 0,
   );
-  enc.dispatch(enc.gpu.pipeline('kv_commit', source), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.dest, bufs.counters], [a.hkv]);
+  enc.dispatch(enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0 }), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.dest, bufs.counters], [a.hkv]);
 }

@@ -1,5 +1,6 @@
 import source from '../../shaders/kv_score.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
+import type { KvDtype } from '../model/types';
 
 export interface ScoreArgs {
   T: number;
@@ -18,6 +19,8 @@ export interface ScoreArgs {
   maxStep: number;
   /** Upper bound of resident + step keys. */
   keysUpper: number;
+  /** How the cache stores K (as attention). */
+  dtype: KvDtype;
 }
 
 /** Records kv_score.wgsl: attention weights of the step's queries as per-key eviction scores. */
@@ -29,5 +32,5 @@ export function kvScore(enc: Encoder, a: ScoreArgs, bufs: { qkv: GPUBuffer; k: G
     a.scoreOff, a.statOff, a.rowStart, a.accumulate ? 1 : 0,
     a.maxStep, { f32: 1 / Math.sqrt(a.d) }, tiles, 0,
   );
-  enc.dispatch(enc.gpu.pipeline('kv_score', source), pr, [bufs.qkv, bufs.k, bufs.state, bufs.part, bufs.dest], enc.grid(a.hkv * tiles));
+  enc.dispatch(enc.gpu.pipeline('kv_score', source, { F16: a.dtype === 'f16' ? 1 : 0 }), pr, [bufs.qkv, bufs.k, bufs.state, bufs.part, bufs.dest], enc.grid(a.hkv * tiles));
 }

@@ -14,7 +14,7 @@
  * overwritten between the two calls.
  */
 import type { Encoder } from '../gpu/encoder';
-import type { DmsConfig, KvPolicyName, KvResidency, KvStats } from '../model/types';
+import type { DmsConfig, KvDtype, KvPolicyName, KvResidency, KvStats } from '../model/types';
 
 export type { DmsConfig };
 
@@ -47,6 +47,8 @@ export interface Segment {
 
 export interface KvCache {
   readonly policy: KvPolicyName;
+  /** How K and V are stored on the GPU. */
+  readonly dtype: KvDtype;
   /** Starts a step. At most one segment per sequence; segments may not overlap in rows. */
   begin(enc: Encoder, segments: Segment[]): void;
   /**
@@ -99,6 +101,11 @@ export interface KvCacheOptions {
   sequences?: number;
   /** Most rows one step may carry (prefill chunk size). */
   maxStepTokens: number;
+  /**
+   * How K and V are stored (default 'f16': two halves per u32, half the memory and reads of 'f32').
+   * With f16 every key and value attention sees is rounded to f16, the step's own ones included.
+   */
+  dtype?: KvDtype;
 }
 
 export { createKvCache } from './factory';

@@ -1,6 +1,7 @@
 /**
  * The slot KV cache (docs/kv-cache.md). For every (layer, sequence) there are three GPU buffers:
- *   K, V   f32 [Hkv][cap][d]   cap = slots per (layer, seq, KV head), sized from the policy's budget
+ *   K, V   [Hkv][cap][d] of f16 (two halves per u32, the default) or f32 (options.dtype)
+ *          cap = slots per (layer, seq, KV head), sized from the policy's budget
  *   state  u32: len[Hkv] | pos[Hkv][cap] (bit 31 = DMS mark) | ring[Hkv][w+1] (DMS) | score[Hkv][cap] (tova/h2o)
  * Slots [0, len) of a stream are resident, in no particular order (RoPE is applied before caching).
  * Counters (resident, peak, reads, evictions) live on the GPU and are read only by stats().
@@ -10,7 +11,8 @@ import { Encoder, type Binding } from '../gpu/encoder';
 import { attention, NO_WINDOW, partialFloats, queryBlock } from '../kernels/attention';
 import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET } from '../kernels/kv-commit';
 import { kvScore } from '../kernels/kv-score';
-import type { KvPolicyName, KvResidency, KvStats } from '../model/types';
+import { DEFAULT_KV_DTYPE, f16ToF32, KV_DTYPES, kvValueBytes } from '../model/dtype';
+import type { KvDtype, KvPolicyName, KvResidency, KvStats } from '../model/types';
 import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
 
 /** Splits of the keys for one decode row at most (flash-decoding). */
@@ -35,6 +37,9 @@ export interface SlotCacheTuning {
 
 export class SlotKvCache implements KvCache {
   readonly policy: KvPolicyName;
+  readonly dtype: KvDtype;
+  /** Bytes of K and V of one resident token in one (layer, KV head): 2 x d x (2 or 4). */
+  readonly bytesPerToken: number;
   /** Slots per (layer, seq, KV head). */
   readonly capacity: number;
   /** DMS window, or NO_WINDOW. */
@@ -86,6 +91,9 @@ export class SlotKvCache implements KvCache {
     if (!(d >= 8 && d <= 128 && d % 8 === 0)) throw new Error(`KV cache: head dim ${d} unsupported (8..128, a multiple of 8)`);
     if (!(opts.maxTokens >= 1 && opts.maxStepTokens >= 1)) throw new Error('KV cache: maxTokens and maxStepTokens must be >= 1');
     this.policy = opts.policy;
+    this.dtype = opts.dtype ?? DEFAULT_KV_DTYPE;
+    if (!KV_DTYPES.includes(this.dtype)) throw new Error(`KV cache: unknown dtype ${opts.dtype} (f16 or f32)`);
+    this.bytesPerToken = 2 * d * kvValueBytes(this.dtype);
     this.code = POLICY_CODE[opts.policy];
     if (this.code === undefined) throw new Error(`KV cache: unknown policy ${opts.policy}`);
     this.L = L;
@@ -127,7 +135,7 @@ export class SlotKvCache implements KvCache {
     this.scoreOff = this.ringOff + ring;
     const scores = opts.policy === 'tova' || opts.policy === 'h2o' ? hkv * cap : 0;
     this.stateWords = this.scoreOff + scores;
-    const kvBytes = hkv * cap * d * 4;
+    const kvBytes = hkv * cap * d * kvValueBytes(this.dtype);
     if (kvBytes > gpu.caps.maxStorageBufferBindingSize) {
       throw new Error(`KV cache: one (layer, sequence) needs ${kvBytes} bytes of K, over this GPU's maxStorageBufferBindingSize ${gpu.caps.maxStorageBufferBindingSize}; lower maxTokens or the budget`);
     }
@@ -192,7 +200,7 @@ export class SlotKvCache implements KvCache {
         {
           T: seg.tokens, rowBase: seg.row, p0: seg.pos0, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity,
           w: this.window, posOff: this.posOff, keysUpper, splitKeys: this.chooseSplit(seg.tokens, keysUpper),
-          statOff: this.scored ? this.partFloats : -1,
+          statOff: this.scored ? this.partFloats : -1, dtype: this.dtype,
         },
         { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part: this.part },
       );
@@ -202,7 +210,7 @@ export class SlotKvCache implements KvCache {
           {
             T: seg.tokens, rowBase: seg.row, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity, scoreOff: this.scoreOff,
             statOff: this.partFloats, rowStart: this.policy === 'tova' ? seg.tokens - 1 : 0, accumulate: this.policy === 'h2o',
-            maxStep: this.maxStep, keysUpper,
+            maxStep: this.maxStep, keysUpper, dtype: this.dtype,
           },
           { qkv, k: st.k, state: st.state, part: this.part, dest: this.dest },
         );
@@ -233,7 +241,7 @@ export class SlotKvCache implements KvCache {
     return {
       mode, T: seg.tokens, rowBase: seg.row, p0: seg.pos0, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity,
       w: this.window === NO_WINDOW ? 0 : this.window, posOff: this.posOff, ringOff: this.ringOff, scoreOff: this.scoreOff,
-      policy: this.code, maxStep: this.maxStep, sink: this.sink, recent: this.recent,
+      policy: this.code, maxStep: this.maxStep, sink: this.sink, recent: this.recent, dtype: this.dtype,
     };
   }
 
@@ -262,8 +270,10 @@ export class SlotKvCache implements KvCache {
       tokenReads: c[2] + c[3] * 4294967296,
       tokenReadsFull: this.tokenReadsFull,
       compression: peak > 0 ? this.peakFull / peak : 1,
-      peakBytes: peak * this.d * 2 * 4,
+      peakBytes: peak * this.bytesPerToken,
       allocatedBytes: this.gpu.bytes(this.prefix),
+      kvDtype: this.dtype,
+      bytesPerToken: this.bytesPerToken,
       budgetEvictions: c[4],
     };
   }
@@ -288,6 +298,26 @@ export class SlotKvCache implements KvCache {
     for (let s = 0; s < st[kvHead]; s++) {
       const w = st[this.posOff + kvHead * this.capacity + s];
       out.push({ pos: w & 0x7fffffff, marked: w >>> 31 === 1, score: this.scored ? f[this.scoreOff + kvHead * this.capacity + s] : null });
+    }
+    return out.sort((a, b) => a.pos - b.pos);
+  }
+
+  /**
+   * Reads back one stream's resident keys and values as stored (f16 decoded exactly to f32), sorted by
+   * position (tests and debugging; not for the step loop).
+   */
+  async keysValues(layer: number, seq: number, kvHead: number): Promise<Array<{ pos: number; k: Float32Array; v: Float32Array }>> {
+    const st = this.stream(layer, seq);
+    const state = await this.gpu.readU32(st.state, this.posOff + this.hkv * this.capacity);
+    const len = state[kvHead];
+    if (len === 0) return [];
+    const row = this.d * kvValueBytes(this.dtype);
+    const decode = (buf: ArrayBuffer): Float32Array => (this.dtype === 'f16' ? f16ToF32(new Uint16Array(buf)) : new Float32Array(buf));
+    const k = decode(await this.gpu.read(st.k, kvHead * this.capacity * row, len * row));
+    const v = decode(await this.gpu.read(st.v, kvHead * this.capacity * row, len * row));
+    const out = [];
+    for (let s = 0; s < len; s++) {
+      out.push({ pos: state[this.posOff + kvHead * this.capacity + s] & 0x7fffffff, k: k.slice(s * this.d, (s + 1) * this.d), v: v.slice(s * this.d, (s + 1) * this.d) });
     }
     return out.sort((a, b) => a.pos - b.pos);
   }

@@ -1,4 +1,5 @@
 /** Conversions between bf16 / f16 bit patterns and f32, exact (subnormals, infinities, NaN). */
+import type { KvDtype } from './types';
 
 let f16Table: Float32Array | null = null;
 
@@ -69,4 +70,32 @@ export function f32ToF16Bits(x: number): number {
   const rem = man & 0x1fff;
   if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // may carry into the exponent, up to inf: correct
   return sign | h;
+}
+
+/** Largest finite f16. */
+export const F16_MAX = 65504;
+
+/**
+ * x rounded to the nearest f16 value (ties to even), as the KV cache stores K and V in f16: finite
+ * values beyond ±65504 are clamped to ±65504 (the GPU clamps before pack2x16float, whose result is
+ * undefined out of range); NaN stays NaN.
+ */
+export function roundF16(x: number): number {
+  const c = x > F16_MAX ? F16_MAX : x < -F16_MAX ? -F16_MAX : x;
+  return table()[f32ToF16Bits(c)];
+}
+
+/** Every value of `src` rounded to f16 (roundF16), in place when `out` is `src`. */
+export function roundF16Array(src: ArrayLike<number>, out: Float32Array = new Float32Array(src.length)): Float32Array {
+  for (let i = 0; i < src.length; i++) out[i] = roundF16(src[i]);
+  return out;
+}
+
+/** The KV storage types, the default first. */
+export const KV_DTYPES: readonly KvDtype[] = ['f16', 'f32'];
+export const DEFAULT_KV_DTYPE: KvDtype = 'f16';
+
+/** Bytes of one stored K or V value. */
+export function kvValueBytes(dtype: KvDtype): number {
+  return dtype === 'f16' ? 2 : 4;
 }

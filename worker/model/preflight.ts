@@ -9,7 +9,8 @@
  * rounded up to 16 bytes); the KV cache as `worker/kv/slot-cache.ts` allocates it (docs/kv-cache.md);
  * activations as `worker/engine/forward.ts` allocates them.
  */
-import type { KvPolicyName, ModelConfig, WeightFormat } from './types';
+import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from './types';
+import { DEFAULT_KV_DTYPE, kvValueBytes } from './dtype';
 import { rowScales, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
@@ -31,6 +32,8 @@ export interface PreflightOptions {
   maxContext?: number;
   kv?: KvPolicyName;
   kvBudget?: number;
+  /** How the KV cache stores K and V (default 'f16', as the engine). */
+  kvDtype?: KvDtype;
   sequences?: number;
   prefillChunk?: number;
   /** Largest weight part (default: the adapter's maxStorageBufferBindingSize). */
@@ -66,6 +69,7 @@ export interface PreflightReport {
   formats: Record<WeightFormat, FormatEstimate>;
   maxContext: number;
   kvPolicy: KvPolicyName;
+  kvDtype: KvDtype;
   /** KV slots per (layer, sequence, KV head). */
   kvCapacity: number;
   kvBytes: number;
@@ -166,13 +170,16 @@ export function kvCapacity(c: ModelConfig, policy: KvPolicyName, maxTokens: numb
   return Math.min(maxTokens, budget ?? maxTokens);
 }
 
-/** KV cache bytes (docs/kv-cache.md): K, V and the state words per (layer, sequence), plus the shared buffers. */
-export function kvBytes(c: ModelConfig, policy: KvPolicyName, maxTokens: number, opts: { budget?: number; sequences?: number; maxStepTokens?: number } = {}): { bytes: number; layerBytes: number; capacity: number } {
+/**
+ * KV cache bytes (docs/kv-cache.md): K, V (2 bytes a value in f16, the default; 4 in f32) and the state
+ * words per (layer, sequence), plus the shared buffers.
+ */
+export function kvBytes(c: ModelConfig, policy: KvPolicyName, maxTokens: number, opts: { budget?: number; sequences?: number; maxStepTokens?: number; dtype?: KvDtype } = {}): { bytes: number; layerBytes: number; capacity: number } {
   const cap = kvCapacity(c, policy, maxTokens, opts.budget);
   const hkv = c.numKvHeads, d = c.headDim, hq = c.numHeads;
   const seqs = opts.sequences ?? 1;
   const step = opts.maxStepTokens ?? 64;
-  const kv = hkv * cap * d * 4;
+  const kv = hkv * cap * d * kvValueBytes(opts.dtype ?? DEFAULT_KV_DTYPE);
   const ring = policy === 'dms' && c.dms ? hkv * (c.dms.windowSize + 1) : 0;
   const scored = policy === 'tova' || policy === 'h2o';
   const stateWords = Math.ceil(hkv / 4) * 4 + hkv * cap + ring + (scored ? hkv * cap : 0);
@@ -235,7 +242,8 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
   const maxContext = Math.min(opts.maxContext ?? 4096, c.maxPositionEmbeddings);
   const step = Math.min(opts.prefillChunk ?? 64, maxContext);
   const policy = opts.kv ?? (c.dms ? 'dms' : 'full');
-  const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step });
+  const dtype = opts.kvDtype ?? DEFAULT_KV_DTYPE;
+  const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step, dtype });
   const act = activationBytes(c, step);
   const memoryBytes = limits.memoryBytes ?? defaultMemoryBudget(limits);
   const fixed = kv.bytes + act + OVERHEAD_BYTES;
@@ -245,7 +253,7 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
     const totalBytes = w.bytes + fixed;
     let problem = w.problem;
     if (!problem && kv.layerBytes > limits.maxStorageBufferBindingSize) {
-      problem = `one layer's K cache (${c.numKvHeads} KV heads x ${kv.capacity} tokens x ${c.headDim} x 4 B = ${fmtBytes(kv.layerBytes)}) exceeds maxStorageBufferBindingSize ${fmtBytes(limits.maxStorageBufferBindingSize)}; lower the context`;
+      problem = `one layer's K cache (${c.numKvHeads} KV heads x ${kv.capacity} tokens x ${c.headDim} x ${kvValueBytes(dtype)} B ${dtype} = ${fmtBytes(kv.layerBytes)}) exceeds maxStorageBufferBindingSize ${fmtBytes(limits.maxStorageBufferBindingSize)}; lower the context`;
     }
     if (!problem && totalBytes > memoryBytes) {
       problem = `needs ${fmtBytes(totalBytes)} (weights ${fmtBytes(w.bytes)} + KV ${fmtBytes(kv.bytes)} + activations ${fmtBytes(act)} + ${fmtBytes(OVERHEAD_BYTES)} overhead), over the ${fmtBytes(memoryBytes)} memory budget`;
@@ -253,13 +261,13 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
     formats[f] = { format: f, weightBytes: w.bytes, totalBytes, largestPartBytes: w.largestPartBytes, parts: w.parts, problem };
   }
   const report: Omit<PreflightReport, 'format'> = {
-    formats, maxContext, kvPolicy: policy, kvCapacity: kv.capacity, kvBytes: kv.bytes, kvLayerBytes: kv.layerBytes,
+    formats, maxContext, kvPolicy: policy, kvDtype: dtype, kvCapacity: kv.capacity, kvBytes: kv.bytes, kvLayerBytes: kv.layerBytes,
     activationBytes: act, overheadBytes: OVERHEAD_BYTES, memoryBytes, limits, parameters: parameterCount(c),
   };
   const candidates = opts.weights ? [opts.weights] : AUTO_ORDER;
   const fit = candidates.find((f) => formats[f].problem === null);
   if (fit) return { ...report, format: fit };
-  const params = `${(report.parameters / 1e9).toFixed(2)}B parameters, context ${maxContext}, KV ${policy}`;
+  const params = `${(report.parameters / 1e9).toFixed(2)}B parameters, context ${maxContext}, KV ${policy} ${dtype}`;
   const lines = candidates.map((f) => `  ${f}: ${formats[f].problem}`);
   const hint = opts.weights && opts.weights !== 'q4' && formats.q4.problem === null ? ` (q4 would fit: ${fmtBytes(formats.q4.totalBytes)})` : '';
   throw new PreflightError(

@@ -3,6 +3,11 @@
 export type Architecture = 'qwen3' | 'qwen2' | 'llama';
 export type WeightFormat = 'f32' | 'f16' | 'q8' | 'q4';
 export type KvPolicyName = 'full' | 'dms' | 'window' | 'tova' | 'h2o';
+/**
+ * How the KV cache stores K and V on the GPU (docs/kv-cache.md): 'f16' (the default) packs two halves
+ * per u32 (2 bytes a value, rounded to nearest when written), 'f32' keeps them exact (4 bytes a value).
+ */
+export type KvDtype = 'f32' | 'f16';
 
 /** A Hugging Face config.json, validated and normalised (see ./config.ts). */
 export interface ModelConfig {
@@ -88,9 +93,16 @@ export interface KvStats {
   tokenReadsFull: number;
   /** peakTokensFull / peakTokens. */
   compression: number;
-  /** Bytes of K and V resident at peak, and the cache's allocated GPU bytes. */
+  /** Bytes of K and V resident at peak (peakTokens x bytesPerToken), and the cache's allocated GPU bytes. */
   peakBytes: number;
   allocatedBytes: number;
+  /**
+   * How K and V are stored, and the bytes of K and V of one resident token in one (layer, KV head):
+   * 2 x headDim x (2 for f16, 4 for f32); attention reads that much per resident token. The slot cache
+   * always sets both (optional only so that hand-made stats stay valid).
+   */
+  kvDtype?: KvDtype;
+  bytesPerToken?: number;
   /** Times the budget overflowed and the fallback evicted (DMS: oldest kept token outside the window). */
   budgetEvictions: number;
 }

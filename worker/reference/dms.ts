@@ -16,8 +16,13 @@
  *           averaged over the g query heads of the group (all resident scores are refreshed each step)
  *   h2o     lowest score = attention weight accumulated over all query rows so far (mean over the g
  *           heads of the group, summed over rows), among tokens outside the `recent` newest positions
+ *
+ * Storage: with dtype 'f16' (the GPU cache's default) every key and value is rounded to f16 as it enters
+ * (roundF16), so attention and the eviction scores see the rounded numbers from the step they arrive in on,
+ * as the GPU does; 'f32' keeps them exact.
  */
-import type { KvPolicyName } from '../model/types';
+import { DEFAULT_KV_DTYPE, roundF16Array } from '../model/dtype';
+import type { KvDtype, KvPolicyName } from '../model/types';
 import { attentionRef, attentionWeights } from './attention';
 
 /** DMS visibility of key j to query i (j <= i); alphaNext = decision logit computed at token j+1. */
@@ -44,6 +49,8 @@ export interface RefOptions {
   sink?: number;
   /** 'h2o': recent tokens protected. */
   recent?: number;
+  /** How K and V are stored (default 'f16', as the GPU cache). */
+  dtype?: KvDtype;
 }
 
 interface SeqState {
@@ -130,9 +137,11 @@ export class KvCacheRef {
     const stride = (hq + 2 * hkv) * d;
     const st = this.seqState(layer, seq);
     if (st.k.length !== p0) throw new Error(`reference: sequence ${seq} is at ${st.k.length}, not ${p0}`);
+    const f16 = (this.opts.dtype ?? DEFAULT_KV_DTYPE) === 'f16';
+    const store = (x: Float32Array): Float32Array => (f16 ? roundF16Array(x, x) : x);
     for (let r = 0; r < T; r++) {
-      st.k.push(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d));
-      st.v.push(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride));
+      st.k.push(store(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d)));
+      st.v.push(store(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride)));
       st.alpha.push(alpha ? alpha.slice(r * hkv, (r + 1) * hkv) : null);
     }
     // Attention over (resident before the step) + step tokens, dense over all positions.

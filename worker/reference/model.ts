@@ -3,8 +3,11 @@
  * full causal attention, f32 everywhere, weights as Float32Arrays by Hugging Face tensor name.
  * DMS models: the borrowed q channel is zeroed before and after RoPE (the `full` semantics), and an
  * optional visibility predicate `visible(layer, kvHead, i, j)` restricts which keys query i sees.
+ * `opts.kvDtype: 'f16'` rounds every key (after norm and RoPE) and value to f16 before attention, as the
+ * engine's f16 KV cache stores them; the default 'f32' keeps them exact.
  */
-import type { ModelConfig } from '../model/types';
+import { roundF16Array } from '../model/dtype';
+import type { KvDtype, ModelConfig } from '../model/types';
 
 export type Tensors = (name: string) => Float32Array;
 /** alpha: this layer's DMS decision logits f32 [T][Hkv] (null without DMS), computed before attention. */
@@ -72,7 +75,7 @@ function rope(v: Float32Array, off: number, d: number, pos: number, inv: Float64
   }
 }
 
-export function referenceForward(c: ModelConfig, w: Tensors, ids: number[], visible?: Visibility): ReferenceOutput {
+export function referenceForward(c: ModelConfig, w: Tensors, ids: number[], visible?: Visibility, opts: { kvDtype?: KvDtype } = {}): ReferenceOutput {
   const T = ids.length, H = c.hiddenSize, d = c.headDim, Hq = c.numHeads, Hkv = c.numKvHeads, g = Hq / Hkv, F = c.intermediateSize;
   const inv = referenceInvFreq(d, c.ropeTheta, c.ropeScaling);
   const emb = w('model.embed_tokens.weight');
@@ -112,6 +115,10 @@ export function referenceForward(c: ModelConfig, w: Tensors, ids: number[], visi
       la.set(matmul(an, T, w(`${p}self_attn.dms_proj_alpha.weight`), Hkv, H));
     }
     if (alpha && la) alpha.push(la);
+    if (opts.kvDtype === 'f16') {
+      roundF16Array(k, k);
+      roundF16Array(v, v);
+    }
     const att = new Float32Array(T * Hq * d);
     const scale = 1 / Math.sqrt(d);
     for (let t = 0; t < T; t++) {
