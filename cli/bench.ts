@@ -14,7 +14,7 @@ import type { Gpu } from '../worker/gpu/context';
 import { Encoder, encoderTuning, params } from '../worker/gpu/encoder';
 import { linear, linearTuning } from '../worker/kernels/linear';
 import { nodeGpu } from '../worker/gpu/node';
-import type { KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
+import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';
 import { modelSource } from './model-source';
@@ -24,6 +24,7 @@ export interface BenchRow {
   weights: WeightFormat;
   context: number;
   kv: KvPolicyName;
+  kvDtype: KvDtype;
   decodeTokensPerSecond: number;
   prefillTokensPerSecond: number;
   bytesPerToken: number;
@@ -83,7 +84,7 @@ async function keepBusy(gpu: Gpu, bytes: number, seconds: number): Promise<void>
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
+    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'kv-dtype', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
     switches: ['json', 'gemv'],
   });
   // Tuning knobs, for measuring the alternatives on a device: --flush N (dispatches per early submit,
@@ -115,12 +116,16 @@ export async function benchCommand(argv: string[]): Promise<void> {
     if (v !== 'full' && v !== 'dms') throw new UsageError(`--kv: the benchmark measures full and dms, not "${v}"`);
     return v as KvPolicyName;
   });
+  const kvDtypes = (values.get('kv-dtype') ?? 'f16').split(',').map((v) => {
+    if (v !== 'f16' && v !== 'f32') throw new UsageError(`--kv-dtype: f16 or f32 (or both, f16,f32), not "${v}"`);
+    return v as KvDtype;
+  });
   const steps = intArg(values, 'steps', 1, 16)!;
   const prefill = intArg(values, 'prefill', 1, shapeName === 'tiny' && model === undefined ? 64 : 512)!;
   if (model !== undefined) {
     await modelBench(model, {
       // Absent: the engine's choice (a converted folder's format, else the first that fits).
-      weights: choiceArg(values, 'weights', WEIGHTS), contexts, policies, steps, prefill,
+      weights: choiceArg(values, 'weights', WEIGHTS), contexts, policies, kvDtypes, steps, prefill,
       evictRate: numArg(values, 'dms-evict-rate', 0, 0.999),
       window: intArg(values, 'dms-window', 1),
       gpuMemoryMB: numArg(values, 'gpu-memory', 1, 1e9),
@@ -140,7 +145,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   const bandwidthGBps = await measureBandwidth(gpu, Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2));
   const w = randomWeights(gpu, config, weights);
-  const rows = await benchRows(gpu, { name: shapeName, config, weights: w, format: weights, contexts, policies, evictRate, window, steps, prefill, bandwidthGBps }, switches.has('json') ? undefined : printRow);
+  const rows = await benchRows(gpu, { name: shapeName, config, weights: w, format: weights, contexts, policies, kvDtypes, evictRate, window, steps, prefill, bandwidthGBps }, switches.has('json') ? undefined : printRow);
   if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, rows }) + '\n');
 }
 
@@ -153,6 +158,8 @@ export interface BenchSetup {
   format: WeightFormat;
   contexts: number[];
   policies: KvPolicyName[];
+  /** How K and V are stored: each context and policy runs once per dtype. */
+  kvDtypes: KvDtype[];
   /** Fraction of the older tokens a primed DMS cache evicts; the window stays. */
   evictRate: number;
   window: number;
@@ -174,12 +181,12 @@ export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow)
   const { config, weights: w, steps, prefill, evictRate, window } = s;
   const rows: BenchRow[] = [];
   for (const context of s.contexts) {
-    for (const kv of s.policies) {
+    for (const kv of s.policies) for (const kvDtype of s.kvDtypes) {
       const kept = kv === 'dms' ? 1 - evictRate : 1;
       const maxContext = benchMaxContext(context, prefill, steps);
       const budget = kv === 'dms' ? window + 1 + Math.ceil(maxContext * kept) + 8 : undefined;
       const engine = Engine.assemble(gpu, s.name, { ...config, maxPositionEmbeddings: maxContext }, {}, null, w, {
-        weights: s.format, kv, kvBudget: budget, maxContext, prefillChunk: prefill,
+        weights: s.format, kv, kvDtype, kvBudget: budget, maxContext, prefillChunk: prefill,
       });
       // Decode: `steps` timed tokens after a warm-up, each a full step (one submit, sampled id read back).
       engine.prime(context, kept);
@@ -197,7 +204,7 @@ export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow)
       const stats = await engine.kvStats();
       // Each decode step reads every weight once and K and V of every resident token once.
       const residentTokens = stats.residentTokens;
-      const kvBytesRead = residentTokens * config.headDim * 2 * 4;
+      const kvBytesRead = residentTokens * stats.bytesPerToken!;
       const bytesPerToken = w.bytes + kvBytesRead;
       // Prefill: one chunk of `prefill` tokens on top of the same context.
       engine.prime(context, kept);
@@ -209,7 +216,7 @@ export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow)
       const decodeTokensPerSecond = steps / decodeS;
       const boundTokensPerSecond = (s.bandwidthGBps * 1e9) / bytesPerToken;
       rows.push({
-        shape: s.name, weights: s.format, context, kv,
+        shape: s.name, weights: s.format, context, kv, kvDtype,
         decodeTokensPerSecond,
         prefillTokensPerSecond: prefill / prefillS,
         bytesPerToken, weightBytes: w.bytes, kvBytesRead,
@@ -285,7 +292,7 @@ export interface BenchLoad {
  */
 async function modelBench(
   model: string,
-  o: { weights?: WeightFormat; contexts: number[]; policies: KvPolicyName[]; steps: number; prefill: number; evictRate?: number; window?: number; gpuMemoryMB?: number; warmupS: number; json: boolean },
+  o: { weights?: WeightFormat; contexts: number[]; policies: KvPolicyName[]; kvDtypes: KvDtype[]; steps: number; prefill: number; evictRate?: number; window?: number; gpuMemoryMB?: number; warmupS: number; json: boolean },
 ): Promise<void> {
   const source = modelSource(model);
   const gpu = await nodeGpu();
@@ -350,7 +357,7 @@ async function modelBench(
   if (!o.json) process.stdout.write(`GPU warm-up: ${o.warmupS} s of copies; copy bandwidth ${gbps(firstBandwidthGBps)} GB/s right after the load, ${gbps(bandwidthGBps)} GB/s after (best of ${probesGBps.map(gbps).join(', ')})\n`);
   const name = basename(model.replace(/\/+$/, '')) || model;
   const rows = await benchRows(gpu, {
-    name, config, weights, format: load.weights, contexts: o.contexts, policies: o.policies,
+    name, config, weights, format: load.weights, contexts: o.contexts, policies: o.policies, kvDtypes: o.kvDtypes,
     evictRate: 1 - 1 / cr, window, steps: o.steps, prefill: o.prefill, bandwidthGBps,
   }, o.json ? undefined : printRow);
   if (o.json) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, warmup, load, rows }) + '\n');
@@ -375,7 +382,7 @@ export function printRow(r: BenchRow): void {
     `${r.shape} ${r.weights} ctx ${r.context} ${r.kv}: decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s ` +
       `(${(100 * r.fractionOfBound).toFixed(0)}% of bound ${r.boundTokensPerSecond.toFixed(1)} at ${r.bandwidthGBps.toFixed(2)} GB/s copy), ` +
       `prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s, ${mb(r.bytesPerToken)} MB/token (KV ${mb(r.kvBytesRead)}), ` +
-      `KV ${mb(r.kvBytes)} MB, ${r.dispatchesPerToken} dispatches/token in ${r.submitsPerToken} submits ` +
+      `KV ${mb(r.kvBytes)} MB (K/V ${r.kvDtype}), ${r.dispatchesPerToken} dispatches/token in ${r.submitsPerToken} submits ` +
       `(CPU ${r.recordMs.toFixed(2)} ms recording+submitting, ${r.waitMs.toFixed(2)} ms waiting)\n`,
   );
 }

@@ -18,8 +18,9 @@ commands:
            [--chains W [--vote]] [--memory MB|low|medium|high]   (parallel chains; --memory lets the planner pick W, length, kv)
   hyperscale --model <...> [--tasks add,mul,vartrack | file.jsonl] [--n N] [--task-seed S] [--widths 1,2,4] [--lengths 128,256]
            [--kv full,dms,window,tova,h2o] [--kv-budget N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--out file.json] [--json]
-  bench --shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b --weights q4|q8|f16|f32 --context 1024,4096
-        --kv full,dms [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--json]
+  bench (--shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b | --model <folder | URL | repo id> [--gpu-memory MB] [--warmup S])
+        --weights q4|q8|f16|f32 --context 1024,4096 --kv full,dms [--kv-dtype f16,f32]
+        [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--json]
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
            (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)
   perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--kv-dtype f16|f32] [--weights ...] [--step N] [--json]

@@ -47,6 +47,7 @@ export async function loadModel(gpu: Gpu, base: string, req: LoadRequest, opts: 
   const engineOpts: EngineOptions = {
     kv: req.kv,
     kvBudget: req.kvBudget,
+    kvDtype: req.kvDtype,
     maxContext: req.maxContext,
     sequences: Math.max(1, Math.floor(req.chains ?? 1)),
     onProgress: progress,
@@ -59,7 +60,7 @@ export async function loadModel(gpu: Gpu, base: string, req: LoadRequest, opts: 
 
   // Does it fit this GPU, and in which format? From config.json alone, before any download. Offline: unknown.
   const report = await preflightSource(new HttpSource(base, net), gpu.caps, {
-    weights: req.weights, maxContext: req.maxContext, kv: req.kv, kvBudget: req.kvBudget, sequences: engineOpts.sequences,
+    weights: req.weights, maxContext: req.maxContext, kv: req.kv, kvBudget: req.kvBudget, kvDtype: req.kvDtype, sequences: engineOpts.sequences,
   }).catch((err: unknown) => {
     if (err instanceof PreflightError || err instanceof ConvertedError) throw err;
     return null;

@@ -24,5 +24,19 @@ describe('dms bench', () => {
     expect(full.residentTokens).toBeGreaterThanOrEqual(192 * 4 * 2);
     expect(dms.residentTokens).toBeLessThan(full.residentTokens / 3);
     expect(dms.bytesPerToken).toBeLessThan(full.bytesPerToken);
+    // The default K/V storage is f16: 2 x headDim (32) x 2 bytes read per resident token.
+    expect(full.kvDtype).toBe('f16');
+    expect(full.kvBytesRead).toBe(full.residentTokens * 2 * 32 * 2);
+  });
+
+  it('--kv-dtype f16,f32 runs each row in both storages; f32 reads twice the K/V bytes', async () => {
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile('node', ['scripts/dms.mjs', 'bench', '--shape', 'tiny', '--weights', 'q4', '--context', '96', '--kv', 'full', '--kv-dtype', 'f16,f32', '--steps', '1', '--prefill', '8', '--json'], { cwd: ROOT, timeout: 300_000 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
+    );
+    const [f16, f32] = JSON.parse(stdout).rows;
+    expect([f16.kvDtype, f32.kvDtype]).toEqual(['f16', 'f32']);
+    expect(f32.residentTokens).toBe(f16.residentTokens);
+    expect(f32.kvBytesRead).toBe(2 * f16.kvBytesRead);
+    expect(f32.kvBytes).toBe(2 * f16.kvBytes);
   });
 });
