@@ -383,7 +383,8 @@ function updateMemory(kv: KvStats | null, tps: number): void {
   $('mem-ratio').title = `Peak compression ${formatRatio(s.compression)} (full-cache peak ${formatCount(s.peakTokensFull)} vs ${formatCount(s.peakTokens)} token-heads)`;
   $('mem-bytes').textContent = formatBytes(s.peakBytes);
   $('mem-alloc').textContent = formatBytes(s.allocatedBytes);
-  $('mem-policy').textContent = s.policy.toUpperCase() + (s.budgetEvictions ? ` · ${formatCount(s.budgetEvictions)} evictions` : '');
+  $('mem-policy').textContent =
+    s.policy.toUpperCase() + (s.kvDtype ? ` · K/V ${s.kvDtype}` : '') + (s.budgetEvictions ? ` · ${formatCount(s.budgetEvictions)} evictions` : '');
   if (tps > 0) $('mem-tps').textContent = `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s`;
   const max = Math.max(1, seen);
   $('mem-bar-ctx').style.width = '100%';

@@ -57,7 +57,7 @@ test('loads a fixture model in the Web Worker and streams generated text', async
   // The memory panel shows the live cache.
   await expect(page.locator('#mem-seen')).not.toHaveText('–');
   expect(Number((await page.locator('#mem-seen').textContent())!.replace(/\D/g, ''))).toBeGreaterThan(20);
-  await expect(page.locator('#mem-policy')).toHaveText(/FULL/);
+  await expect(page.locator('#mem-policy')).toHaveText(/FULL · K\/V f16/);
   // The map of resident positions is drawn: one row per (layer, KV head), every position kept (full).
   await expect(page.locator('#kv-map')).not.toHaveAttribute('data-tokens', '0');
   await expect(page.locator('#kv-map')).toHaveAttribute('aria-label', /100% of \d+ positions resident over 3 layers × 2 KV heads/);
