@@ -77,10 +77,18 @@ describe('pre-flight', () => {
   });
 
   it('picks f16, then q8, then q4 as the memory budget shrinks, and says why', () => {
-    const c = SHAPES['qwen3-8b'];
+    const small = SHAPES['qwen3-1.7b'];
     const limits = { maxBufferSize: 2 * GiB, maxStorageBufferBindingSize: 2 * GiB };
-    expect(preflight(c, { ...limits, memoryBytes: 24 * GiB }, { maxContext: 4096 }).format).toBe('f16');
-    expect(preflight(c, { ...limits, memoryBytes: 12 * GiB }, { maxContext: 4096 }).format).toBe('q8');
+    expect(preflight(small, { ...limits, memoryBytes: 8 * GiB }, { maxContext: 4096 }).format).toBe('f16');
+    expect(preflight(small, { ...limits, memoryBytes: 3 * GiB }, { maxContext: 4096 }).format).toBe('q8');
+    const q4 = preflight(small, { ...limits, memoryBytes: 2 * GiB }, { maxContext: 4096 });
+    expect(q4.format).toBe('q4');
+    expect(q4.formats.q8.problem).toMatch(/over the 2\.00 GiB memory budget/);
+    // 8B: f16 (15 GiB of weights) fits 24 GiB, but without an asked format the weights stay under 4 GiB
+    // where some format fits (q4 is the smallest, 4.8 GiB); asked for, f16 is given.
+    const c = SHAPES['qwen3-8b'];
+    expect(preflight(c, { ...limits, memoryBytes: 24 * GiB }, { maxContext: 4096 }).format).toBe('q4');
+    expect(preflight(c, { ...limits, memoryBytes: 24 * GiB }, { maxContext: 4096, weights: 'f16' }).format).toBe('f16');
     const r = preflight(c, { ...limits, memoryBytes: 7 * GiB }, { maxContext: 4096 });
     expect(r.format).toBe('q4');
     expect(r.formats.q8.problem).toMatch(/over the 7\.00 GiB memory budget/);

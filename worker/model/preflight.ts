@@ -16,6 +16,12 @@ import { rowScales, rowWords } from './pack';
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 /** The order tried when no format is asked for: best quality first. */
 export const AUTO_ORDER: readonly WeightFormat[] = ['f16', 'q8', 'q4'];
+/**
+ * Without an asked format, the best quality whose weights stay under this is taken (else the smallest
+ * format that fits): a decode step reads every weight once, and the user downloads them. An 8B model
+ * gets q4 (4.8 GiB to read per token and to download) rather than f16 (15 GiB) on a GPU that could hold both.
+ */
+export const AUTO_MAX_WEIGHT_BYTES = 4 * 2 ** 30;
 
 /** What the adapter allows; `memoryBytes` is the budget for all GPU buffers (see defaultMemoryBudget). */
 export interface PreflightLimits {
@@ -26,7 +32,7 @@ export interface PreflightLimits {
 }
 
 export interface PreflightOptions {
-  /** The format asked for; absent = the first of AUTO_ORDER that fits. */
+  /** The format asked for; absent = the first of AUTO_ORDER that fits within AUTO_MAX_WEIGHT_BYTES, else the smallest that fits. */
   weights?: WeightFormat;
   /** Most tokens in the conversation (default 4096, clamped to max_position_embeddings as the engine does). */
   maxContext?: number;
@@ -235,7 +241,7 @@ export function fmtBytes(n: number): string {
 
 /**
  * Sizes the model in every format against `limits` and picks one: `opts.weights` when it fits, else the
- * first of AUTO_ORDER that fits. Throws PreflightError with the numbers when the asked format, or every
+ * first of AUTO_ORDER that fits with weights under AUTO_MAX_WEIGHT_BYTES, else the smallest that fits. Throws PreflightError with the numbers when the asked format, or every
  * format, does not fit.
  */
 export function preflight(c: ModelConfig, limits: PreflightLimits, opts: PreflightOptions = {}): PreflightReport {
@@ -265,7 +271,8 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
     activationBytes: act, overheadBytes: OVERHEAD_BYTES, memoryBytes, limits, parameters: parameterCount(c),
   };
   const candidates = opts.weights ? [opts.weights] : AUTO_ORDER;
-  const fit = candidates.find((f) => formats[f].problem === null);
+  const fits = candidates.filter((f) => formats[f].problem === null);
+  const fit = fits.find((f) => formats[f].weightBytes <= AUTO_MAX_WEIGHT_BYTES) ?? fits[fits.length - 1];
   if (fit) return { ...report, format: fit };
   const params = `${(report.parameters / 1e9).toFixed(2)}B parameters, context ${maxContext}, KV ${policy} ${dtype}`;
   const lines = candidates.map((f) => `  ${f}: ${formats[f].problem}`);
