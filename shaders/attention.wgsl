@@ -43,7 +43,6 @@ const TK: u32 = 64u;
 const MAXQH: u32 = 16u;
 const NEG: f32 = -3.0e38;
 const NONE: u32 = 0xffffffffu;
-const F16_MAX: f32 = 65504.0;
 override NP: u32 = D / 2u;             // column pairs
 override QG: u32 = 64u / NP;           // thread groups of the V phase (>= 1 since D <= 128)
 override NJ: u32 = (QH + QG - 1u) / QG; // query vectors per thread in the V phase
@@ -55,17 +54,7 @@ var<workgroup> lrow: array<f32, 16>;
 var<workgroup> corr: array<f32, 16>;
 var<workgroup> wlen: u32;
 
-// x rounded to the nearest f16 (ties to even; clamped to ±65504), as kv_commit.wgsl stores it. Not
-// unpack2x16float(pack2x16float(x)): Mesa folds that round trip in registers into x.
-// Branch-free, so the loads around it stay in flight together.
-fn rnd(x: f32) -> f32 {
-  let a = clamp(x, -F16_MAX, F16_MAX);
-  let u = bitcast<u32>(a);
-  let normal = bitcast<f32>((u + 0xfffu + ((u >> 13u) & 1u)) & 0xffffe000u); // 10 mantissa bits, ties to even
-  let sub = round(a * 16777216.0) * 5.9604644775390625e-08; // f16 subnormals: multiples of 2^-24
-  return select(normal, sub, abs(a) < 6.103515625e-05);
-}
-fn rnd2(a: vec2f) -> vec2f { return vec2f(rnd(a.x), rnd(a.y)); }
+// rnd(), rnd2() and F16_MAX: f16_round.wgsl, appended by worker/kernels/attention.ts.
 
 // Columns (2 cp, 2 cp + 1) of the value of resident slot k.
 fn cachedV(k: u32, h: u32, cp: u32) -> vec2f {

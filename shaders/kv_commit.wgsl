@@ -39,7 +39,7 @@ const TOVA: u32 = 3u;
 const H2O: u32 = 4u;
 const NONE: u32 = 0xffffffffu;
 const BIG: f32 = 3.0e38;
-const F16_MAX: f32 = 65504.0;
+// F16_MAX: f16_round.wgsl, appended by worker/kernels/kv-commit.ts.
 
 override F16: bool = false;
 

@@ -1,7 +1,11 @@
-import source from '../../shaders/attention.wgsl';
+import kernelSource from '../../shaders/attention.wgsl';
+import f16Source from '../../shaders/f16_round.wgsl';
 import mergeSource from '../../shaders/attention_merge.wgsl';
 import { params, type Binding, type Encoder } from '../gpu/encoder';
 import type { KvDtype } from '../model/types';
+
+/** The kernel with the shared f16 helpers (f16_round.wgsl) appended. */
+const source = `${kernelSource}\n${f16Source}`;
 
 /** No DMS masking (window value in the kernels' parameters). */
 export const NO_WINDOW = 0xffffffff;

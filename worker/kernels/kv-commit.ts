@@ -1,6 +1,10 @@
-import source from '../../shaders/kv_commit.wgsl';
+import kernelSource from '../../shaders/kv_commit.wgsl';
+import f16Source from '../../shaders/f16_round.wgsl';
 import { params, type Binding, type Encoder } from '../gpu/encoder';
 import type { KvDtype } from '../model/types';
+
+/** The kernel with the shared f16 helpers (f16_round.wgsl) appended. */
+const source = `${kernelSource}\n${f16Source}`;
 
 export const POLICY_CODE = { full: 0, dms: 1, window: 2, tova: 3, h2o: 4 } as const;
 export const COMMIT = 0;

@@ -1,6 +1,10 @@
-import source from '../../shaders/kv_score.wgsl';
+import kernelSource from '../../shaders/kv_score.wgsl';
+import f16Source from '../../shaders/f16_round.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
 import type { KvDtype } from '../model/types';
+
+/** The kernel with the shared f16 helpers (f16_round.wgsl) appended. */
+const source = `${kernelSource}\n${f16Source}`;
 
 export interface ScoreArgs {
   T: number;
