@@ -332,16 +332,12 @@ export async function loadWeights(
     }
     return t;
   };
-  const before = gpu.bytes('w:');
   const plan = weightPlan(c, format);
   // Shapes first: a wrong checkpoint fails before anything is read.
   for (const m of plan.matrices) for (const s of m.sources) info(s.tensor, [s.rows, m.cols]);
   for (const v of plan.vectors) for (const s of v.sources) info(s.tensor, [s.length]);
 
-  const matrices = new Map<string, GpuMatrix>();
-  const vectors = new Map<string, GPUBuffer>();
-  const streamer = new RowStreamer(gpu, source, onBytes, opts);
-  try {
+  return streamWeights(gpu, c, source, onBytes, opts, async (streamer, matrices, vectors) => {
     for (const v of plan.vectors) {
       const out = new Float32Array(v.length);
       let o = 0;
@@ -375,8 +371,25 @@ export async function loadWeights(
         row += s.rows;
       }
     }
+  });
+}
+
+/**
+ * The frame both loaders (this file's and the converted one) fill: the maps of GPU matrices and
+ * vectors by weightPlan key, a RowStreamer, and on failure or cancel every buffer allocated so far
+ * destroyed, so a load that did not finish gives its GPU memory back.
+ */
+export async function streamWeights(
+  gpu: Gpu, c: ModelConfig, source: ModelSource, onBytes: (bytes: number, file: string) => void, opts: StreamOptions,
+  fill: (streamer: RowStreamer, matrices: Map<string, GpuMatrix>, vectors: Map<string, GPUBuffer>) => Promise<void>,
+): Promise<ModelWeights> {
+  const before = gpu.bytes('w:');
+  const matrices = new Map<string, GpuMatrix>();
+  const vectors = new Map<string, GPUBuffer>();
+  const streamer = new RowStreamer(gpu, source, onBytes, opts);
+  try {
+    await fill(streamer, matrices, vectors);
   } catch (e) {
-    // A failed or cancelled load gives its GPU memory back.
     destroyWeights(gpu, matrices.values(), vectors.values());
     throw e;
   } finally {

@@ -19,7 +19,7 @@
  * f32. Keys are those of weightPlan() (worker/engine/weights.ts).
  */
 import type { Gpu } from '../gpu/context';
-import { allocMatrix, assembleWeights, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
+import { allocMatrix, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, streamWeights, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
 import { parseConfig } from './config';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
@@ -104,12 +104,8 @@ export async function loadConverted(
     if (!s) throw new ConvertedError(`${where}: shard ${i} does not exist`);
     return s;
   };
-  const before = gpu.bytes('w:');
   const plan = weightPlan(c, m.weights);
-  const streamer = new RowStreamer(gpu, source, onBytes, opts);
-  const matrices = new Map<string, GpuMatrix>();
-  const vectors = new Map<string, GPUBuffer>();
-  try {
+  return streamWeights(gpu, c, source, onBytes, opts, async (streamer, matrices, vectors) => {
     for (const v of plan.vectors) {
       const e = m.vectors[v.key];
       if (!e || e.length !== v.length) throw new ConvertedError(`${where}: vector ${v.key} ${e ? `has ${e.length} values, config.json implies ${v.length}` : 'is missing'}`);
@@ -141,13 +137,7 @@ export async function loadConverted(
       }
       if (next !== spec.rows) throw new ConvertedError(`${where}: matrix ${spec.key}: pieces cover ${next} of ${spec.rows} rows`);
     }
-  } catch (e) {
-    destroyWeights(gpu, matrices.values(), vectors.values());
-    throw e;
-  } finally {
-    await streamer.finish();
-  }
-  return assembleWeights(gpu, c, matrices, vectors, before);
+  });
 }
 
 /** Where the converter writes: shard files (appended in order) and small files. */
