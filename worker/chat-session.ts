@@ -94,6 +94,15 @@ export class ChatSession {
     this.engine.reset();
   }
 
+  /** After a failed generation the cache state is unknown: empty it (the engine may be gone: device lost). */
+  private resetAfterFailure(): void {
+    try {
+      this.engine.reset();
+    } catch {
+      /* nothing to reset */
+    }
+  }
+
   get busy(): boolean {
     return this.running !== null;
   }
@@ -178,11 +187,7 @@ export class ChatSession {
     } catch (e) {
       // The cache state is unknown after a failure: start over next time.
       this.cached = null;
-      try {
-        this.engine.reset();
-      } catch {
-        /* the engine may be gone (device lost) */
-      }
+      this.resetAfterFailure();
       throw e;
     } finally {
       if (this.controller === controller) this.controller = null;
@@ -250,11 +255,7 @@ export class ChatSession {
         },
       });
     } catch (e) {
-      try {
-        this.engine.reset();
-      } catch {
-        /* the engine may be gone (device lost) */
-      }
+      this.resetAfterFailure();
       throw e;
     } finally {
       if (this.controller === controller) this.controller = null;
