@@ -1,12 +1,14 @@
 // Attention of one step's rows over a KV cache stream (see docs/kv-cache.md).
 // Keys of KV head h = the cache's resident slots [0, len) of (layer, seq, h) followed by this step's own
-// keys, read straight from qkv (row r sees step keys 0..r). Visibility: all resident keys and causal step
+// keys, read straight from qkv (row r sees step keys 0..r). The step's first position p0 is the stream's
+// seen[h] (state word seenOff + h, advanced by kv_commit.wgsl after attention). Visibility: all resident keys and causal step
 // keys, and with DMS (p.w != NONE) a key at position j marked for eviction is hidden from query i once
 // i - j > w. A key's DMS mark: resident slots carry it in bit 31 of their position word, except the
 // previous step's last token (p0 - 1), marked iff alpha[first row][h] > 0; step key r' is marked iff
 // alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
 // One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
-// (flash-decoding). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and D (head
+// (flash-decoding: split s takes keys [s * S, (s + 1) * S), S = len + T spread over nsplit splits in tiles
+// of 64, so one recorded dispatch serves any cache length). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and D (head
 // dim) are pipeline constants so the per-thread loops unroll into registers. With one split the output
 // is written normalised; otherwise partial (acc, m, l) go to `part` and attention_merge.wgsl combines them.
 // Storage (pipeline constant F16): K and V of the cache are f32 [Hkv][cap][d], or with F16 two halves
@@ -19,10 +21,10 @@
 // With p.stats = 1 the softmax max and sum (m, l) of each (row, query head) are kept in
 // part[statOff + (r * hq + head) * 2] for the attention-score kernel (kv_score.wgsl, tova/h2o).
 struct Params {
-  T: u32, rowBase: u32, p0: u32, hq: u32,
+  T: u32, rowBase: u32, seenOff: u32, hq: u32,
   hkv: u32, d: u32, g: u32, cap: u32,
   w: u32, _q: u32, nqb: u32, nsplit: u32,
-  splitKeys: u32, scale: f32, stride: u32, posOff: u32,
+  _s: u32, scale: f32, stride: u32, posOff: u32,
   mlOff: u32, stats: u32, statOff: u32, _p2: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -53,6 +55,9 @@ var<workgroup> mrow: array<f32, 16>;
 var<workgroup> lrow: array<f32, 16>;
 var<workgroup> corr: array<f32, 16>;
 var<workgroup> wlen: u32;
+var<workgroup> wp0: u32;
+// The step's first position (seen[h]), for keyInfo() and visible().
+var<private> p0: u32;
 
 // rnd(), rnd2() and F16_MAX: f16_round.wgsl, appended by worker/kernels/attention.ts.
 
@@ -77,7 +82,7 @@ fn keyInfo(k: u32, len: u32, h: u32) -> u32 {
   if (k < len) {
     let ki = state[p.posOff + h * p.cap + k];
     // The previous step's last token is marked by this step's first decision (committed after attention).
-    if (p.w != NONE && p.p0 > 0u && (ki & 0x7fffffffu) == p.p0 - 1u && alpha[p.rowBase * p.hkv + h] > 0.0) {
+    if (p.w != NONE && p0 > 0u && (ki & 0x7fffffffu) == p0 - 1u && alpha[p.rowBase * p.hkv + h] > 0.0) {
       return ki | 0x80000000u;
     }
     return ki;
@@ -85,13 +90,13 @@ fn keyInfo(k: u32, len: u32, h: u32) -> u32 {
   let rk = k - len;
   var m = 0u;
   if (rk + 1u < p.T && alpha[(p.rowBase + rk + 1u) * p.hkv + h] > 0.0) { m = 0x80000000u; }
-  return (p.p0 + rk) | m;
+  return (p0 + rk) | m;
 }
 
 // Is a key with info `ki` visible to the query of step row r? (Resident keys are all older than the step.)
 fn visible(ki: u32, r: u32) -> bool {
   let pos = ki & 0x7fffffffu;
-  let i = p.p0 + r;
+  let i = p0 + r;
   if (pos > i) { return false; }
   if (p.w == NONE || (ki >> 31u) == 0u) { return true; }
   return i - pos <= p.w;
@@ -119,13 +124,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     qs[e] = v;
   }
   if (lid < MAXQH) { mrow[lid] = NEG; lrow[lid] = 0.0; corr[lid] = 1.0; }
-  if (lid == 0u) { wlen = state[h]; }
+  if (lid == 0u) { wlen = state[h]; wp0 = state[p.seenOff + h]; }
   let len = workgroupUniformLoad(&wlen);
+  p0 = workgroupUniformLoad(&wp0);
 
   let lastRow = (qb * QH + nq - 1u) / p.g;
   let nk = len + lastRow + 1u;
-  let kStart = s * p.splitKeys;
-  let kEnd = min(nk, kStart + p.splitKeys);
+  let splitKeys = (((len + p.T + p.nsplit - 1u) / p.nsplit + TK - 1u) / TK) * TK;
+  let kStart = s * splitKeys;
+  let kEnd = min(nk, kStart + splitKeys);
   var acc: array<f32, 16>;
   for (var j = 0u; j < 16u; j++) { acc[j] = 0.0; }
   let cp = lid % NP;

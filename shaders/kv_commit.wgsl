@@ -1,8 +1,20 @@
-// Slot bookkeeping of the KV cache streams of one (layer, seq): one workgroup per KV head h.
-// State words (per (layer, seq) buffer, see docs/kv-cache.md): len[h] at h; pos[h][slot] at posOff
-// (bit 31 = DMS mark "evict after the window"); ring[h][t % (w+1)] at ringOff = slot of token t, for the
-// last w+1 tokens (DMS); score[h][slot] at scoreOff (f32 bits, tova/h2o).
-// mode 0 (commit, after attention): inserts the step's T tokens one by one, in order:
+// The end of a layer's KV work in a step, two independent jobs in one dispatch (neither reads what the
+// other writes, and a decode step is bound by how many dispatches it records):
+//   workgroups [0, nMerge)            merge attention's key-split partials into `out` (one per (row, query head))
+//   workgroups [nMerge, nMerge + hkv) commit the step's tokens into the stream (one per KV head h)
+// nMerge is T * hq when attention split its keys, else 0; the commit role is absent (nCommit = 0) when
+// only the merge is wanted (tova/h2o score the keys between the two).
+//
+// Merge: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s, from the partials of
+// attention.wgsl / attention_decode.wgsl in scratch (f32 bits): acc at idx * d, (m, l) at mlOff + idx * 2,
+// idx = (r * hq + head) * nsplit + s. Empty splits carry m = -3e38, l = 0. With p.stats = 1, (M, L) of each
+// (row, query head) go to scratch[statOff + (r * hq + head) * 2] for kv_score.wgsl.
+//
+// Commit. State words (per (layer, seq) buffer, worker/kv/layout.ts): len[h] at h; seen[h] at seenOff + h
+// (the position of the stream's next token); pos[h][slot] at posOff (bit 31 = DMS mark "evict after the
+// window"); ring[h][t % (w+1)] at ringOff = slot of token t, for the last w+1 tokens (DMS); score[h][slot]
+// at scoreOff (f32 bits, tova/h2o). dest[h * maxStep + r] at destOff of scratch: the slot of step row r.
+// mode 0 (commit, after attention): inserts the step's T tokens t = seen + r one by one, in order:
 //   DMS: token t-1 gets its mark from alpha[row of t] (shift by one; for the first row that is the
 //        previous step's last token); the candidate t-w-1, if marked,
 //        gives its slot to t (delayed eviction, slot reuse); else t is appended.
@@ -11,26 +23,29 @@
 //   tova/h2o: an inserted token's score comes from dest[hkv * maxStep + h * maxStep + r] (kv_score.wgsl).
 //   then copies K/V of the inserted tokens from qkv into their slots (tokens evicted within the step
 //   are not copied): f32, or with the pipeline constant F16 rounded to f16 (clamped to ±65504) and
-//   packed two per u32 (pack2x16float, even element in the low half), [Hkv][cap][d/2].
-// mode 2 (reset): len = 0, subtracting it from the resident counter.
+//   packed two per u32 (pack2x16float, even element in the low half), [Hkv][cap][d/2]; seen += T.
+// mode 2 (reset): len = seen = 0, subtracting len from the resident counter.
 // mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
 // Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
 // 5 policy evictions (training-free policies).
 struct Params {
-  T: u32, rowBase: u32, p0: u32, hq: u32,
+  T: u32, rowBase: u32, seenOff: u32, hq: u32,
   hkv: u32, d: u32, cap: u32, w: u32,
   w1: u32, stride: u32, posOff: u32, ringOff: u32,
   policy: u32, mode: u32, maxStep: u32, sink: u32,
-  recent: u32, scoreOff: u32, _p0: u32, _p1: u32,
+  recent: u32, scoreOff: u32, destOff: u32, nMerge: u32,
+  nCommit: u32, nsplit: u32, mlOff: u32, stats: u32,
+  statOff: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read> alpha: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kc: array<u32>;
-@group(0) @binding(4) var<storage, read_write> vc: array<u32>;
-@group(0) @binding(5) var<storage, read_write> state: array<u32>;
-@group(0) @binding(6) var<storage, read_write> dest: array<u32>;
-@group(0) @binding(7) var<storage, read_write> counters: array<atomic<u32>>;
+@group(0) @binding(1) var<storage, read_write> scratch: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> qkv: array<f32>;
+@group(0) @binding(4) var<storage, read> alpha: array<f32>;
+@group(0) @binding(5) var<storage, read_write> kc: array<u32>;
+@group(0) @binding(6) var<storage, read_write> vc: array<u32>;
+@group(0) @binding(7) var<storage, read_write> state: array<u32>;
+@group(0) @binding(8) var<storage, read_write> counters: array<atomic<u32>>;
 
 const FULL: u32 = 0u;
 const DMS: u32 = 1u;
@@ -48,9 +63,35 @@ fn pack(a: f32, b: f32) -> u32 { return pack2x16float(clamp(vec2f(a, b), vec2f(-
 var<workgroup> wlen: u32;
 var<workgroup> wslot: u32;
 var<workgroup> wneed: u32;
+var<workgroup> wseen: u32;
 var<workgroup> bk: array<f32, 64>;
 var<workgroup> bp: array<u32, 64>;
 var<workgroup> bs: array<u32, 64>;
+
+fn partial(i: u32) -> f32 { return bitcast<f32>(scratch[i]); }
+
+fn merge(wgi: u32, lid: u32) {
+  let idx0 = wgi * p.nsplit;
+  var mx = -3.0e38;
+  for (var s = 0u; s < p.nsplit; s++) { mx = max(mx, partial(p.mlOff + (idx0 + s) * 2u)); }
+  var l = 0.0;
+  for (var s = 0u; s < p.nsplit; s++) {
+    l += partial(p.mlOff + (idx0 + s) * 2u + 1u) * exp(partial(p.mlOff + (idx0 + s) * 2u) - mx);
+  }
+  let r = wgi / p.hq;
+  let head = wgi % p.hq;
+  for (var c = lid; c < p.d; c += 64u) {
+    var o = 0.0;
+    for (var s = 0u; s < p.nsplit; s++) {
+      o += partial((idx0 + s) * p.d + c) * exp(partial(p.mlOff + (idx0 + s) * 2u) - mx);
+    }
+    out[(p.rowBase + r) * p.hq * p.d + head * p.d + c] = o / l;
+  }
+  if (lid == 0u && p.stats == 1u) {
+    scratch[p.statOff + wgi * 2u] = bitcast<u32>(mx);
+    scratch[p.statOff + wgi * 2u + 1u] = bitcast<u32>(l);
+  }
+}
 
 fn posOf(h: u32, slot: u32) -> u32 { return state[p.posOff + h * p.cap + slot] & 0x7fffffffu; }
 
@@ -61,9 +102,11 @@ fn ringSlot(h: u32, t: u32, len: u32) -> u32 {
   return NONE;
 }
 
+fn destIndex(h: u32, r: u32) -> u32 { return p.destOff + h * p.maxStep + r; }
+
 // The token at position `pos` was evicted during this step: do not copy it.
-fn dropInStep(h: u32, pos: u32) {
-  if (pos >= p.p0) { dest[h * p.maxStep + pos - p.p0] = NONE; }
+fn dropInStep(h: u32, pos: u32, p0: u32) {
+  if (pos >= p0) { scratch[destIndex(h, pos - p0)] = NONE; }
 }
 
 fn markPrev(h: u32, t: u32, row: u32, len: u32) {
@@ -80,12 +123,9 @@ fn add64(lo: u32, v: u32) {
   if (old + v < old) { atomicAdd(&counters[lo + 1u], 1u); }
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let h = wid.x;
-  if (h >= p.hkv) { return; }
+fn commit(h: u32, lid: u32) {
   if (p.mode == 2u) {
-    if (lid == 0u) { atomicSub(&counters[0], state[h]); state[h] = 0u; }
+    if (lid == 0u) { atomicSub(&counters[0], state[h]); state[h] = 0u; state[p.seenOff + h] = 0u; }
     return;
   }
   if (p.mode == 3u) {
@@ -95,10 +135,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     return;
   }
-  let len0 = state[h];
-  if (lid == 0u) { wlen = len0; }
+  if (lid == 0u) { wlen = state[h]; wseen = state[p.seenOff + h]; }
+  let len0 = workgroupUniformLoad(&wlen);
+  let p0 = workgroupUniformLoad(&wseen);
   for (var r = 0u; r < p.T; r++) {
-    let t = p.p0 + r;
+    let t = p0 + r;
     if (lid == 0u) {
       var len = wlen;
       var slot = NONE;
@@ -108,7 +149,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
           let cs = ringSlot(h, t - p.w1, len);
           if (cs != NONE && (state[p.posOff + h * p.cap + cs] >> 31u) == 1u) {
             slot = cs;
-            dropInStep(h, t - p.w1);
+            dropInStep(h, t - p.w1, p0);
           }
         }
       }
@@ -149,7 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       if (lid == 0u) {
         let v = bs[0];
         if (v != NONE) {
-          dropInStep(h, bp[0]);
+          dropInStep(h, bp[0], p0);
           if (p.policy == DMS) { atomicAdd(&counters[4], 1u); } else { atomicAdd(&counters[5], 1u); }
         }
         wslot = v;
@@ -157,12 +198,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
     if (lid == 0u) {
       let slot = wslot;
-      dest[h * p.maxStep + r] = slot;
+      scratch[destIndex(h, r)] = slot;
       if (slot != NONE) {
         state[p.posOff + h * p.cap + slot] = t;
         if (p.policy == DMS) { state[p.ringOff + h * p.w1 + t % p.w1] = slot; }
         if (p.policy == TOVA || p.policy == H2O) {
-          state[p.scoreOff + h * p.cap + slot] = dest[p.hkv * p.maxStep + h * p.maxStep + r];
+          state[p.scoreOff + h * p.cap + slot] = scratch[destIndex(h, r) + p.hkv * p.maxStep];
         }
       }
     }
@@ -171,6 +212,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (lid == 0u) {
     let len = wlen;
     state[h] = len;
+    state[p.seenOff + h] = p0 + p.T;
     let old = atomicAdd(&counters[0], len - len0);
     atomicMax(&counters[1], old + len - len0);
     if (p.T == 1u) { add64(2u, len0 + 1u); }
@@ -181,7 +223,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let np = p.d / 2u;
     for (var e = lid; e < p.T * np; e += 64u) {
       let r = e / np;
-      let slot = dest[h * p.maxStep + r];
+      let slot = scratch[destIndex(h, r)];
       if (slot != NONE) {
         let cp = e % np;
         let src = (p.rowBase + r) * p.stride + h * p.d + 2u * cp;
@@ -195,7 +237,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   }
   for (var e = lid; e < p.T * p.d; e += 64u) {
     let r = e / p.d;
-    let slot = dest[h * p.maxStep + r];
+    let slot = scratch[destIndex(h, r)];
     if (slot != NONE) {
       let c = e % p.d;
       let src = (p.rowBase + r) * p.stride + h * p.d + c;
@@ -203,4 +245,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       vc[(h * p.cap + slot) * p.d + c] = bitcast<u32>(qkv[src + (p.hq + p.hkv) * p.d]);
     }
   }
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let wgi = wid.x + wid.y * nwg.x;
+  if (wgi < p.nMerge) {
+    merge(wgi, lid);
+    return;
+  }
+  let h = wgi - p.nMerge;
+  if (h < p.nCommit) { commit(h, lid); }
 }

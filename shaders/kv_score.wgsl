@@ -1,10 +1,11 @@
 // Attention weights as eviction scores (policies 'tova' and 'h2o'), after attention.wgsl of a step.
 // One thread per key k of KV head h: keys are the resident slots [0, len) then the step's keys (as in
 // attention.wgsl). For each query row r in [rowStart, T) that sees k, and each of the g query heads of
-// the group: weight = exp(q.k / sqrt(d) - M) / L with (M, L) from part[statOff + (r * hq + head) * 2].
-// score(k) = sum over those rows of the mean over the g heads.
+// the group: weight = exp(q.k / sqrt(d) - M) / L with (M, L) at statOff + (r * hq + head) * 2.
+// score(k) = sum over those rows of the mean over the g heads. (M, L) and dest live in the cache's scratch
+// buffer (worker/kv/layout.ts), read and written here as u32 words.
 //   accumulate = 1 (h2o): resident scores += score; accumulate = 0 (tova): resident scores = score.
-// Step keys get their score in dest[hkv * maxStep + h * maxStep + r'] (f32 bits); kv_commit.wgsl moves
+// Step keys get their score in dest[hkv * maxStep + h * maxStep + r'] (f32 bits, dest at destOff); kv_commit.wgsl moves
 // it into the slot the token receives.
 // Storage (pipeline constant F16, as attention.wgsl): cached keys f32, or two halves per u32; bound as
 // vec4u. With F16 the step's keys are rounded to f16 like the ones attention used.
@@ -12,14 +13,13 @@ struct Params {
   T: u32, rowBase: u32, hq: u32, hkv: u32,
   d: u32, g: u32, cap: u32, stride: u32,
   scoreOff: u32, statOff: u32, rowStart: u32, accumulate: u32,
-  maxStep: u32, scale: f32, tiles: u32, _p0: u32,
+  maxStep: u32, scale: f32, tiles: u32, destOff: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> state: array<u32>;
-@group(0) @binding(4) var<storage, read> part: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dest: array<u32>;
+@group(0) @binding(4) var<storage, read_write> scratch: array<u32>;
 
 override F16: bool = false;
 
@@ -64,7 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
         dotv += dot(key[c / 4u], vec4f(qkv[qo + c], qkv[qo + c + 1u], qkv[qo + c + 2u], qkv[qo + c + 3u]));
       }
       let so = p.statOff + (r * p.hq + head) * 2u;
-      acc += exp(dotv * p.scale - part[so]) / part[so + 1u];
+      acc += exp(dotv * p.scale - bitcast<f32>(scratch[so])) / bitcast<f32>(scratch[so + 1u]);
     }
   }
   let w = acc / f32(p.g);
@@ -74,6 +74,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     if (p.accumulate == 1u) { v += bitcast<f32>(state[i]); }
     state[i] = bitcast<u32>(v);
   } else {
-    dest[p.hkv * p.maxStep + h * p.maxStep + k - len] = bitcast<u32>(w);
+    scratch[p.destOff + p.hkv * p.maxStep + h * p.maxStep + k - len] = bitcast<u32>(w);
   }
 }

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Gpu } from '../../worker/gpu/context';
 import { Encoder } from '../../worker/gpu/encoder';
-import { linear, linearTuning, specialize } from '../../worker/kernels/linear';
+import { specialize } from '../../worker/gpu/wgsl';
+import { linear, linearTuning } from '../../worker/kernels/linear';
 import { packRows, uploadMatrix } from '../../worker/model/pack';
 import type { GpuMatrix, WeightFormat } from '../../worker/model/types';
 import { linearRef } from '../../worker/reference/linear';

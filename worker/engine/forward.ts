@@ -1,19 +1,26 @@
 /**
  * The transformer forward pass for Qwen3 / Qwen2 / Llama, recorded into one Encoder per step.
  * Activation buffers are sized for `maxStepTokens` rows (the prefill chunk) and reused every step.
+ *
+ * A decode layer is seven dispatches: qkv (input norm fused in), q/k norm + RoPE (+ the DMS decision),
+ * attention, merge + KV commit, o (+ residual), gate/up (post-attention norm and SwiGLU fused in), down
+ * (+ residual). Prefill runs the same projections unfused (kernels/linear.ts, `project`).
+ * Decode steps (one row per sequence) are recorded once per shape and replayed (StepPlan): nothing in
+ * them depends on the position, which the KV cache keeps on the GPU.
  */
 import type { Gpu } from '../gpu/context';
-import type { Encoder } from '../gpu/encoder';
-import { add } from '../kernels/add';
+import { Encoder, type StepPlan } from '../gpu/encoder';
 import { embed } from '../kernels/embed';
-import { linear } from '../kernels/linear';
+import { linear, project } from '../kernels/linear';
 import { qkNormRope } from '../kernels/qk-norm-rope';
 import { rmsNorm } from '../kernels/rmsnorm';
-import { siluMul } from '../kernels/silu-mul';
 import type { KvCache, Segment } from '../kv/cache';
 import type { ModelConfig } from '../model/types';
 import { ropeInvFreq } from './rope';
 import type { ModelWeights } from './weights';
+
+/** Recorded decode step shapes kept per Forward (a chat needs one or two; chains one per width). */
+const MAX_PLANS = 16;
 
 export class Forward {
   readonly ids: GPUBuffer;
@@ -31,6 +38,8 @@ export class Forward {
   private readonly alphaNorm: GPUBuffer | null;
   private readonly invFreq: GPUBuffer;
   private readonly last: GPUBuffer;
+  /** Recorded decode steps by plan key (see encode), oldest first. */
+  private readonly plans = new Map<string, StepPlan>();
 
   constructor(
     private readonly gpu: Gpu,
@@ -59,48 +68,80 @@ export class Forward {
 
   /**
    * Records one step: `ids`/`positions` must already hold the rows (see setRows). Leaves logits for
-   * the last `logitRows` rows (in row order) in `this.logits`.
+   * the last `logitRows` rows (in row order) in `this.logits`. A step of one row per sequence (decode,
+   * parallel chains) replays the plan recorded for the same shape, recording it the first time.
    */
   encode(enc: Encoder, kv: KvCache, segments: Segment[], rows: number, logitRows: number): void {
-    const c = this.c, H = c.hiddenSize, d = c.headDim, F = c.intermediateSize;
     if (rows > this.maxStepTokens) throw new Error(`step of ${rows} rows exceeds maxStepTokens ${this.maxStepTokens}`);
     if (logitRows > Math.min(rows, this.maxLogitRows)) throw new Error(`cannot produce ${logitRows} logit rows`);
+    if (rows !== segments.length) {
+      this.record(enc, kv, segments, rows, logitRows);
+      return;
+    }
+    const key = `${logitRows}|${kv.planKey(segments)}`;
+    let plan = this.plans.get(key);
+    if (plan) {
+      // Keep the plan as the newest; the cache's bookkeeping of the step, without recording.
+      this.plans.delete(key);
+      kv.begin(enc, segments);
+      kv.end(enc);
+    } else {
+      const capture = new Encoder(this.gpu, 'decode', { capture: true });
+      this.record(capture, kv, segments, rows, logitRows);
+      plan = capture.plan();
+      if (this.plans.size >= MAX_PLANS) {
+        const [oldest, p] = this.plans.entries().next().value!;
+        this.plans.delete(oldest);
+        p.destroy();
+      }
+    }
+    this.plans.set(key, plan);
+    enc.replay(plan);
+  }
+
+  /** The plan a decode step of these segments replays (recorded by encode), or undefined. */
+  plan(kv: KvCache, segments: Segment[], logitRows: number): StepPlan | undefined {
+    return this.plans.get(`${logitRows}|${kv.planKey(segments)}`);
+  }
+
+  private record(enc: Encoder, kv: KvCache, segments: Segment[], rows: number, logitRows: number): void {
+    const c = this.c, H = c.hiddenSize, d = c.headDim;
+    const eps = c.rmsNormEps;
     embed(enc, this.w.embed, this.ids, this.x, rows);
     kv.begin(enc, segments);
     for (let l = 0; l < c.numLayers; l++) {
       const L = this.w.layers[l];
-      rmsNorm(enc, this.x, L.inputNorm, this.h, rows, H, c.rmsNormEps);
-      linear(enc, L.qkv, this.h, this.qkv, rows, L.qkvBias);
+      project(enc, L.qkv, this.x, this.qkv, rows, { norm: { weight: L.inputNorm, eps }, bias: L.qkvBias }, { normed: this.h });
       if (L.dmsAlpha && this.alpha && this.alphaNorm) {
-        rmsNorm(enc, this.x, L.dmsAlpha.norm, this.alphaNorm, rows, H, c.rmsNormEps);
-        linear(enc, L.dmsAlpha.proj, this.alphaNorm, this.alpha, rows);
+        project(enc, L.dmsAlpha.proj, this.x, this.alpha, rows, { norm: { weight: L.dmsAlpha.norm, eps } }, { normed: this.alphaNorm });
       }
       qkNormRope(enc, this.qkv, this.positions, this.invFreq, this.alpha, {
         rows,
         numHeads: c.numHeads,
         numKvHeads: c.numKvHeads,
         headDim: d,
-        eps: c.rmsNormEps,
+        eps,
         qNorm: L.qNorm,
         kNorm: L.kNorm,
         dms: c.dms && !c.dms.separateAlpha ? { scale: c.dms.alphaScale, offset: c.dms.alphaOffset } : null,
       });
       kv.write(enc, l, this.qkv, this.alpha);
       kv.attend(enc, l, this.qkv, this.attn);
-      linear(enc, L.o, this.attn, this.tmp, rows);
-      add(enc, this.x, this.tmp, rows * H);
-      rmsNorm(enc, this.x, L.postNorm, this.h, rows, H, c.rmsNormEps);
-      linear(enc, L.gateUp, this.h, this.gateUp, rows);
-      siluMul(enc, this.gateUp, this.act, rows, F);
-      linear(enc, L.down, this.act, this.tmp, rows);
-      add(enc, this.x, this.tmp, rows * H);
+      project(enc, L.o, this.attn, this.x, rows, { epilogue: 'add' }, { product: this.tmp });
+      project(enc, L.gateUp, this.x, this.act, rows, { norm: { weight: L.postNorm, eps }, epilogue: 'silu' }, { normed: this.h, product: this.gateUp });
+      project(enc, L.down, this.act, this.x, rows, { epilogue: 'add' }, { product: this.tmp });
     }
     kv.end(enc);
     if (logitRows > 0) {
       const first = rows - logitRows;
-      enc.copy(this.x, first * H * 4, this.h, 0, logitRows * H * 4);
-      rmsNorm(enc, this.h, this.w.finalNorm, this.last, logitRows, H, c.rmsNormEps);
-      linear(enc, this.w.lmHead, this.last, this.logits, logitRows);
+      const norm = { weight: this.w.finalNorm, eps };
+      if (first === 0) {
+        project(enc, this.w.lmHead, this.x, this.logits, logitRows, { norm }, { normed: this.last });
+      } else {
+        enc.copy(this.x, first * H * 4, this.h, 0, logitRows * H * 4);
+        rmsNorm(enc, this.h, this.w.finalNorm, this.last, logitRows, H, eps);
+        linear(enc, this.w.lmHead, this.last, this.logits, logitRows);
+      }
     }
   }
 
@@ -111,6 +152,8 @@ export class Forward {
   }
 
   destroy(): void {
+    for (const p of this.plans.values()) p.destroy();
+    this.plans.clear();
     for (const b of [this.ids, this.positions, this.x, this.h, this.qkv, this.attn, this.tmp, this.gateUp, this.act, this.alpha, this.alphaNorm, this.last, this.logits, this.invFreq]) {
       if (b) this.gpu.destroy(b);
     }

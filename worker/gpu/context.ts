@@ -6,6 +6,8 @@
 
 export interface GpuCaps {
   subgroups: boolean;
+  /** Smallest subgroup the adapter may run (adapter.info; 0 when it does not say). */
+  subgroupMinSize: number;
   /** shader-f16 is never required: f16 data is packed in u32 and unpacked in the kernels. */
   shaderF16: boolean;
   maxStorageBufferBindingSize: number;
@@ -62,6 +64,7 @@ export class Gpu {
     const info = adapter.info;
     const caps: GpuCaps = {
       subgroups: device.features.has('subgroups'),
+      subgroupMinSize: info.subgroupMinSize ?? 0,
       shaderF16: device.features.has('shader-f16'),
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
       maxBufferSize: device.limits.maxBufferSize,

@@ -11,10 +11,49 @@
  * every bind group it made, keyed by pipeline, arena offset and bound buffer ranges. A decode step
  * records the same dispatches with the same buffers in the same order as the step before it, so after
  * the first step no bind group is created any more: only the parameter bytes change.
+ *
+ * A decode step goes further (StepPlan): an encoder made with `{ capture: true }` records nothing and
+ * collects the dispatches instead; `plan()` turns them into a list of (pipeline, bind group, workgroups)
+ * over a parameter buffer of its own, written once. `replay(plan)` then records a later, identical step
+ * with three native calls per dispatch and no JavaScript work per dispatch beyond them. A plan is valid
+ * as long as every buffer it binds lives and the step needs the same parameters (the engine keys plans by
+ * what changes them: worker/engine/forward.ts).
  */
 import type { Gpu } from './context';
 
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+/** One recorded command of a StepPlan. */
+type PlanItem =
+  | { pipeline: GPUComputePipeline; group: GPUBindGroup; x: number; y: number; z: number }
+  | { copy: [GPUBuffer, number, GPUBuffer, number, number] };
+
+/** A step's commands, recorded once and replayed (see the file comment). */
+export class StepPlan {
+  constructor(
+    private readonly gpu: Gpu,
+    readonly items: readonly PlanItem[],
+    private readonly uniform: GPUBuffer | null,
+    readonly dispatches: number,
+  ) {}
+
+  /** The pipeline label of every dispatch, in order (profiles). */
+  labels(): string[] {
+    return this.items.flatMap((it) => ('pipeline' in it ? [it.pipeline.label] : []));
+  }
+
+  destroy(): void {
+    if (this.uniform) this.gpu.destroy(this.uniform);
+  }
+}
+
+/** A dispatch as collected by a capturing encoder. */
+interface Captured {
+  pipeline: GPUComputePipeline;
+  params: Uint8Array | null;
+  buffers: Binding[];
+  workgroups: [number, number, number];
+}
 
 const ARENA_BYTES = 1 << 20;
 /** Bind groups kept per device before the cache is dropped and rebuilt (a guard, not a working limit). */
@@ -81,16 +120,19 @@ export class Encoder {
   submits = 0;
   /** Timestamp writes of the first compute pass (the benchmark's GPU timings). */
   private timestamps: GPUComputePassTimestampWrites | undefined;
+  /** Collected commands of a capturing encoder (null: this encoder records). */
+  private readonly captured: Array<Captured | { copy: [GPUBuffer, number, GPUBuffer, number, number] }> | null;
 
   constructor(
     readonly gpu: Gpu,
     private readonly label = 'step',
-    opts: { flush?: boolean; timestamps?: GPUComputePassTimestampWrites } = {},
+    opts: { flush?: boolean; timestamps?: GPUComputePassTimestampWrites; capture?: boolean } = {},
   ) {
     gpu.check();
     this.flushEvery = opts.flush ? encoderTuning.flushEvery : 0;
     this.timestamps = opts.timestamps;
     this.state = stateOf(gpu);
+    this.captured = opts.capture ? [] : null;
     this.enc = gpu.device.createCommandEncoder({ label });
     this.arena = this.state.images.pop() ?? new Uint8Array(ARENA_BYTES);
   }
@@ -125,6 +167,12 @@ export class Encoder {
    * Pass `params = null` for kernels without a uniform block (their storage bindings then start at 0).
    */
   dispatch(pipeline: GPUComputePipeline, params: ArrayBufferView | null, buffers: Binding[], workgroups: [number, number?, number?]): void {
+    if (this.captured) {
+      const bytes = params ? new Uint8Array(params.buffer, params.byteOffset, params.byteLength).slice() : null;
+      this.captured.push({ pipeline, params: bytes, buffers: [...buffers], workgroups: [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1] });
+      this.dispatches++;
+      return;
+    }
     let key = String(idOf(pipeline));
     let offset = -1, size = 0;
     if (params) {
@@ -158,6 +206,81 @@ export class Encoder {
     if (this.flushEvery > 0 && ++this.sinceFlush >= this.flushEvery) this.flush();
   }
 
+  /**
+   * A capturing encoder's commands as a StepPlan: their parameters in one uniform buffer of the plan's own
+   * (written now), a bind group per dispatch. The encoder cannot be used afterwards.
+   */
+  plan(): StepPlan {
+    const captured = this.captured;
+    if (!captured) throw new Error('Encoder.plan(): not a capturing encoder');
+    const align = this.gpu.caps.minUniformBufferOffsetAlignment;
+    let bytes = 0;
+    const offsets = captured.map((c) => {
+      if (!('pipeline' in c) || !c.params) return -1;
+      const offset = Math.ceil(bytes / align) * align;
+      bytes = offset + Math.max(16, Math.ceil(c.params.byteLength / 16) * 16);
+      return offset;
+    });
+    const image = new Uint8Array(Math.ceil(bytes / 4) * 4);
+    const uniform = bytes > 0 ? this.gpu.buffer(`${this.label} plan params`, bytes, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST) : null;
+    const items: PlanItem[] = captured.map((c, i) => {
+      if (!('pipeline' in c)) return c;
+      const entries: GPUBindGroupEntry[] = [];
+      let binding = 0;
+      if (c.params) {
+        image.set(c.params, offsets[i]);
+        entries.push({ binding: binding++, resource: { buffer: uniform!, offset: offsets[i], size: Math.max(16, Math.ceil(c.params.byteLength / 16) * 16) } });
+      }
+      for (const b of c.buffers) entries.push({ binding: binding++, resource: 'buffer' in b ? b : { buffer: b } });
+      const group = this.gpu.device.createBindGroup({ label: c.pipeline.label, layout: this.layout(c.pipeline), entries });
+      return { pipeline: c.pipeline, group, x: c.workgroups[0], y: c.workgroups[1], z: c.workgroups[2] };
+    });
+    if (uniform) this.gpu.write(uniform, image);
+    this.state.images.push(this.arena);
+    return new StepPlan(this.gpu, items, uniform, this.dispatches);
+  }
+
+  /** Records a plan's commands (see StepPlan), with the early submits of this encoder. */
+  replay(plan: StepPlan): void {
+    for (const it of plan.items) {
+      if ('copy' in it) {
+        this.copy(...it.copy);
+        continue;
+      }
+      const pass = this.computePass();
+      if (it.pipeline !== this.lastPipeline) {
+        pass.setPipeline(it.pipeline);
+        this.lastPipeline = it.pipeline;
+      }
+      pass.setBindGroup(0, it.group);
+      pass.dispatchWorkgroups(it.x, it.y, it.z);
+      this.dispatches++;
+      if (this.flushEvery > 0 && ++this.sinceFlush >= this.flushEvery) this.flush();
+    }
+  }
+
+  /**
+   * Records a plan with each dispatch in a compute pass of its own, timestamps at its beginning and end
+   * (query 2i and 2i + 1 of `querySet` for dispatch i): the benchmark's per-kernel GPU times.
+   */
+  profile(plan: StepPlan, querySet: GPUQuerySet): void {
+    let i = 0;
+    for (const it of plan.items) {
+      if ('copy' in it) {
+        this.copy(...it.copy);
+        continue;
+      }
+      this.endPass();
+      const pass = this.enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      pass.setPipeline(it.pipeline);
+      pass.setBindGroup(0, it.group);
+      pass.dispatchWorkgroups(it.x, it.y, it.z);
+      pass.end();
+      this.dispatches++;
+      i++;
+    }
+  }
+
   /** Submits what is recorded so far and goes on recording into a fresh command encoder. */
   flush(): void {
     this.send();
@@ -189,6 +312,10 @@ export class Encoder {
 
   /** Ends the pass to copy between buffers (a copy cannot sit inside a compute pass). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    if (this.captured) {
+      this.captured.push({ copy: [src, srcOffset, dst, dstOffset, size] });
+      return;
+    }
     this.endPass();
     this.enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
   }
@@ -200,6 +327,7 @@ export class Encoder {
 
   /** Writes the parameter arena and submits everything recorded. The encoder cannot be reused. */
   submit(): void {
+    if (this.captured) throw new Error('Encoder.submit(): a capturing encoder records nothing; use plan()');
     this.send();
     if (this.state.images.length < 4) this.state.images.push(this.arena);
   }

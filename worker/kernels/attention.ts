@@ -1,20 +1,27 @@
 import kernelSource from '../../shaders/attention.wgsl';
+import decodeSource from '../../shaders/attention_decode.wgsl';
 import f16Source from '../../shaders/f16_round.wgsl';
-import mergeSource from '../../shaders/attention_merge.wgsl';
+import type { Gpu } from '../gpu/context';
 import { params, type Binding, type Encoder } from '../gpu/encoder';
+import { specialize, u32Constants } from '../gpu/wgsl';
 import type { KvDtype } from '../model/types';
 
-/** The kernel with the shared f16 helpers (f16_round.wgsl) appended. */
+/** The kernels with the shared f16 helpers (f16_round.wgsl) appended. */
 const source = `${kernelSource}\n${f16Source}`;
 
 /** No DMS masking (window value in the kernels' parameters). */
 export const NO_WINDOW = 0xffffffff;
 
+/**
+ * The decode kernel (shaders/attention_decode.wgsl): `enabled` false sends decode through the general
+ * kernel (tests, the benchmark's comparison); `keysPerStep` is KB; `lanes` forces LG (0 = automatic).
+ */
+export const decodeTuning = { enabled: true, keysPerStep: 2, lanes: 0 };
+
 export interface AttentionArgs {
-  /** Rows of the segment, its first row in qkv/out, position of its first token. */
+  /** Rows of the segment and its first row in qkv/out. Its first position is the stream's seen[h]. */
   T: number;
   rowBase: number;
-  p0: number;
   hq: number;
   hkv: number;
   d: number;
@@ -22,12 +29,11 @@ export interface AttentionArgs {
   cap: number;
   /** DMS window w, or NO_WINDOW. */
   w: number;
-  /** Word offset of pos[h][slot] in the state buffer. */
+  /** Word offsets of seen[h] and pos[h][slot] in the state buffer. */
+  seenOff: number;
   posOff: number;
-  /** Upper bound of the keys any row of the segment sees (resident + T). */
-  keysUpper: number;
-  /** Keys per split; nsplit = ceil(keysUpper / splitKeys). 0: no split. */
-  splitKeys: number;
+  /** Key splits (flash-decoding); 1 writes the output directly (general kernel only). */
+  nsplit: number;
   /** Float offset in `part` where (m, l) of every (row, query head) are kept, or -1 for none. */
   statOff: number;
   /** How the cache's K and V are stored (f16: two halves per u32; the step's keys are rounded alike). */
@@ -42,40 +48,70 @@ export function queryBlock(d: number): number {
   return d <= 64 ? 16 : 8;
 }
 
-/** Floats of the partials scratch needed for T rows and nsplit splits. */
-export function partialFloats(T: number, hq: number, d: number, nsplit: number): number {
-  return T * hq * nsplit * (d + 2);
+/** Float offset of the (m, l) pairs in the partials of T rows and nsplit splits (acc[d] of each come first). */
+export function partialStatsOffset(T: number, hq: number, d: number, nsplit: number): number {
+  return T * hq * nsplit * d;
 }
 
 /**
- * Records attention for one segment: out[rowBase + r] for r < T, with per-split partials in `part`
- * (needs partialFloats(T, hq, d, nsplit) floats when nsplit > 1). Returns nsplit. K and V are bound as
- * the cache stores them (a.dtype; see shaders/attention.wgsl).
+ * Records attention.wgsl for one segment: out[rowBase + r] for r < T when nsplit is 1, else per-split
+ * partials in `part` for kv_commit.wgsl's merge. K and V are bound as the cache stores them (a.dtype).
  */
 export function attention(
   enc: Encoder,
   a: AttentionArgs,
   bufs: { qkv: GPUBuffer; alpha: Binding; k: GPUBuffer; v: GPUBuffer; state: GPUBuffer; out: GPUBuffer; part: GPUBuffer },
-): number {
+): void {
   const g = a.hq / a.hkv;
   const qh = queryBlock(a.d);
   const nqb = Math.ceil((a.T * g) / qh);
-  let splitKeys = a.splitKeys > 0 ? Math.ceil(a.splitKeys / 64) * 64 : Math.ceil(a.keysUpper / 64) * 64;
-  let nsplit = Math.max(1, Math.ceil(a.keysUpper / splitKeys));
-  if (nsplit === 1) splitKeys = Math.ceil(a.keysUpper / 64) * 64;
-  const stride = (a.hq + 2 * a.hkv) * a.d;
-  const mlOff = a.T * a.hq * nsplit * a.d;
   const pr = params(
-    a.T, a.rowBase, a.p0, a.hq,
+    a.T, a.rowBase, a.seenOff, a.hq,
     a.hkv, a.d, g, a.cap,
-    a.w, 0, nqb, nsplit,
-    splitKeys, { f32: 1 / Math.sqrt(a.d) }, stride, a.posOff,
-    mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff), 0,
+    a.w, 0, nqb, a.nsplit,
+    0, { f32: 1 / Math.sqrt(a.d) }, (a.hq + 2 * a.hkv) * a.d, a.posOff,
+    partialStatsOffset(a.T, a.hq, a.d, a.nsplit), a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff), 0,
   );
   const constants = { QH: qh, D: a.d, F16: a.dtype === 'f16' ? 1 : 0 };
-  enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * nsplit));
-  if (nsplit > 1) {
-    enc.dispatch(enc.gpu.pipeline('attention_merge', mergeSource), params(a.T, a.rowBase, a.hq, a.d, nsplit, mlOff, a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff)), [bufs.part, bufs.out], enc.grid(a.T * a.hq));
-  }
-  return nsplit;
+  enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * a.nsplit));
+}
+
+/**
+ * Lanes per key group of the decode kernel for head dim d on this device (a power of two, at most 16, d/8
+ * and the smallest subgroup), or 0 when the kernel cannot run here: it needs subgroups of a known size and
+ * at most 16 query heads per KV head. `decodeTuning.lanes` forces a smaller count (tests).
+ */
+export function decodeLanes(gpu: Gpu, d: number, g: number): number {
+  const sub = gpu.caps.subgroupMinSize;
+  if (!decodeTuning.enabled || !gpu.caps.subgroups || sub < 1 || g > 16 || d % 8 !== 0) return 0;
+  const most = Math.min(16, d / 8, sub, decodeTuning.lanes > 0 ? decodeTuning.lanes : 16);
+  let lanes = 1;
+  while (lanes * 2 <= most) lanes *= 2;
+  // One lane per key would hold every chunk of G queries and outputs in registers: only for short heads.
+  return lanes * 4 >= d / 8 ? lanes : 0;
+}
+
+/**
+ * Records attention_decode.wgsl for a one-row segment: partials of a.nsplit key splits in `part` (always;
+ * kv_commit.wgsl merges them). Needs decodeLanes(gpu, d, g) > 0.
+ */
+export function attentionDecode(
+  enc: Encoder,
+  a: Omit<AttentionArgs, 'T' | 'statOff'>,
+  bufs: { qkv: GPUBuffer; alpha: Binding; k: GPUBuffer; v: GPUBuffer; state: GPUBuffer; part: GPUBuffer },
+): void {
+  const g = a.hq / a.hkv;
+  const lanes = decodeLanes(enc.gpu, a.d, g);
+  if (!lanes) throw new Error('attentionDecode: the decode kernel cannot run on this device');
+  const kb = decodeTuning.keysPerStep;
+  const code = 'enable subgroups;\n'
+    + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb })
+    + specialize(`${decodeSource}\n${f16Source}`, { F16: a.dtype === 'f16' }).replace('enable subgroups;\n', '');
+  const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}`, code);
+  const pr = params(
+    a.rowBase, a.seenOff, a.hq, a.hkv,
+    a.cap, a.w, a.nsplit, (a.hq + 2 * a.hkv) * a.d,
+    a.posOff, partialStatsOffset(1, a.hq, a.d, a.nsplit), { f32: 1 / Math.sqrt(a.d) }, 0,
+  );
+  enc.dispatch(pipe, pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.part], enc.grid(a.hkv * a.nsplit));
 }

@@ -1,7 +1,7 @@
 import source from '../../shaders/embed.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
 import type { GpuMatrix, WeightFormat } from '../model/types';
-import { specialize } from './linear';
+import { specialize } from '../gpu/wgsl';
 
 const compiled = new WeakMap<object, Map<WeightFormat, GPUComputePipeline>>();
 

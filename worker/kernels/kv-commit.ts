@@ -11,43 +11,68 @@ export const COMMIT = 0;
 export const RESET = 2;
 export const FORKED = 3;
 
-export interface CommitArgs {
-  mode: number;
+/** The segment: its rows in qkv/out, the model's heads and how the cache stores K and V. */
+export interface SegmentShape {
   T: number;
   rowBase: number;
-  p0: number;
   hq: number;
   hkv: number;
   d: number;
+  /** f16: rounded, two halves per u32. */
+  dtype: KvDtype;
+}
+
+/** The commit role: where a stream keeps its words (worker/kv/layout.ts) and the policy's rules. */
+export interface CommitArgs {
+  mode: number;
   cap: number;
   /** DMS window w (ring of w+1); any value for other policies. */
   w: number;
+  seenOff: number;
   posOff: number;
   ringOff: number;
   scoreOff: number;
+  /** Word offset of dest in the scratch buffer. */
+  destOff: number;
   policy: number;
-  /** Stride (u32) per KV head of the dest scratch. */
+  /** Stride (u32) per KV head of dest. */
   maxStep: number;
   /** window: sink tokens kept; h2o: recent tokens protected. */
   sink: number;
   recent: number;
-  /** How the cache stores K and V (f16: rounded, two halves per u32). */
-  dtype: KvDtype;
 }
 
-/** Records one kv_commit.wgsl dispatch (one workgroup per KV head). See the shader for the modes. */
+/** The merge role: the segment's attention split into `nsplit` partials; (M, L) kept at statOff (-1: not kept). */
+export interface MergeArgs {
+  nsplit: number;
+  /** Float offset of the (m, l) pairs in the partials. */
+  mlOff: number;
+  statOff: number;
+}
+
+/**
+ * Records one kv_commit.wgsl dispatch: the merge of a segment's attention partials (`merge`, or null when
+ * attention wrote its output directly) and the commit of its tokens (`commit`, or null), in one dispatch.
+ */
 export function kvCommit(
   enc: Encoder,
-  a: CommitArgs,
-  bufs: { qkv: Binding; alpha: Binding; k: Binding; v: Binding; state: GPUBuffer; dest: Binding; counters: GPUBuffer },
+  a: SegmentShape,
+  commit: CommitArgs | null,
+  merge: MergeArgs | null,
+  bufs: { scratch: GPUBuffer; out: Binding; qkv: Binding; alpha: Binding; k: Binding; v: Binding; state: GPUBuffer; counters: GPUBuffer },
 ): void {
-  const w1 = a.policy === POLICY_CODE.dms ? a.w + 1 : 1;
+  const c = commit;
+  const w1 = c && c.policy === POLICY_CODE.dms ? c.w + 1 : 1;
   const pr = params(
-    a.T, a.rowBase, a.p0, a.hq,
-    a.hkv, a.d, a.cap, a.w,
-    w1, (a.hq + 2 * a.hkv) * a.d, a.posOff, a.ringOff,
-    a.policy, a.mode, a.maxStep, a.sink,
-    a.recent, a.scoreOff, 0, 0,
+    a.T, a.rowBase, c?.seenOff ?? 0, a.hq,
+    a.hkv, a.d, c?.cap ?? 0, c?.w ?? 0,
+    w1, (a.hq + 2 * a.hkv) * a.d, c?.posOff ?? 0, c?.ringOff ?? 0,
+    c?.policy ?? 0, c?.mode ?? 0, c?.maxStep ?? 0, c?.sink ?? 0,
+    c?.recent ?? 0, c?.scoreOff ?? 0, c?.destOff ?? 0, merge ? a.T * a.hq : 0,
+    c ? a.hkv : 0, merge?.nsplit ?? 1, merge?.mlOff ?? 0, merge && merge.statOff >= 0 ? 1 : 0,
+    Math.max(0, merge?.statOff ?? 0), 0, 0, 0,
   );
-  enc.dispatch(enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0 }), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.dest, bufs.counters], [a.hkv]);
+  const count = (merge ? a.T * a.hq : 0) + (c ? a.hkv : 0);
+  const pipe = enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0 });
+  enc.dispatch(pipe, pr, [bufs.scratch, bufs.out, bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.counters], enc.grid(count));
 }

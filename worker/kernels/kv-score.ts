@@ -14,27 +14,28 @@ export interface ScoreArgs {
   d: number;
   cap: number;
   scoreOff: number;
-  /** Float offset of the (M, L) softmax stats in `part` (written by attention with statOff). */
+  /** Word offsets in the scratch buffer of the (M, L) softmax stats (kept by the merge) and of dest. */
   statOff: number;
+  destOff: number;
   /** First row whose attention weights count (T-1: only the last query, for tova). */
   rowStart: number;
   /** h2o: add to the resident scores; tova: overwrite them. */
   accumulate: boolean;
   maxStep: number;
-  /** Upper bound of resident + step keys. */
+  /** Upper bound of resident + step keys (the dispatch covers this many; threads past len + T return). */
   keysUpper: number;
   /** How the cache stores K (as attention). */
   dtype: KvDtype;
 }
 
 /** Records kv_score.wgsl: attention weights of the step's queries as per-key eviction scores. */
-export function kvScore(enc: Encoder, a: ScoreArgs, bufs: { qkv: GPUBuffer; k: GPUBuffer; state: GPUBuffer; part: GPUBuffer; dest: GPUBuffer }): void {
+export function kvScore(enc: Encoder, a: ScoreArgs, bufs: { qkv: GPUBuffer; k: GPUBuffer; state: GPUBuffer; scratch: GPUBuffer }): void {
   const tiles = Math.ceil(a.keysUpper / 64);
   const pr = params(
     a.T, a.rowBase, a.hq, a.hkv,
     a.d, a.hq / a.hkv, a.cap, (a.hq + 2 * a.hkv) * a.d,
     a.scoreOff, a.statOff, a.rowStart, a.accumulate ? 1 : 0,
-    a.maxStep, { f32: 1 / Math.sqrt(a.d) }, tiles, 0,
+    a.maxStep, { f32: 1 / Math.sqrt(a.d) }, tiles, a.destOff,
   );
-  enc.dispatch(enc.gpu.pipeline('kv_score', source, { F16: a.dtype === 'f16' ? 1 : 0 }), pr, [bufs.qkv, bufs.k, bufs.state, bufs.part, bufs.dest], enc.grid(a.hkv * tiles));
+  enc.dispatch(enc.gpu.pipeline('kv_score', source, { F16: a.dtype === 'f16' ? 1 : 0 }), pr, [bufs.qkv, bufs.k, bufs.state, bufs.scratch], enc.grid(a.hkv * tiles));
 }

@@ -1,65 +1,38 @@
 import f16Source from '../../shaders/linear_f16.wgsl';
 import f32Source from '../../shaders/linear_f32.wgsl';
 import q4Source from '../../shaders/linear_q4.wgsl';
-import q4MvSource from '../../shaders/linear_q4_mv.wgsl';
+import mvSource from '../../shaders/linear_mv.wgsl';
+import mvF16Source from '../../shaders/linear_mv_f16.wgsl';
+import mvF32Source from '../../shaders/linear_mv_f32.wgsl';
+import mvQ4Source from '../../shaders/linear_mv_q4.wgsl';
+import mvQ8Source from '../../shaders/linear_mv_q8.wgsl';
 import q8Source from '../../shaders/linear_q8.wgsl';
-import q8MvSource from '../../shaders/linear_q8_mv.wgsl';
 import tiledSource from '../../shaders/linear_tiled.wgsl';
 import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
+import { specialize, u32Constants } from '../gpu/wgsl';
 import type { GpuMatrix, WeightFormat } from '../model/types';
+import { add } from './add';
+import { rmsNorm } from './rmsnorm';
+import { siluMul } from './silu-mul';
 
 const SOURCES: Record<WeightFormat, string> = { f32: f32Source, f16: f16Source, q8: q8Source, q4: q4Source };
 
 /**
  * Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups.
- * The decode matvec of q4/q8 (one token, cols % 32 == 0; shaders/linear_q*_mv.wgsl) takes `mvRows` rows per
- * workgroup and at most `mvLanes` lanes (fewer when a row has fewer 32-column groups); `mv = false` sends
- * decode through the tiled kernel instead (the benchmark's comparison).
+ * The decode matvec (one token, cols % 32 == 0; shaders/linear_mv.wgsl) takes `mvRows` rows per workgroup
+ * for q4/q8 (f16: half, f32: a quarter, at least 2) and at most `mvLanes` lanes (fewer when a row has
+ * fewer 32-column groups); `mv = false` sends decode through the tiled kernel and separate norm, add and
+ * activation dispatches instead (the benchmark's comparison).
  */
 export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64 };
 
-const MV_SOURCES: Partial<Record<WeightFormat, string>> = { q8: q8MvSource, q4: q4MvSource };
+const MV_FORMATS: Record<WeightFormat, string> = { f32: mvF32Source, f16: mvF16Source, q8: mvQ8Source, q4: mvQ4Source };
 
 /** Lanes per workgroup (each row tile is reduced over them), weight rows per workgroup, and columns per lane step. */
 const LANES = 64;
 const ROWS = 4;
 const UNIT = 8;
-
-/**
- * Keeps the lines between `// #if NAME` and `// #else` / `// #endif` when `defines[NAME]`, else the
- * lines between `// #else` and `// #endif`. Blocks nest. Directive lines themselves are dropped.
- */
-export function specialize(source: string, defines: Record<string, boolean>): string {
-  const out: string[] = [];
-  const stack: Array<{ parent: boolean; cond: boolean; inElse: boolean }> = [];
-  let active = true;
-  for (const line of source.split('\n')) {
-    const m = /^\s*\/\/\s*#(if|else|endif)\b\s*(\w*)/.exec(line);
-    if (!m) {
-      if (active) out.push(line);
-      continue;
-    }
-    if (m[1] === 'if') {
-      if (!(m[2] in defines)) throw new Error(`specialize: #if ${m[2]} has no value`);
-      stack.push({ parent: active, cond: defines[m[2]], inElse: false });
-      active = active && defines[m[2]];
-    } else {
-      const top = stack[stack.length - 1];
-      if (!top) throw new Error(`specialize: #${m[1]} without #if`);
-      if (m[1] === 'else') {
-        if (top.inElse) throw new Error('specialize: two #else');
-        top.inElse = true;
-        active = top.parent && !top.cond;
-      } else {
-        stack.pop();
-        active = top.parent;
-      }
-    }
-  }
-  if (stack.length) throw new Error('specialize: unterminated #if');
-  return out.join('\n');
-}
 
 /**
  * Tokens per workgroup: each weight is read once per tile of this many tokens. Decode (1 token) gets its
@@ -88,14 +61,28 @@ function pipeline(enc: Encoder, format: WeightFormat, tt: number, aligned: boole
   return p;
 }
 
-function mvPipeline(enc: Encoder, format: WeightFormat, rows: number, lanes: number): GPUComputePipeline {
+/** What linear_mv.wgsl fuses around the product (see there). */
+interface MvMode {
+  norm: boolean;
+  silu: boolean;
+  add: boolean;
+}
+
+function mvRows(format: WeightFormat): number {
+  const r = linearTuning.mvRows;
+  return format === 'f32' ? Math.max(2, r >> 2) : format === 'f16' ? Math.max(2, r >> 1) : r;
+}
+
+function mvPipeline(enc: Encoder, format: WeightFormat, rows: number, lanes: number, m: MvMode): GPUComputePipeline {
   const subgroups = enc.gpu.caps.subgroups && linearTuning.allowSubgroups;
-  const label = `linear_${format}_mv R${rows} L${lanes}${subgroups ? ' sg' : ''}`;
+  const label = `linear_mv_${format} R${rows} L${lanes}${m.norm ? ' norm' : ''}${m.silu ? ' silu' : ''}${m.add ? ' add' : ''}${subgroups ? ' sg' : ''}`;
   let cache = compiled.get(enc.gpu);
   if (!cache) compiled.set(enc.gpu, (cache = new Map()));
   let p = cache.get(label);
   if (!p) {
-    const code = (subgroups ? 'enable subgroups;\n' : '') + `const R = ${rows}u;\nconst L = ${lanes}u;\n` + specialize(MV_SOURCES[format]!, { SUBGROUPS: subgroups });
+    const quant = format === 'q4' || format === 'q8';
+    const code = (subgroups ? 'enable subgroups;\n' : '') + u32Constants({ R: rows, L: lanes }) + MV_FORMATS[format] + '\n'
+      + specialize(mvSource, { SUBGROUPS: subgroups, QUANT: quant, NORM: m.norm, SILU: m.silu, ADD: m.add });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
   }
@@ -125,8 +112,8 @@ function placeholder(gpu: Gpu): GPUBuffer {
 export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, tokens: number, bias: GPUBuffer | null = null): void {
   if (tokens <= 0 || w.rows === 0) return;
   if (w.cols <= 0) throw new Error(`linear ${w.label}: no columns`);
-  if (tokens === 1 && linearTuning.mv && MV_SOURCES[w.format] && w.cols % 32 === 0) {
-    matvec(enc, w, x, y, bias);
+  if (tokens === 1 && mvFits(w, false)) {
+    matvec(enc, w, x, y, { norm: null, bias, silu: false, add: false });
     return;
   }
   const tt = tokenTile(tokens);
@@ -149,16 +136,76 @@ export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, t
   }
 }
 
-/** Decode (one token) of a q4/q8 matrix with cols % 32 == 0: shaders/linear_q*_mv.wgsl, one dispatch per part. */
-function matvec(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, bias: GPUBuffer | null): void {
-  const R = linearTuning.mvRows;
+/** The decode matvec applies: cols in whole groups of 32, and for SILU gate and up rows in one part. */
+function mvFits(w: GpuMatrix, silu: boolean): boolean {
+  return linearTuning.mv && w.cols % 32 === 0 && (!silu || (w.parts.length === 1 && w.rows % 2 === 0));
+}
+
+export interface ProjectOptions {
+  /** RMS-normalise x first: x * inverseSqrt(mean(x^2) + eps) * weight (weight f32[w.cols]). */
+  norm?: { weight: GPUBuffer; eps: number } | null;
+  bias?: GPUBuffer | null;
+  /**
+   * 'store': y = the product (+ bias). 'add': y += the product (the residual stream). 'silu': w is
+   * [gate; up] stacked (w.rows = 2F) and y f32[tokens][F] = silu(gate) * up.
+   */
+  epilogue?: 'store' | 'add' | 'silu';
+}
+
+/**
+ * A layer's projection with what surrounds it: y (=, +=) epilogue(norm(x) · Wᵀ (+ bias)). One token runs
+ * it as one fused dispatch per part (shaders/linear_mv.wgsl); several tokens (prefill) as the separate
+ * dispatches it stands for (rmsnorm into `scratch.normed`, the tiled product into `scratch.product`, then
+ * add or silu_mul), which need those buffers (tokens x w.cols and tokens x w.rows floats).
+ */
+export function project(
+  enc: Encoder,
+  w: GpuMatrix,
+  x: GPUBuffer,
+  y: GPUBuffer,
+  tokens: number,
+  o: ProjectOptions,
+  scratch: { normed?: GPUBuffer; product?: GPUBuffer },
+): void {
+  const epilogue = o.epilogue ?? 'store';
+  const silu = epilogue === 'silu';
+  if (silu && o.bias) throw new Error(`project ${w.label}: no bias with the silu epilogue`);
+  if (tokens === 1 && mvFits(w, silu)) {
+    matvec(enc, w, x, y, { norm: o.norm ?? null, bias: o.bias ?? null, silu, add: epilogue === 'add' });
+    return;
+  }
+  let input = x;
+  if (o.norm) {
+    if (!scratch.normed) throw new Error(`project ${w.label}: the norm needs a scratch buffer`);
+    rmsNorm(enc, x, o.norm.weight, scratch.normed, tokens, w.cols, o.norm.eps);
+    input = scratch.normed;
+  }
+  if (epilogue === 'store') {
+    linear(enc, w, input, y, tokens, o.bias ?? null);
+    return;
+  }
+  if (!scratch.product) throw new Error(`project ${w.label}: the ${epilogue} epilogue needs a scratch buffer`);
+  linear(enc, w, input, scratch.product, tokens, o.bias ?? null);
+  if (silu) siluMul(enc, scratch.product, y, tokens, w.rows / 2);
+  else add(enc, y, scratch.product, tokens * w.rows);
+}
+
+/** One token through shaders/linear_mv.wgsl, one dispatch per part. */
+function matvec(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { norm: { weight: GPUBuffer; eps: number } | null; bias: GPUBuffer | null; silu: boolean; add: boolean }): void {
+  const R = mvRows(w.format);
   const groups = w.cols / 32;
-  const pipe = mvPipeline(enc, w.format, R, mvLanes(groups));
+  const pipe = mvPipeline(enc, w.format, R, mvLanes(groups), { norm: !!o.norm, silu: o.silu, add: o.add });
+  const quant = w.format === 'q4' || w.format === 'q8';
   for (const part of w.parts) {
     if (part.rows === 0) continue;
-    if (!part.scales) throw new Error(`linear ${w.label}: ${w.format} part without scales`);
-    const count = Math.ceil(part.rows / R);
-    const p = params(part.rows, w.cols, 1, w.rows, part.rowStart, groups, count, count, bias ? 1 : 0);
-    enc.dispatch(pipe, p, [part.data, part.scales, x, y, bias ?? placeholder(enc.gpu)], enc.grid(count));
+    if (quant && !part.scales) throw new Error(`linear ${w.label}: ${w.format} part without scales`);
+    const outRows = o.silu ? part.rows / 2 : part.rows;
+    const count = Math.ceil(outRows / (o.silu ? R / 2 : R));
+    const buffers: GPUBuffer[] = [part.data];
+    if (quant) buffers.push(part.scales!);
+    buffers.push(x, y, o.bias ?? placeholder(enc.gpu));
+    if (o.norm) buffers.push(o.norm.weight);
+    const p = params(outRows, w.cols, part.rowStart, count, o.bias ? 1 : 0, { f32: o.norm?.eps ?? 0 });
+    enc.dispatch(pipe, p, buffers, enc.grid(count));
   }
 }

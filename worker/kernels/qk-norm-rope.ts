@@ -1,7 +1,7 @@
 import source from '../../shaders/qk_norm_rope.wgsl';
 import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
-import { specialize } from './linear';
+import { specialize } from '../gpu/wgsl';
 
 /** Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups. */
 export const qkNormRopeTuning = { allowSubgroups: true };

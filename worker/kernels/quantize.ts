@@ -3,7 +3,7 @@ import { params, type Encoder } from '../gpu/encoder';
 import { rowScales, rowWords } from '../model/pack';
 import type { TensorDtype } from '../model/safetensors';
 import type { WeightFormat } from '../model/types';
-import { specialize } from './linear';
+import { specialize } from '../gpu/wgsl';
 
 const compiled = new WeakMap<object, Map<string, GPUComputePipeline>>();
 

@@ -1,6 +1,6 @@
 import source from '../../shaders/rmsnorm.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
-import { specialize } from './linear';
+import { specialize } from '../gpu/wgsl';
 
 /** Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups. */
 export const rmsNormTuning = { allowSubgroups: true };

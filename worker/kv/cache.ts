@@ -67,6 +67,11 @@ export interface KvCache {
    */
   attend(enc: Encoder, layer: number, qkv: GPUBuffer, out: GPUBuffer): void;
   end(enc: Encoder): void;
+  /**
+   * Identifies what attend() records for these segments (their rows, kernels and key splits; no position):
+   * a step recorded once can be replayed for later steps with the same key (worker/engine/forward.ts).
+   */
+  planKey(segments: Segment[]): string;
   /** Metrics (docs/kv-cache.md); may read back small counters, so call it after a step, not inside. */
   stats(): Promise<KvStats>;
   /** Which positions of sequence `seq` are resident per (layer, KV head); one small readback per layer. */

@@ -1,26 +1,31 @@
 /**
- * The slot KV cache (docs/kv-cache.md). For every (layer, sequence) there are three GPU buffers:
+ * The slot KV cache (docs/kv-cache.md; the layout itself is worker/kv/layout.ts). For every (layer,
+ * sequence) there are three GPU buffers:
  *   K, V   [Hkv][cap][d] of f16 (two halves per u32, the default) or f32 (options.dtype)
  *          cap = slots per (layer, seq, KV head), sized from the policy's budget
- *   state  u32: len[Hkv] | pos[Hkv][cap] (bit 31 = DMS mark) | ring[Hkv][w+1] (DMS) | score[Hkv][cap] (tova/h2o)
+ *   state  u32: len[Hkv] | seen[Hkv] | pos[Hkv][cap] (bit 31 = DMS mark) | ring[Hkv][w+1] (DMS) | score[Hkv][cap] (tova/h2o)
  * Slots [0, len) of a stream are resident, in no particular order (RoPE is applied before caching).
+ * seen[h] is the position of the stream's next token, kept on the GPU so a recorded step's dispatches
+ * hold no position and can be replayed (worker/gpu/encoder.ts, StepPlan).
  * Counters (resident, peak, reads, evictions) live on the GPU and are read only by stats().
  */
 import type { Gpu } from '../gpu/context';
 import { Encoder, type Binding } from '../gpu/encoder';
-import { attention, NO_WINDOW, partialFloats, queryBlock } from '../kernels/attention';
-import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET } from '../kernels/kv-commit';
+import { attention, attentionDecode, decodeLanes, NO_WINDOW, partialStatsOffset, queryBlock } from '../kernels/attention';
+import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET, type CommitArgs, type MergeArgs } from '../kernels/kv-commit';
 import { kvScore } from '../kernels/kv-score';
 import { DEFAULT_KV_DTYPE, f16ToF32, KV_DTYPES, kvValueBytes } from '../model/dtype';
 import type { KvDtype, KvPolicyName, KvResidency, KvStats } from '../model/types';
 import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
+import { COUNTERS, kvCapacity, MAX_SPLITS, partialFloats, scoredPolicy, scratchLayout, stateLayout, streamKvBytes, type ScratchLayout, type StateLayout } from './layout';
 
-/** Splits of the keys for one decode row at most (flash-decoding). */
-const MAX_SPLITS = 256;
 /** Aim for at least this many workgroups per attention dispatch before splitting keys. */
 const TARGET_WORKGROUPS = 1024;
-const MIN_SPLIT_KEYS = 128;
-const COUNTERS = 8;
+/**
+ * Splitting of the keys: a split has at least `minSplitKeys` keys (general kernel: 128) and a dispatch aims
+ * for `targetWorkgroups` workgroups. The decode kernel's values are the benchmark's knobs.
+ */
+export const splitTuning = { minSplitKeys: 128, decodeMinSplitKeys: 64, decodeTargetWorkgroups: 1024 };
 
 let nextId = 0;
 
@@ -31,8 +36,14 @@ interface Stream {
 }
 
 export interface SlotCacheTuning {
-  /** Force keys per attention split (tests); 0 or absent = automatic. */
+  /** Force keys per attention split of the general kernel (tests); 0 or absent = automatic. */
   splitKeys?: number;
+}
+
+/** How one segment's attention is recorded: the kernel and its key splits. */
+interface AttendChoice {
+  decode: boolean;
+  nsplit: number;
 }
 
 export class SlotKvCache implements KvCache {
@@ -52,19 +63,17 @@ export class SlotKvCache implements KvCache {
   private readonly d: number;
   private readonly maxStep: number;
   private readonly maxTokens: number;
-  private readonly posOff: number;
-  private readonly ringOff: number;
-  private readonly scoreOff: number;
-  private readonly stateWords: number;
+  private readonly st: StateLayout;
+  private readonly sc: ScratchLayout;
   private readonly streams: Stream[] = []; // [layer * S + seq]
-  private readonly dest: GPUBuffer;
-  private readonly part: GPUBuffer;
-  private readonly partFloats: number;
+  /** Attention's split partials, the softmax stats and dest (worker/kv/layout.ts, scratchLayout). */
+  private readonly scratch: GPUBuffer;
   private readonly counters: GPUBuffer;
-  /** Placeholders for bindings a dispatch does not use: one read-only, two read-write (writable bindings may not alias). */
+  /** Placeholders for bindings a dispatch does not use: one read-only, three read-write (writable bindings may not alias). */
   private readonly dummy: GPUBuffer;
   private readonly dummyW: GPUBuffer;
   private readonly dummyW2: GPUBuffer;
+  private readonly dummyW3: GPUBuffer;
   private readonly code: number;
   /** Policy keeps attention-weight scores per slot (tova, h2o). */
   private readonly scored: boolean;
@@ -106,7 +115,6 @@ export class SlotKvCache implements KvCache {
     this.seqLen = new Array(this.sequences).fill(0);
     this.splitKeys = opts.tuning?.splitKeys ?? 0;
 
-    let cap = opts.maxTokens;
     let w = NO_WINDOW;
     this.sink = 0;
     this.recent = 0;
@@ -114,28 +122,21 @@ export class SlotKvCache implements KvCache {
       if (!shape.dms) throw new Error("KV cache: policy 'dms' needs a DMS model (modelShape.dms)");
       w = shape.dms.windowSize;
       if (!(w >= 0)) throw new Error(`KV cache: bad DMS window ${w}`);
-      const dflt = shape.dms.cr && shape.dms.cr > 1 ? w + 1 + Math.ceil(opts.maxTokens / shape.dms.cr) : opts.maxTokens;
-      cap = Math.min(opts.maxTokens, opts.budget ?? dflt);
-      if (cap < Math.min(opts.maxTokens, w + 1)) throw new Error(`KV cache: DMS budget ${cap} is below the window w+1 = ${w + 1}`);
     } else if (opts.policy !== 'full') {
       if (!(opts.budget && opts.budget >= 2)) throw new Error(`KV cache: policy '${opts.policy}' needs a budget >= 2`);
-      cap = Math.min(opts.maxTokens, opts.budget);
-      if (opts.policy === 'window') {
-        this.sink = Math.min(4, cap - 1);
-      }
-      if (opts.policy === 'h2o') this.recent = Math.max(1, Math.floor(cap / 2));
     }
+    const cap = kvCapacity(shape, opts.policy, opts.maxTokens, opts.budget);
+    if (opts.policy === 'dms' && cap < Math.min(opts.maxTokens, w + 1)) throw new Error(`KV cache: DMS budget ${cap} is below the window w+1 = ${w + 1}`);
+    if (opts.policy === 'window') this.sink = Math.min(4, cap - 1);
+    if (opts.policy === 'h2o') this.recent = Math.max(1, Math.floor(cap / 2));
     this.capacity = cap;
     this.window = w;
 
     this.prefix = `kv${nextId++} `;
-    this.posOff = Math.ceil(hkv / 4) * 4;
-    this.ringOff = this.posOff + hkv * cap;
-    const ring = opts.policy === 'dms' ? hkv * (w + 1) : 0;
-    this.scoreOff = this.ringOff + ring;
-    const scores = opts.policy === 'tova' || opts.policy === 'h2o' ? hkv * cap : 0;
-    this.stateWords = this.scoreOff + scores;
-    const kvBytes = hkv * cap * d * kvValueBytes(this.dtype);
+    this.scored = scoredPolicy(opts.policy);
+    this.st = stateLayout(hkv, cap, opts.policy, w === NO_WINDOW ? 0 : w);
+    this.sc = scratchLayout(hq, hkv, d, this.maxStep, this.scored);
+    const kvBytes = streamKvBytes(hkv, cap, d, this.dtype);
     if (kvBytes > gpu.caps.maxStorageBufferBindingSize) {
       throw new Error(`KV cache: one (layer, sequence) needs ${kvBytes} bytes of K, over this GPU's maxStorageBufferBindingSize ${gpu.caps.maxStorageBufferBindingSize}; lower maxTokens or the budget`);
     }
@@ -144,20 +145,16 @@ export class SlotKvCache implements KvCache {
         this.streams.push({
           k: gpu.buffer(`${this.prefix}K l${l} s${s}`, kvBytes),
           v: gpu.buffer(`${this.prefix}V l${l} s${s}`, kvBytes),
-          state: gpu.upload(`${this.prefix}state l${l} s${s}`, new Uint32Array(this.stateWords)),
+          state: gpu.upload(`${this.prefix}state l${l} s${s}`, new Uint32Array(this.st.words)),
         });
       }
     }
-    this.scored = opts.policy === 'tova' || opts.policy === 'h2o';
-    // dest: slot of each step token per KV head, then (tova/h2o) the step tokens' scores.
-    this.dest = gpu.buffer(`${this.prefix}dest`, hkv * this.maxStep * 4 * (this.scored ? 2 : 1));
-    this.partFloats = partialFloats(1, hq, d, MAX_SPLITS);
-    // partials, then (tova/h2o) the softmax (max, sum) of every (row, query head) of a segment.
-    this.part = gpu.buffer(`${this.prefix}partials`, (this.partFloats + (this.scored ? this.maxStep * hq * 2 : 0)) * 4);
+    this.scratch = gpu.buffer(`${this.prefix}scratch`, this.sc.words * 4);
     this.counters = gpu.upload(`${this.prefix}counters`, new Uint32Array(COUNTERS));
     this.dummy = gpu.buffer(`${this.prefix}dummy`, 16);
     this.dummyW = gpu.buffer(`${this.prefix}dummyW`, 16);
     this.dummyW2 = gpu.buffer(`${this.prefix}dummyW2`, 16);
+    this.dummyW3 = gpu.buffer(`${this.prefix}dummyW3`, 16);
   }
 
   private stream(layer: number, seq: number): Stream {
@@ -189,59 +186,82 @@ export class SlotKvCache implements KvCache {
     this.alpha = alpha;
   }
 
-  attend(enc: Encoder, layer: number, qkv: GPUBuffer, out: GPUBuffer): void {
-    this.check();
-    const alpha: Binding = this.policy === 'dms' ? this.alpha! : this.dummy;
-    for (const seg of this.segments) {
-      const st = this.stream(layer, seg.seq);
-      const keysUpper = Math.min(this.capacity, seg.pos0) + seg.tokens;
-      attention(
-        enc,
-        {
-          T: seg.tokens, rowBase: seg.row, p0: seg.pos0, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity,
-          w: this.window, posOff: this.posOff, keysUpper, splitKeys: this.chooseSplit(seg.tokens, keysUpper),
-          statOff: this.scored ? this.partFloats : -1, dtype: this.dtype,
-        },
-        { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part: this.part },
-      );
-      if (this.scored) {
-        kvScore(
-          enc,
-          {
-            T: seg.tokens, rowBase: seg.row, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity, scoreOff: this.scoreOff,
-            statOff: this.partFloats, rowStart: this.policy === 'tova' ? seg.tokens - 1 : 0, accumulate: this.policy === 'h2o',
-            maxStep: this.maxStep, keysUpper, dtype: this.dtype,
-          },
-          { qkv, k: st.k, state: st.state, part: this.part, dest: this.dest },
-        );
-      }
-      kvCommit(enc, this.commitArgs(COMMIT, seg), { qkv, alpha, k: st.k, v: st.v, state: st.state, dest: this.dest, counters: this.counters });
+  /** The kernel and key splits attend() records for a segment (a function of its shape and length only). */
+  private choose(seg: Segment): AttendChoice {
+    const keysUpper = Math.min(this.capacity, seg.pos0) + seg.tokens;
+    if (seg.tokens === 1 && this.splitKeys === 0 && decodeLanes(this.gpu, this.d, this.hq / this.hkv) > 0) {
+      // Lengths bucketed to powers of two, so a recorded decode step stays valid for many tokens.
+      const bucket = 2 ** Math.ceil(Math.log2(Math.max(1, keysUpper)));
+      const most = Math.min(MAX_SPLITS, Math.ceil(splitTuning.decodeTargetWorkgroups / this.hkv));
+      return { decode: true, nsplit: Math.max(1, Math.min(most, Math.ceil(bucket / splitTuning.decodeMinSplitKeys))) };
     }
+    return { decode: false, nsplit: this.chooseSplit(seg.tokens, keysUpper) };
   }
 
-  /** Keys per split for a segment (0 = one split). */
+  /** Key splits of the general kernel for a segment (1 = no split). */
   private chooseSplit(T: number, keysUpper: number): number {
     const perSplit = partialFloats(T, this.hq, this.d, 1);
-    const maxSplits = Math.min(MAX_SPLITS, Math.floor(this.partFloats / perSplit));
-    if (maxSplits < 2) return 0;
+    const maxSplits = Math.min(MAX_SPLITS, Math.floor(this.sc.partFloats / perSplit));
+    if (maxSplits < 2) return 1;
     let n: number;
     if (this.splitKeys > 0) {
       n = Math.ceil(keysUpper / this.splitKeys);
     } else {
       const base = this.hkv * Math.ceil((T * (this.hq / this.hkv)) / queryBlock(this.d));
-      if (base >= TARGET_WORKGROUPS || keysUpper <= MIN_SPLIT_KEYS) return 0;
-      n = Math.min(Math.ceil(keysUpper / MIN_SPLIT_KEYS), Math.ceil(TARGET_WORKGROUPS / base));
+      if (base >= TARGET_WORKGROUPS || keysUpper <= splitTuning.minSplitKeys) return 1;
+      n = Math.min(Math.ceil(keysUpper / splitTuning.minSplitKeys), Math.ceil(TARGET_WORKGROUPS / base));
     }
-    n = Math.min(n, maxSplits);
-    if (n < 2) return 0;
-    return Math.ceil(keysUpper / n / 64) * 64;
+    return Math.max(1, Math.min(n, maxSplits));
   }
 
-  private commitArgs(mode: number, seg: Segment) {
+  planKey(segments: Segment[]): string {
+    return segments.map((s) => {
+      const c = this.choose(s);
+      return `${s.seq}.${s.row}.${s.tokens}${c.decode ? 'd' : 'a'}${c.nsplit}`;
+    }).join(' ');
+  }
+
+  attend(enc: Encoder, layer: number, qkv: GPUBuffer, out: GPUBuffer): void {
+    this.check();
+    const alpha: Binding = this.policy === 'dms' ? this.alpha! : this.dummy;
+    const { hq, hkv, d, dtype } = this;
+    for (const seg of this.segments) {
+      const st = this.stream(layer, seg.seq);
+      const { decode, nsplit } = this.choose(seg);
+      const T = seg.tokens;
+      const where = { rowBase: seg.row, hq, hkv, d, cap: this.capacity, w: this.window, seenOff: this.st.seenOff, posOff: this.st.posOff, nsplit, dtype };
+      const part = this.scratch;
+      if (decode) attentionDecode(enc, where, { qkv, alpha, k: st.k, v: st.v, state: st.state, part });
+      else attention(enc, { ...where, T, statOff: this.scored && nsplit === 1 ? this.sc.statOff : -1 }, { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part });
+      const merge: MergeArgs | null = decode || nsplit > 1
+        ? { nsplit, mlOff: partialStatsOffset(T, hq, d, nsplit), statOff: this.scored ? this.sc.statOff : -1 }
+        : null;
+      const shape = { T, rowBase: seg.row, hq, hkv, d, dtype };
+      const bufs = { scratch: this.scratch, out, qkv, alpha, k: st.k, v: st.v, state: st.state, counters: this.counters };
+      if (this.scored) {
+        // The scores need the merged softmax stats, and the commit needs the scores.
+        if (merge) kvCommit(enc, shape, null, merge, bufs);
+        kvScore(
+          enc,
+          {
+            T, rowBase: seg.row, hq, hkv, d, cap: this.capacity, scoreOff: this.st.scoreOff, statOff: this.sc.statOff, destOff: this.sc.destOff,
+            rowStart: this.policy === 'tova' ? T - 1 : 0, accumulate: this.policy === 'h2o', maxStep: this.maxStep,
+            keysUpper: this.capacity + T, dtype,
+          },
+          { qkv, k: st.k, state: st.state, scratch: this.scratch },
+        );
+        kvCommit(enc, shape, this.commitArgs(COMMIT), null, bufs);
+      } else {
+        kvCommit(enc, shape, this.commitArgs(COMMIT), merge, bufs);
+      }
+    }
+  }
+
+  private commitArgs(mode: number): CommitArgs {
     return {
-      mode, T: seg.tokens, rowBase: seg.row, p0: seg.pos0, hq: this.hq, hkv: this.hkv, d: this.d, cap: this.capacity,
-      w: this.window === NO_WINDOW ? 0 : this.window, posOff: this.posOff, ringOff: this.ringOff, scoreOff: this.scoreOff,
-      policy: this.code, maxStep: this.maxStep, sink: this.sink, recent: this.recent, dtype: this.dtype,
+      mode, cap: this.capacity,
+      w: this.window === NO_WINDOW ? 0 : this.window, seenOff: this.st.seenOff, posOff: this.st.posOff, ringOff: this.st.ringOff,
+      scoreOff: this.st.scoreOff, destOff: this.sc.destOff, policy: this.code, maxStep: this.maxStep, sink: this.sink, recent: this.recent,
     };
   }
 
@@ -280,10 +300,10 @@ export class SlotKvCache implements KvCache {
 
   /** Reads back the positions resident in one stream, sorted (tests and debugging; not for the step loop). */
   async residentPositions(layer: number, seq: number, kvHead: number): Promise<number[]> {
-    const st = await this.gpu.readU32(this.stream(layer, seq).state, this.posOff + this.hkv * this.capacity);
+    const st = await this.gpu.readU32(this.stream(layer, seq).state, this.st.posOff + this.hkv * this.capacity);
     const len = st[kvHead];
     const out: number[] = [];
-    for (let s = 0; s < len; s++) out.push(st[this.posOff + kvHead * this.capacity + s] & 0x7fffffff);
+    for (let s = 0; s < len; s++) out.push(st[this.st.posOff + kvHead * this.capacity + s] & 0x7fffffff);
     return out.sort((a, b) => a - b);
   }
 
@@ -292,12 +312,12 @@ export class SlotKvCache implements KvCache {
    * eviction score (tests and debugging; not for the step loop).
    */
   async inspect(layer: number, seq: number, kvHead: number): Promise<Array<{ pos: number; marked: boolean; score: number | null }>> {
-    const st = await this.gpu.readU32(this.stream(layer, seq).state, this.stateWords);
+    const st = await this.gpu.readU32(this.stream(layer, seq).state, this.st.words);
     const f = new Float32Array(st.buffer);
     const out = [];
     for (let s = 0; s < st[kvHead]; s++) {
-      const w = st[this.posOff + kvHead * this.capacity + s];
-      out.push({ pos: w & 0x7fffffff, marked: w >>> 31 === 1, score: this.scored ? f[this.scoreOff + kvHead * this.capacity + s] : null });
+      const w = st[this.st.posOff + kvHead * this.capacity + s];
+      out.push({ pos: w & 0x7fffffff, marked: w >>> 31 === 1, score: this.scored ? f[this.st.scoreOff + kvHead * this.capacity + s] : null });
     }
     return out.sort((a, b) => a.pos - b.pos);
   }
@@ -308,7 +328,7 @@ export class SlotKvCache implements KvCache {
    */
   async keysValues(layer: number, seq: number, kvHead: number): Promise<Array<{ pos: number; k: Float32Array; v: Float32Array }>> {
     const st = this.stream(layer, seq);
-    const state = await this.gpu.readU32(st.state, this.posOff + this.hkv * this.capacity);
+    const state = await this.gpu.readU32(st.state, this.st.posOff + this.hkv * this.capacity);
     const len = state[kvHead];
     if (len === 0) return [];
     const row = this.d * kvValueBytes(this.dtype);
@@ -317,7 +337,7 @@ export class SlotKvCache implements KvCache {
     const v = decode(await this.gpu.read(st.v, kvHead * this.capacity * row, len * row));
     const out = [];
     for (let s = 0; s < len; s++) {
-      out.push({ pos: state[this.posOff + kvHead * this.capacity + s] & 0x7fffffff, k: k.slice(s * this.d, (s + 1) * this.d), v: v.slice(s * this.d, (s + 1) * this.d) });
+      out.push({ pos: state[this.st.posOff + kvHead * this.capacity + s] & 0x7fffffff, k: k.slice(s * this.d, (s + 1) * this.d), v: v.slice(s * this.d, (s + 1) * this.d) });
     }
     return out.sort((a, b) => a.pos - b.pos);
   }
@@ -327,11 +347,11 @@ export class SlotKvCache implements KvCache {
     const tokens = this.seqLen[seq];
     const bits = new Uint8Array(this.L * this.hkv * tokens);
     for (let l = 0; l < this.L; l++) {
-      const st = await this.gpu.readU32(this.stream(l, seq).state, this.posOff + this.hkv * this.capacity);
+      const st = await this.gpu.readU32(this.stream(l, seq).state, this.st.posOff + this.hkv * this.capacity);
       for (let h = 0; h < this.hkv; h++) {
         const row = (l * this.hkv + h) * tokens;
         for (let s = 0; s < st[h]; s++) {
-          const pos = st[this.posOff + h * this.capacity + s] & 0x7fffffff;
+          const pos = st[this.st.posOff + h * this.capacity + s] & 0x7fffffff;
           if (pos < tokens) bits[row + pos] = 1;
         }
       }
@@ -363,14 +383,15 @@ export class SlotKvCache implements KvCache {
       if (!recent && acc >= 1) acc -= 1;
     }
     if (resident.length > this.capacity) throw new Error(`KV cache: ${resident.length} resident tokens exceed the capacity ${this.capacity}`);
-    const state = new Uint32Array(this.stateWords);
+    const state = new Uint32Array(this.st.words);
     for (let h = 0; h < this.hkv; h++) {
       state[h] = resident.length;
+      state[this.st.seenOff + h] = tokens;
       resident.forEach((t, slot) => {
         // Older tokens are kept (unmarked); window tokens carry a mark at the eviction rate.
         const marked = t >= tokens - win && this.policy === 'dms' && (t * 2654435761) % 1000 >= keptFraction * 1000;
-        state[this.posOff + h * this.capacity + slot] = (t | (marked ? 0x80000000 : 0)) >>> 0;
-        if (this.policy === 'dms' && t >= tokens - win) state[this.ringOff + h * (this.window + 1) + (t % (this.window + 1))] = slot;
+        state[this.st.posOff + h * this.capacity + slot] = (t | (marked ? 0x80000000 : 0)) >>> 0;
+        if (this.policy === 'dms' && t >= tokens - win) state[this.st.ringOff + h * (this.window + 1) + (t % (this.window + 1))] = slot;
       });
     }
     for (let l = 0; l < this.L; l++) this.gpu.write(this.stream(l, seq).state, state);
@@ -388,10 +409,7 @@ export class SlotKvCache implements KvCache {
     const enc = new Encoder(this.gpu, 'kv reset');
     for (const s of seqs) {
       if (!(s >= 0 && s < this.sequences)) throw new Error(`KV cache: sequence ${s} out of range`);
-      for (let l = 0; l < this.L; l++) {
-        const st = this.stream(l, s);
-        kvCommit(enc, this.commitArgs(RESET, { seq: s, row: 0, tokens: 1, pos0: 0 }), { qkv: this.dummy, alpha: this.dummy, k: this.dummyW, v: this.dummyW2, state: st.state, dest: this.dest, counters: this.counters });
-      }
+      for (let l = 0; l < this.L; l++) this.recordMode(enc, RESET, this.stream(l, s).state);
       this.seqLen[s] = 0;
     }
     enc.submit();
@@ -412,18 +430,22 @@ export class SlotKvCache implements KvCache {
       for (let l = 0; l < this.L; l++) {
         const a = this.stream(l, src);
         const b = this.stream(l, dst);
-        const seg = { seq: dst, row: 0, tokens: 1, pos0: 0 };
-        const bufs = { qkv: this.dummy, alpha: this.dummy, k: this.dummyW, v: this.dummyW2, state: b.state, dest: this.dest, counters: this.counters };
-        kvCommit(enc, this.commitArgs(RESET, seg), bufs);
+        this.recordMode(enc, RESET, b.state);
         enc.copy(a.k, 0, b.k, 0, a.k.size);
         enc.copy(a.v, 0, b.v, 0, a.v.size);
         enc.copy(a.state, 0, b.state, 0, a.state.size);
-        kvCommit(enc, this.commitArgs(FORKED, seg), bufs);
+        this.recordMode(enc, FORKED, b.state);
       }
       this.seqLen[dst] = this.seqLen[src];
     }
     enc.submit();
     this.peakFull = Math.max(this.peakFull, this.seqLen.reduce((x, y) => x + y, 0) * this.L * this.hkv);
+  }
+
+  /** Records a stream bookkeeping pass of kv_commit.wgsl (RESET or FORKED) on one state buffer. */
+  private recordMode(enc: Encoder, mode: number, state: GPUBuffer): void {
+    const bufs = { scratch: this.scratch, out: this.dummyW3, qkv: this.dummy, alpha: this.dummy, k: this.dummyW, v: this.dummyW2, state, counters: this.counters };
+    kvCommit(enc, { T: 1, rowBase: 0, hq: this.hq, hkv: this.hkv, d: this.d, dtype: this.dtype }, this.commitArgs(mode), null, bufs);
   }
 
   destroy(): void {
@@ -434,7 +456,7 @@ export class SlotKvCache implements KvCache {
       this.gpu.destroy(s.v);
       this.gpu.destroy(s.state);
     }
-    for (const b of [this.dest, this.part, this.counters, this.dummy, this.dummyW, this.dummyW2]) this.gpu.destroy(b);
+    for (const b of [this.scratch, this.counters, this.dummy, this.dummyW, this.dummyW2, this.dummyW3]) this.gpu.destroy(b);
   }
 
   private check(): void {

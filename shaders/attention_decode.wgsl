@@ -1,0 +1,240 @@
+// Decode attention (flash-decoding): the one query row of a segment (T = 1), its G = hq / hkv query heads of
+// KV head h, over the stream's resident slots [0, len) and the step's own key (read from qkv, after them).
+// Same keys, visibility and f16 rounding as attention.wgsl (see there); this kernel is shaped for reading a
+// long cache at the memory's speed. One workgroup = one KV head x one key split; it always writes partials
+// (acc, m, l) that kv_commit.wgsl merges, even with one split.
+//
+// Specialized by worker/kernels/attention.ts, which prepends the constants G (query heads per KV head),
+// D (head dim), LG (lanes per key group: a power of two no larger than the subgroup size), NCH
+// (= ceil(D / 8 / LG)) and KB (keys per group step), and keeps or drops `// #if F16`.
+// The WG invocations form NG = WG / LG key groups of LG lanes, each group inside one subgroup. A key's D
+// values are D/8 chunks of 8 (16 bytes of f16, 32 of f32); lane j of a group owns chunks j, j + LG, ... of
+// every key, for K (partial dot products, summed over the group with subgroupShuffleXor) and for V (its
+// slice of the output). The query slices live in registers. Every lane of a group ends with the same
+// scores, so the group's online softmax (m, l per query head; one rescale per KB keys) needs no exchange.
+// The split's keys are walked NG x KB at a time (group q takes KB consecutive keys of each step); the
+// NG groups are combined in workgroup memory at the end. The step count is uniform over the workgroup, so
+// the shuffles run in uniform control flow.
+enable subgroups;
+
+struct Params {
+  rowBase: u32, seenOff: u32, hq: u32, hkv: u32,
+  cap: u32, w: u32, nsplit: u32, stride: u32,
+  posOff: u32, mlOff: u32, scale: f32, _p0: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> alpha: array<f32>;
+@group(0) @binding(3) var<storage, read> kc: array<vec4u>;
+@group(0) @binding(4) var<storage, read> vc: array<vec4u>;
+@group(0) @binding(5) var<storage, read> state: array<u32>;
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+
+const WG: u32 = 128u;
+const NG: u32 = WG / LG;
+const NEG: f32 = -3.0e38;
+const NONE: u32 = 0xffffffffu;
+// #if F16
+const CW: u32 = 1u; // vec4u words per chunk of 8 values
+// #else
+const CW: u32 = 2u;
+// #endif
+
+var<workgroup> wlen: u32;
+var<workgroup> wp0: u32;
+var<workgroup> wmark: u32;
+var<workgroup> subgroups: atomic<u32>;
+var<workgroup> gm: array<f32, NG * G>;
+var<workgroup> gl: array<f32, NG * G>;
+var<workgroup> gacc: array<f32, G * D>;
+
+// rnd(): f16_round.wgsl, appended by worker/kernels/attention.ts.
+
+// Values 8c .. 8c+7 of a cached key or value from its words: w0 (f16: all 8 halves), or w0 and w1 (f32).
+fn chunk(w0: vec4u, w1: vec4u) -> array<f32, 8> {
+// #if F16
+  let a = unpack2x16float(w0.x); let b = unpack2x16float(w0.y); let c = unpack2x16float(w0.z); let d = unpack2x16float(w0.w);
+  return array<f32, 8>(a.x, a.y, b.x, b.y, c.x, c.y, d.x, d.y);
+// #else
+  let lo = bitcast<vec4f>(w0);
+  let hi = bitcast<vec4f>(w1);
+  return array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+// #endif
+}
+
+// Chunk c of the step's own key (kv = 0) or value (kv = 1), from qkv, rounded as the cache will store it.
+fn stepChunk(h: u32, kv: u32, c: u32) -> array<f32, 8> {
+  var o: array<f32, 8>;
+  let b = p.rowBase * p.stride + (p.hq + kv * p.hkv + h) * D + 8u * c;
+  for (var e = 0u; e < 8u; e++) {
+// #if F16
+    o[e] = rnd(qkv[b + e]);
+// #else
+    o[e] = qkv[b + e];
+// #endif
+  }
+  return o;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_invocation_id) sgi: u32, @builtin(subgroup_size) sgs: u32) {
+  let wgi = wid.x + wid.y * nwg.x;
+  if (wgi >= p.hkv * p.nsplit) { return; }
+  let s = wgi % p.nsplit;
+  let h = wgi / p.nsplit;
+
+  // Key groups: claimed per subgroup, so that no assumption is made on how invocations map to subgroups.
+  var sub = 0u;
+  if (sgi == 0u) { sub = atomicAdd(&subgroups, 1u); }
+  sub = subgroupBroadcastFirst(sub);
+  let grp = sub * (sgs / LG) + sgi / LG;
+  let lane = sgi % LG;
+
+  if (lid == 0u) {
+    wlen = state[h];
+    wp0 = state[p.seenOff + h];
+    // DMS: the previous step's last token (p0 - 1) is marked by this step's decision (committed after).
+    wmark = select(0u, 1u, p.w != NONE && alpha[p.rowBase * p.hkv + h] > 0.0);
+  }
+  let len = workgroupUniformLoad(&wlen);
+  let p0 = workgroupUniformLoad(&wp0);
+  let markPrev = workgroupUniformLoad(&wmark) == 1u;
+
+  // This lane's slices of the G queries, pre-scaled by 1/sqrt(d).
+  var q: array<array<f32, 8>, G * NCH>;
+  for (var j = 0u; j < G; j++) {
+    for (var i = 0u; i < NCH; i++) {
+      let c = lane + i * LG;
+      for (var e = 0u; e < 8u; e++) {
+        var v = 0.0;
+        if (c < D / 8u) { v = qkv[p.rowBase * p.stride + (h * G + j) * D + 8u * c + e] * p.scale; }
+        q[j * NCH + i][e] = v;
+      }
+    }
+  }
+
+  let nk = len + 1u;
+  let stepKeys = NG * KB;
+  let splitKeys = (((nk + p.nsplit - 1u) / p.nsplit + stepKeys - 1u) / stepKeys) * stepKeys;
+  let kStart = s * splitKeys;
+  let kEnd = min(nk, kStart + splitKeys);
+  var m: array<f32, G>;
+  var l: array<f32, G>;
+  var acc: array<array<f32, 8>, G * NCH>;
+  for (var j = 0u; j < G; j++) {
+    m[j] = NEG;
+    l[j] = 0.0;
+    for (var i = 0u; i < NCH; i++) { acc[j * NCH + i] = array<f32, 8>(); }
+  }
+
+  let steps = select(0u, (kEnd - kStart + stepKeys - 1u) / stepKeys, kEnd > kStart);
+  for (var it = 0u; it < steps; it++) {
+    let k0 = kStart + it * stepKeys + grp * KB;
+    var sc: array<f32, KB * G>;
+    var vv: array<array<f32, 8>, KB * NCH>;
+    for (var b = 0u; b < KB; b++) {
+      let k = k0 + b;
+      for (var j = 0u; j < G; j++) { sc[b * G + j] = 0.0; }
+      for (var i = 0u; i < NCH; i++) {
+        let c = lane + i * LG;
+        var kk = array<f32, 8>();
+        var v = array<f32, 8>();
+        if (k < kEnd && c < D / 8u) {
+          if (k < len) {
+            let w = ((h * p.cap + k) * (D / 8u) + c) * CW;
+            kk = chunk(kc[w], kc[w + CW - 1u]);
+            v = chunk(vc[w], vc[w + CW - 1u]);
+          } else {
+            kk = stepChunk(h, 0u, c);
+            v = stepChunk(h, 1u, c);
+          }
+        }
+        vv[b * NCH + i] = v;
+        for (var j = 0u; j < G; j++) {
+          var d = 0.0;
+          for (var e = 0u; e < 8u; e++) { d = fma(q[j * NCH + i][e], kk[e], d); }
+          sc[b * G + j] += d;
+        }
+      }
+    }
+    for (var x = 1u; x < LG; x <<= 1u) {
+      for (var e = 0u; e < KB * G; e++) { sc[e] += subgroupShuffleXor(sc[e], x); }
+    }
+    // Visibility (the query's position is p0): keys past the split and DMS-evicted ones are masked.
+    for (var b = 0u; b < KB; b++) {
+      let k = k0 + b;
+      var vis = k < kEnd;
+      if (vis && k < len && p.w != NONE) {
+        let ki = state[p.posOff + h * p.cap + k];
+        let pos = ki & 0x7fffffffu;
+        let marked = (ki >> 31u) == 1u || (markPrev && p0 > 0u && pos == p0 - 1u);
+        vis = !marked || p0 - pos <= p.w;
+      }
+      if (!vis) { for (var j = 0u; j < G; j++) { sc[b * G + j] = NEG; } }
+    }
+    for (var j = 0u; j < G; j++) {
+      var mx = m[j];
+      for (var b = 0u; b < KB; b++) { mx = max(mx, sc[b * G + j]); }
+      let corr = exp(m[j] - mx);
+      m[j] = mx;
+      var pr: array<f32, KB>;
+      var sum = 0.0;
+      for (var b = 0u; b < KB; b++) {
+        pr[b] = select(exp(sc[b * G + j] - mx), 0.0, sc[b * G + j] <= NEG * 0.5);
+        sum += pr[b];
+      }
+      l[j] = l[j] * corr + sum;
+      for (var i = 0u; i < NCH; i++) {
+        for (var e = 0u; e < 8u; e++) {
+          var o = acc[j * NCH + i][e] * corr;
+          for (var b = 0u; b < KB; b++) { o = fma(pr[b], vv[b * NCH + i][e], o); }
+          acc[j * NCH + i][e] = o;
+        }
+      }
+    }
+  }
+
+  // Combine the groups: the maxima, then each group's rescaled sums added in turn.
+  if (lane == 0u) {
+    for (var j = 0u; j < G; j++) { gm[grp * G + j] = m[j]; }
+  }
+  workgroupBarrier();
+  var f: array<f32, G>;
+  for (var j = 0u; j < G; j++) {
+    var mx = NEG;
+    for (var q2 = 0u; q2 < NG; q2++) { mx = max(mx, gm[q2 * G + j]); }
+    f[j] = exp(m[j] - mx);
+    if (lane == 0u) { gl[grp * G + j] = l[j] * f[j]; }
+    m[j] = mx;
+  }
+  for (var q2 = 0u; q2 < NG; q2++) {
+    if (grp == q2) {
+      for (var j = 0u; j < G; j++) {
+        for (var i = 0u; i < NCH; i++) {
+          let c = lane + i * LG;
+          if (c < D / 8u) {
+            for (var e = 0u; e < 8u; e++) {
+              let o = (j * D) + 8u * c + e;
+              let v = acc[j * NCH + i][e] * f[j];
+              gacc[o] = select(gacc[o] + v, v, q2 == 0u);
+            }
+          }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var e = lid; e < G * D; e += WG) {
+    let j = e / D;
+    let idx = (h * G + j) * p.nsplit + s;
+    part[idx * D + e % D] = gacc[e];
+  }
+  if (lid < G) {
+    var sum = 0.0;
+    for (var q2 = 0u; q2 < NG; q2++) { sum += gl[q2 * G + lid]; }
+    let idx = (h * G + lid) * p.nsplit + s;
+    part[p.mlOff + idx * 2u] = m[lid];
+    part[p.mlOff + idx * 2u + 1u] = sum;
+  }
+}
