@@ -5,99 +5,32 @@
  * bytes and memory, and measures its weights the same way.
  */
 import { basename } from 'node:path';
-import copySource from '../shaders/copy_bandwidth.wgsl';
 import { randomMatrix, randomWeights } from '../worker/bench/random-weights';
+import { benchMaxContext, benchRows, formatRow, keepBusy, measureBandwidth, timeToFirstToken, type BenchRow } from '../worker/bench/rows';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
 import type { ModelWeights } from '../worker/engine/weights';
 import type { Gpu } from '../worker/gpu/context';
-import { Encoder, encoderTuning, params } from '../worker/gpu/encoder';
+import { applyTuning, TuningError } from '../worker/bench/tuning';
+import { Encoder } from '../worker/gpu/encoder';
 import { linear, linearTuning } from '../worker/kernels/linear';
 import { nodeGpu } from '../worker/gpu/node';
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
+export type { BenchRow };
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';
 import { modelSource } from './model-source';
 
-export interface BenchRow {
-  shape: string;
-  weights: WeightFormat;
-  context: number;
-  kv: KvPolicyName;
-  kvDtype: KvDtype;
-  decodeTokensPerSecond: number;
-  prefillTokensPerSecond: number;
-  bytesPerToken: number;
-  weightBytes: number;
-  kvBytesRead: number;
-  bandwidthGBps: number;
-  boundTokensPerSecond: number;
-  fractionOfBound: number;
-  kvBytes: number;
-  residentTokens: number;
-  dispatchesPerToken: number;
-  /** Mean CPU time per decode step spent recording and submitting, and waiting for the sampled id. */
-  recordMs: number;
-  waitMs: number;
-  submitsPerToken: number;
-}
-
-/**
- * Device bandwidth: a vec4 copy of a large buffer, bytes read + written per second (GB/s). A decode
- * step only reads, and a copy's read+write rate is what the memory system sustains, so the bound is
- * bandwidth / bytes read per token.
- */
-export async function measureBandwidth(gpu: Gpu, bytes: number): Promise<number> {
-  const words = Math.floor(bytes / 16) * 4;
-  const src = gpu.buffer('bench:copy src', words * 4);
-  const dst = gpu.buffer('bench:copy dst', words * 4);
-  const run = async (reps: number) => {
-    const enc = new Encoder(gpu, 'bandwidth');
-    for (let i = 0; i < reps; i++) enc.dispatch(gpu.pipeline('copy_bandwidth', copySource), params(words / 4), [src, dst], enc.grid(Math.ceil(words / 4 / 256)));
-    enc.submit();
-    await gpu.device.queue.onSubmittedWorkDone();
-  };
-  await run(2);
-  const reps = 10;
-  const t0 = performance.now();
-  await run(reps);
-  const s = (performance.now() - t0) / 1000;
-  gpu.destroy(src);
-  gpu.destroy(dst);
-  return (2 * words * 4 * reps) / s / 1e9;
-}
-
-/** Back-to-back copies of one buffer pair for `seconds` (the GPU's clocks rise under sustained load). */
-async function keepBusy(gpu: Gpu, bytes: number, seconds: number): Promise<void> {
-  const words = Math.floor(bytes / 16) * 4;
-  const src = gpu.buffer('bench:busy src', words * 4);
-  const dst = gpu.buffer('bench:busy dst', words * 4);
-  for (const t0 = performance.now(); performance.now() - t0 < seconds * 1000;) {
-    const enc = new Encoder(gpu, 'busy');
-    for (let i = 0; i < 8; i++) enc.dispatch(gpu.pipeline('copy_bandwidth', copySource), params(words / 4), [src, dst], enc.grid(Math.ceil(words / 4 / 256)));
-    enc.submit();
-    await gpu.device.queue.onSubmittedWorkDone();
-  }
-  gpu.destroy(src);
-  gpu.destroy(dst);
-}
-
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'kv-dtype', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'flush', 'mv'],
+    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'kv-dtype', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'ttft', 'flush', 'mv', 'gemm', 'decode', 'decode-split'],
     switches: ['json', 'gemv'],
   });
-  // Tuning knobs, for measuring the alternatives on a device: --flush N (dispatches per early submit,
-  // 0 = one submit per step), --mv ROWSxLANES (decode matvec shape) or --mv off (the tiled kernel).
-  const flush = intArg(values, 'flush', 0);
-  if (flush !== undefined) encoderTuning.flushEvery = flush;
-  const mv = values.get('mv');
-  if (mv === 'off') linearTuning.mv = false;
-  else if (mv) {
-    const m = /^(\d+)x(\d+)$/.exec(mv);
-    if (!m) throw new UsageError('--mv must be ROWSxLANES (e.g. 4x64) or off');
-    linearTuning.mvRows = Number(m[1]);
-    linearTuning.mvLanes = Number(m[2]);
+  let tuning;
+  try {
+    tuning = applyTuning((name) => values.get(name));
+  } catch (e) {
+    throw e instanceof TuningError ? new UsageError(e.message) : e;
   }
   const model = values.get('model');
   if (model !== undefined && values.has('shape')) throw new UsageError('give --shape (random weights) or --model (a checkpoint), not both');
@@ -145,94 +78,12 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   const bandwidthGBps = await measureBandwidth(gpu, Math.min(1 << 30, gpu.caps.maxStorageBufferBindingSize / 2));
   const w = randomWeights(gpu, config, weights);
-  const rows = await benchRows(gpu, { name: shapeName, config, weights: w, format: weights, contexts, policies, kvDtypes, evictRate, window, steps, prefill, bandwidthGBps }, switches.has('json') ? undefined : printRow);
-  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, rows }) + '\n');
-}
-
-/** What benchRows measures: a model (config and weights on the GPU) at each context and KV policy. */
-export interface BenchSetup {
-  name: string;
-  /** With a DMS configuration (policy 'dms' needs one). */
-  config: ModelConfig;
-  weights: ModelWeights;
-  format: WeightFormat;
-  contexts: number[];
-  policies: KvPolicyName[];
-  /** How K and V are stored: each context and policy runs once per dtype. */
-  kvDtypes: KvDtype[];
-  /** Fraction of the older tokens a primed DMS cache evicts; the window stays. */
-  evictRate: number;
-  window: number;
-  steps: number;
-  prefill: number;
-  bandwidthGBps: number;
-}
-
-/** Tokens an engine for `context` must hold: the context, one prefill chunk, the decode steps, slack. */
-export function benchMaxContext(context: number, prefill: number, steps: number): number {
-  return context + prefill + steps + 8;
-}
-
-/**
- * For each context and policy: an engine over `s.weights` with its KV cache primed to the context, then
- * `steps` timed decode steps after a warm-up and one timed prefill chunk (the weights are shared and kept).
- */
-export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow) => void): Promise<BenchRow[]> {
-  const { config, weights: w, steps, prefill, evictRate, window } = s;
-  const rows: BenchRow[] = [];
-  for (const context of s.contexts) {
-    for (const kv of s.policies) for (const kvDtype of s.kvDtypes) {
-      const kept = kv === 'dms' ? 1 - evictRate : 1;
-      const maxContext = benchMaxContext(context, prefill, steps);
-      const budget = kv === 'dms' ? window + 1 + Math.ceil(maxContext * kept) + 8 : undefined;
-      const engine = Engine.assemble(gpu, s.name, { ...config, maxPositionEmbeddings: maxContext }, {}, null, w, {
-        weights: s.format, kv, kvDtype, kvBudget: budget, maxContext, prefillChunk: prefill,
-      });
-      // Decode: `steps` timed tokens after a warm-up, each a full step (one submit, sampled id read back).
-      engine.prime(context, kept);
-      let dispatches = 0, submits = 0, recordMs = 0, waitMs = 0;
-      for (let i = 0; i < 3; i++) await engine.step([1]);
-      const t0 = performance.now();
-      for (let i = 0; i < steps; i++) {
-        const r = await engine.step([1]);
-        dispatches = r.dispatches;
-        submits = engine.lastStep.submits;
-        recordMs += engine.lastStep.recordMs / steps;
-        waitMs += engine.lastStep.waitMs / steps;
-      }
-      const decodeS = (performance.now() - t0) / 1000;
-      const stats = await engine.kvStats();
-      // Each decode step reads every weight once and K and V of every resident token once.
-      const residentTokens = stats.residentTokens;
-      const kvBytesRead = residentTokens * stats.bytesPerToken!;
-      const bytesPerToken = w.bytes + kvBytesRead;
-      // Prefill: one chunk of `prefill` tokens on top of the same context.
-      engine.prime(context, kept);
-      await engine.step(new Array(prefill).fill(1));
-      engine.prime(context, kept);
-      const t1 = performance.now();
-      await engine.step(new Array(prefill).fill(1));
-      const prefillS = (performance.now() - t1) / 1000;
-      const decodeTokensPerSecond = steps / decodeS;
-      const boundTokensPerSecond = (s.bandwidthGBps * 1e9) / bytesPerToken;
-      rows.push({
-        shape: s.name, weights: s.format, context, kv, kvDtype,
-        decodeTokensPerSecond,
-        prefillTokensPerSecond: prefill / prefillS,
-        bytesPerToken, weightBytes: w.bytes, kvBytesRead,
-        bandwidthGBps: s.bandwidthGBps,
-        boundTokensPerSecond,
-        fractionOfBound: decodeTokensPerSecond / boundTokensPerSecond,
-        kvBytes: stats.peakBytes,
-        residentTokens,
-        dispatchesPerToken: dispatches,
-        recordMs, waitMs, submitsPerToken: submits,
-      });
-      engine.release();
-      onRow?.(rows[rows.length - 1]);
-    }
-  }
-  return rows;
+  const json = switches.has('json');
+  const rows = await benchRows(gpu, { name: shapeName, config, weights: w, format: weights, contexts, policies, kvDtypes, evictRate, window, steps, prefill, bandwidthGBps }, json ? undefined : printRow);
+  const ttftPrompt = intArg(values, 'ttft', 0) ?? (shapeName === 'tiny' ? 0 : 2048);
+  const ttft = ttftPrompt > 0 ? await timeToFirstToken(gpu, { name: shapeName, config, weights: w, format: weights }, ttftPrompt, prefill) : null;
+  if (ttft && !json) process.stdout.write(`time to first token, ${ttft.prompt}-token prompt (chunks of ${prefill}): ${ttft.ms.toFixed(0)} ms (${ttft.tokensPerSecond.toFixed(0)} tok/s)\n`);
+  if (json) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, tuning, ttft, rows }) + '\n');
 }
 
 /** Peaks of the process's memory while something runs: sampled on a timer and whenever `sample()` is called. */
@@ -377,14 +228,7 @@ function printLoad(l: BenchLoad): void {
 }
 
 export function printRow(r: BenchRow): void {
-  const mb = (b: number) => (b / 1e6).toFixed(1);
-  process.stdout.write(
-    `${r.shape} ${r.weights} ctx ${r.context} ${r.kv}: decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s ` +
-      `(${(100 * r.fractionOfBound).toFixed(0)}% of bound ${r.boundTokensPerSecond.toFixed(1)} at ${r.bandwidthGBps.toFixed(2)} GB/s copy), ` +
-      `prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s, ${mb(r.bytesPerToken)} MB/token (KV ${mb(r.kvBytesRead)}), ` +
-      `KV ${mb(r.kvBytes)} MB (K/V ${r.kvDtype}), ${r.dispatchesPerToken} dispatches/token in ${r.submitsPerToken} submits ` +
-      `(CPU ${r.recordMs.toFixed(2)} ms recording+submitting, ${r.waitMs.toFixed(2)} ms waiting)\n`,
-  );
+  process.stdout.write(formatRow(r) + '\n');
 }
 
 /**

@@ -23,7 +23,6 @@ struct Params {
 // Unused (a 16-byte placeholder) when has_bias is 0.
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-const RT = R * TT;
 
 // #if ALIGNED
 // cols % 8 == 0: a row is cols/8 vec4u, one per unit.

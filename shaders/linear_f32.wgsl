@@ -21,7 +21,6 @@ struct Params {
 // Unused (a 16-byte placeholder) when has_bias is 0.
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-const RT = R * TT;
 
 // #if ALIGNED
 fn load_w(r: u32, u: u32) -> mat2x4f {

@@ -20,7 +20,6 @@ struct Params {
 // Unused (a 16-byte placeholder) when has_bias is 0.
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 
-const RT = R * TT;
 
 // A unit of 8 columns is one vec2u of a row of cols32/8; its group (scale) is unit / 4.
 // The padding holds zero codes, so only x needs masking when cols % 8 != 0.

@@ -1,6 +1,8 @@
 // The tiled y = x·Wᵀ kernel shared by linear_f32/f16/q8/q4.wgsl, appended to one of them by
-// worker/kernels/linear.ts. The format file declares Params, the bindings, RT and load_w / load_x (ALIGNED)
+// worker/kernels/linear.ts. The format file declares Params, the bindings and load_w / load_x (ALIGNED)
 // or load_w1 (odd cols); this part is the workgroup tile, the reduction across lanes and the store.
+const RT = R * TT;
+
 // #if SUBGROUPS
 var<workgroup> slots: atomic<u32>;
 var<workgroup> red: array<f32, (L / 4u) * RT>;

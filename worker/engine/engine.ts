@@ -82,6 +82,11 @@ export class Engine {
   loadStats: LoadStats | null = null;
   /** CPU time of the last sampled step: recording + submitting, then waiting for the id; submits of its last chunk. */
   lastStep = { recordMs: 0, waitMs: 0, submits: 0 };
+  /**
+   * Benchmarks: GPU timestamps of the next steps. 'step': the whole step in one compute pass (queries 0
+   * and 1); 'dispatch': each dispatch of a replayed decode step in a pass of its own (queries 2i, 2i + 1).
+   */
+  gpuTiming: { querySet: GPUQuerySet; mode: 'step' | 'dispatch' } | null = null;
 
   private constructor(
     readonly gpu: Gpu,
@@ -212,7 +217,10 @@ export class Engine {
       const pos0 = this.cached.length;
       const positions = Array.from({ length: rows }, (_, k) => pos0 + k);
       this.forward.setRows(ids.slice(i, i + rows), positions);
-      const enc = new Encoder(this.gpu, 'prefill', { flush: true });
+      const t = this.gpuTiming;
+      const enc = new Encoder(this.gpu, 'prefill', !t ? { flush: true }
+        : t.mode === 'step' ? { timestamps: { querySet: t.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+        : { profile: t.querySet });
       const isLast = i + rows >= ids.length;
       this.forward.encode(enc, this.kv, [{ seq: 0, row: 0, tokens: rows, pos0 }], rows, isLast ? Math.min(logitRows, rows) : 0);
       if (isLast && last) last(enc);
@@ -352,6 +360,12 @@ export class Engine {
   async step(ids: number[]): Promise<{ id: number; dispatches: number }> {
     this.checkRoom(ids.length);
     return this.feedAndSample(ids, 0, 0, 1, 0);
+  }
+
+  /** Benchmarks: the pipeline label of each dispatch of the decode step step([id]) replays next (null before one was recorded). */
+  decodeLabels(): string[] | null {
+    const seg = { seq: 0, row: 0, tokens: 1, pos0: this.cached.length };
+    return this.forward.plan(this.kv, [seg], 1)?.labels() ?? null;
   }
 
   /**

@@ -120,15 +120,18 @@ export class Encoder {
   submits = 0;
   /** Timestamp writes of the first compute pass (the benchmark's GPU timings). */
   private timestamps: GPUComputePassTimestampWrites | undefined;
+  /** Replays record each dispatch in a pass of its own with timestamps here (see profile()). */
+  private readonly profileSet: GPUQuerySet | null;
   /** Collected commands of a capturing encoder (null: this encoder records). */
   private readonly captured: Array<Captured | { copy: [GPUBuffer, number, GPUBuffer, number, number] }> | null;
 
   constructor(
     readonly gpu: Gpu,
     private readonly label = 'step',
-    opts: { flush?: boolean; timestamps?: GPUComputePassTimestampWrites; capture?: boolean } = {},
+    opts: { flush?: boolean; timestamps?: GPUComputePassTimestampWrites; capture?: boolean; profile?: GPUQuerySet } = {},
   ) {
     gpu.check();
+    this.profileSet = opts.profile ?? null;
     this.flushEvery = opts.flush ? encoderTuning.flushEvery : 0;
     this.timestamps = opts.timestamps;
     this.state = stateOf(gpu);
@@ -242,6 +245,10 @@ export class Encoder {
 
   /** Records a plan's commands (see StepPlan), with the early submits of this encoder. */
   replay(plan: StepPlan): void {
+    if (this.profileSet) {
+      this.profile(plan, this.profileSet);
+      return;
+    }
     for (const it of plan.items) {
       if ('copy' in it) {
         this.copy(...it.copy);

@@ -7,6 +7,7 @@ import mvF32Source from '../../shaders/linear_mv_f32.wgsl';
 import mvQ4Source from '../../shaders/linear_mv_q4.wgsl';
 import mvQ8Source from '../../shaders/linear_mv_q8.wgsl';
 import q8Source from '../../shaders/linear_q8.wgsl';
+import gemmSource from '../../shaders/linear_gemm.wgsl';
 import tiledSource from '../../shaders/linear_tiled.wgsl';
 import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
@@ -23,9 +24,11 @@ const SOURCES: Record<WeightFormat, string> = { f32: f32Source, f16: f16Source, 
  * The decode matvec (one token, cols % 32 == 0; shaders/linear_mv.wgsl) takes `mvRows` rows per workgroup
  * for q4/q8 (f16: half, f32: a quarter, at least 2) and at most `mvLanes` lanes (fewer when a row has
  * fewer 32-column groups); `mv = false` sends decode through the tiled kernel and separate norm, add and
- * activation dispatches instead (the benchmark's comparison).
+ * activation dispatches instead (the benchmark's comparison). From `gemm.minTokens` tokens on (prefill),
+ * matrices with cols % 32 == 0 go through the register-blocked GEMM (shaders/linear_gemm.wgsl: tiles of
+ * `tm` tokens x `tn` rows, `mt` tokens per thread); `minTokens: 0` keeps the lane-split tiled kernel.
  */
-export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64 };
+export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64, gemm: { minTokens: 16, tm: 64, tn: 64, mt: 4 } };
 
 const MV_FORMATS: Record<WeightFormat, string> = { f32: mvF32Source, f16: mvF16Source, q8: mvQ8Source, q4: mvQ4Source };
 
@@ -105,6 +108,20 @@ function placeholder(gpu: Gpu): GPUBuffer {
   return b;
 }
 
+function gemmPipeline(enc: Encoder, format: WeightFormat): GPUComputePipeline {
+  const { tm, tn, mt } = linearTuning.gemm;
+  const label = `linear_gemm_${format} TM${tm} TN${tn} MT${mt}`;
+  let cache = compiled.get(enc.gpu);
+  if (!cache) compiled.set(enc.gpu, (cache = new Map()));
+  let p = cache.get(label);
+  if (!p) {
+    const code = u32Constants({ TM: tm, TN: tn, MT: mt }) + specialize(`${SOURCES[format]}\n${gemmSource}`, { SUBGROUPS: false, ALIGNED: true });
+    p = enc.gpu.pipeline(label, code);
+    cache.set(label, p);
+  }
+  return p;
+}
+
 /**
  * y = x · Wᵀ (+ bias): x f32[tokens][w.cols], y f32[tokens][w.rows], bias f32[w.rows].
  * One dispatch per part; part p writes columns rowStart .. rowStart + rows of every token's y row.
@@ -116,15 +133,17 @@ export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, t
     matvec(enc, w, x, y, { norm: null, bias, silu: false, add: false });
     return;
   }
-  const tt = tokenTile(tokens);
+  const gemm = linearTuning.gemm.minTokens > 0 && tokens >= linearTuning.gemm.minTokens && w.cols % 32 === 0;
+  const tt = gemm ? linearTuning.gemm.tm : tokenTile(tokens);
+  const rowTile = gemm ? linearTuning.gemm.tn : ROWS;
   const aligned = w.cols % UNIT === 0;
-  const pipe = pipeline(enc, w.format, tt, aligned);
+  const pipe = gemm ? gemmPipeline(enc, w.format) : pipeline(enc, w.format, tt, aligned);
   const nunits = Math.ceil(w.cols / UNIT);
   const tokenBlocks = Math.ceil(tokens / tt);
   const quant = w.format === 'q8' || w.format === 'q4';
   for (const part of w.parts) {
     if (part.rows === 0) continue;
-    const rowBlocks = Math.ceil(part.rows / ROWS);
+    const rowBlocks = Math.ceil(part.rows / rowTile);
     const count = rowBlocks * tokenBlocks;
     const buffers: GPUBuffer[] = [part.data];
     if (quant) {
