@@ -5,6 +5,7 @@
 import { generateCommand } from './generate';
 import { perplexityCommand } from './perplexity';
 import { benchCommand } from './bench';
+import { checkCommand } from './check';
 import { convertCommand } from './convert';
 import { hyperscaleCommand } from './hyperscale';
 import { UsageError } from './args';
@@ -20,7 +21,10 @@ commands:
            [--kv full,dms,window,tova,h2o] [--kv-budget N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--out file.json] [--json]
   bench (--shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b | --model <folder | URL | repo id> [--gpu-memory MB] [--warmup S])
         --weights q4|q8|f16|f32 --context 1024,4096 --kv full,dms [--kv-dtype f16,f32]
-        [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--json]
+        [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--ttft 2048] [--json]
+        [--flush N] [--mv RxL|off] [--gemm TMxTNxMT|off] [--decode KB|off] [--decode-split MINKEYSxWORKGROUPS]
+  check [--weights q4,q8,f16,f32] [--prompt 80,400] [--steps 16] [--json]
+        (the fast paths against the plain ones on this device: fused matvecs, decode attention, GEMM, step plans)
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
            (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)
   perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--kv-dtype f16|f32] [--weights ...] [--step N] [--json]
@@ -35,6 +39,8 @@ async function main(argv: string[]): Promise<void> {
       return perplexityCommand(rest);
     case 'bench':
       return benchCommand(rest);
+    case 'check':
+      return checkCommand(rest);
     case 'convert':
       return convertCommand(rest);
     case 'hyperscale':

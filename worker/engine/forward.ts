@@ -22,6 +22,9 @@ import type { ModelWeights } from './weights';
 /** Recorded decode step shapes kept per Forward (a chat needs one or two; chains one per width). */
 const MAX_PLANS = 16;
 
+/** `plans: false` records every step (the comparison of `dms check` and the tests). */
+export const forwardTuning = { plans: true };
+
 export class Forward {
   readonly ids: GPUBuffer;
   readonly positions: GPUBuffer;
@@ -74,7 +77,7 @@ export class Forward {
   encode(enc: Encoder, kv: KvCache, segments: Segment[], rows: number, logitRows: number): void {
     if (rows > this.maxStepTokens) throw new Error(`step of ${rows} rows exceeds maxStepTokens ${this.maxStepTokens}`);
     if (logitRows > Math.min(rows, this.maxLogitRows)) throw new Error(`cannot produce ${logitRows} logit rows`);
-    if (rows !== segments.length) {
+    if (rows !== segments.length || !forwardTuning.plans) {
       this.record(enc, kv, segments, rows, logitRows);
       return;
     }

@@ -1,0 +1,103 @@
+/**
+ * `dms check`: the engine's fast paths against the plain ones on this device, as ggml's test-backend-ops
+ * checks every backend. A small random model with the head layout of Qwen3-8B (32 query heads of 128, 8
+ * KV heads) runs the same prompt and decode steps twice: with the defaults (fused decode matvecs, the
+ * decode attention kernel, the prefill GEMM, replayed step plans) and with the paths they replace (tiled
+ * kernels with separate norm/add/activation dispatches, the general attention kernel, every step
+ * recorded), which the unit tests check against the CPU references. Every step's logits must agree.
+ * Run it where the unit tests cannot (the GPU machine: subgroups of 32, other drivers).
+ */
+import { randomWeights } from '../worker/bench/random-weights';
+import { SHAPES, withDms } from '../worker/bench/shapes';
+import { Engine } from '../worker/engine/engine';
+import { forwardTuning } from '../worker/engine/forward';
+import { nodeGpu } from '../worker/gpu/node';
+import { decodeTuning } from '../worker/kernels/attention';
+import { linearTuning } from '../worker/kernels/linear';
+import type { KvPolicyName, WeightFormat } from '../worker/model/types';
+import { parseArgs, UsageError } from './args';
+import { WEIGHTS } from './generate';
+
+export interface CheckCase {
+  weights: WeightFormat;
+  kv: KvPolicyName;
+  prompt: number;
+  /** Worst |fast - plain| / max(1, max |plain|) over the prefill's logits and every decode step's. */
+  worst: number;
+  steps: number;
+  ok: boolean;
+}
+
+/** The paths differ in summation order only: 2e-5 apart here (lavapipe); dropping one key of 80 moves 1e-3-1e-1. */
+const TOLERANCE = 2e-4;
+
+/** Runs `f` with the plain paths (and restores the defaults, whatever happens). */
+async function plain<T>(f: () => Promise<T>): Promise<T> {
+  const saved = { mv: linearTuning.mv, gemm: linearTuning.gemm.minTokens, decode: decodeTuning.enabled, plans: forwardTuning.plans };
+  linearTuning.mv = false;
+  linearTuning.gemm.minTokens = 0;
+  decodeTuning.enabled = false;
+  forwardTuning.plans = false;
+  try {
+    return await f();
+  } finally {
+    linearTuning.mv = saved.mv;
+    linearTuning.gemm.minTokens = saved.gemm;
+    decodeTuning.enabled = saved.decode;
+    forwardTuning.plans = saved.plans;
+  }
+}
+
+function worstDiff(a: Float32Array, b: Float32Array): number {
+  let scale = 1, diff = 0;
+  for (let i = 0; i < a.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]));
+    const d = Math.abs(a[i] - b[i]);
+    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
+  }
+  return diff / scale;
+}
+
+export async function checkCommand(argv: string[]): Promise<void> {
+  const { values, switches } = parseArgs(argv, { values: ['weights', 'prompt', 'steps'], switches: ['json'] });
+  const formats = (values.get('weights') ?? 'q4,q8,f16,f32').split(',').map((v) => {
+    if (!(WEIGHTS as readonly string[]).includes(v)) throw new UsageError(`--weights: one or more of ${WEIGHTS.join(', ')}, not "${v}"`);
+    return v as WeightFormat;
+  });
+  const prompts = (values.get('prompt') ?? '80,400').split(',').map(Number);
+  const steps = Number(values.get('steps') ?? 16);
+  if (!(prompts.every((n) => Number.isInteger(n) && n >= 2) && Number.isInteger(steps) && steps >= 1)) throw new UsageError('--prompt (>= 2, a comma list) and --steps (>= 1) are token counts');
+  const gpu = await nodeGpu();
+  const longest = Math.max(...prompts) + steps + 8;
+  const config = withDms({ ...SHAPES['qwen3-8b'], hiddenSize: 512, intermediateSize: 1024, numLayers: 2, vocabSize: 4096, maxPositionEmbeddings: longest }, 16, 4);
+  let seed = 12345;
+  const cases: CheckCase[] = [];
+  for (const format of formats) {
+    const w = randomWeights(gpu, config, format);
+    for (const prompt of prompts) for (const kv of ['full', 'dms'] as const) {
+      const ids = Array.from({ length: prompt }, () => (seed = (seed * 1103515245 + 12345) >>> 0) % config.vocabSize);
+      const make = () => Engine.assemble(gpu, 'check', config, {}, null, w, { weights: format, kv, maxContext: prompt + steps + 8, prefillChunk: 64 });
+      const fast = make();
+      const ref = make();
+      let worst = 0;
+      let next = (await fast.step(ids)).id;
+      await plain(() => ref.step(ids));
+      worst = Math.max(worst, worstDiff(await fast.readLogits(1), await ref.readLogits(1)));
+      for (let i = 0; i < steps; i++) {
+        const id = next;
+        next = (await fast.step([id])).id;
+        await plain(() => ref.step([id]));
+        worst = Math.max(worst, worstDiff(await fast.readLogits(1), await ref.readLogits(1)));
+      }
+      fast.release();
+      ref.release();
+      const c = { weights: format, kv, prompt, worst, steps, ok: worst <= TOLERANCE };
+      cases.push(c);
+      if (!switches.has('json')) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${format} ${kv}: prefill ${prompt} + ${steps} decode steps, worst relative logit difference ${worst.toExponential(2)} (tolerance ${TOLERANCE})\n`);
+    }
+  }
+  const failed = cases.filter((c) => !c.ok).length;
+  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, subgroupMinSize: gpu.caps.subgroupMinSize, cases }) + '\n');
+  else process.stdout.write(`${gpu.caps.adapter}: ${cases.length - failed} passed, ${failed} failed\n`);
+  if (failed) throw new Error(`${failed} check(s) failed`);
+}
