@@ -243,7 +243,8 @@ async function gemvBench(gpu: Gpu, c: ModelConfig, format: WeightFormat): Promis
   ];
   const variants: Array<[string, () => void]> = [
     ['tiled', () => { linearTuning.mv = false; }],
-    ...[[4, 64], [8, 64], [8, 128], [16, 64], [8, 32]].map(([r, l]) => [`mv ${r}x${l}`, () => { linearTuning.mv = true; linearTuning.mvRows = r; linearTuning.mvLanes = l; }] as [string, () => void]),
+    ...[[8, 64, 1], [8, 32, 1], [8, 32, 2], [8, 64, 2], [4, 32, 2], [4, 64, 4], [16, 32, 1]].map(([r, l, u]) =>
+      [`mv ${r}x${l}x${u}`, () => { linearTuning.mv = true; linearTuning.mvRows = r; linearTuning.mvLanes = l; linearTuning.mvUnroll = u; }] as [string, () => void]),
   ];
   const x = gpu.buffer('bench:x', 4 * Math.max(H, F, c.numHeads * d));
   const y = gpu.buffer('bench:y', 4 * c.vocabSize);

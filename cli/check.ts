@@ -8,6 +8,7 @@
  * Run it where the unit tests cannot (the GPU machine: subgroups of 32, other drivers).
  */
 import { randomWeights } from '../worker/bench/random-weights';
+import { applyTuning, TuningError } from '../worker/bench/tuning';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
 import { forwardTuning } from '../worker/engine/forward';
@@ -34,6 +35,7 @@ const TOLERANCE = 2e-4;
 /** Runs `f` with the plain paths (and restores the defaults, whatever happens). */
 async function plain<T>(f: () => Promise<T>): Promise<T> {
   const saved = { mv: linearTuning.mv, gemm: linearTuning.gemm.minTokens, decode: decodeTuning.enabled, plans: forwardTuning.plans };
+  // The plain paths are the same whatever the fast ones are tuned to.
   linearTuning.mv = false;
   linearTuning.gemm.minTokens = 0;
   decodeTuning.enabled = false;
@@ -59,7 +61,14 @@ function worstDiff(a: Float32Array, b: Float32Array): number {
 }
 
 export async function checkCommand(argv: string[]): Promise<void> {
-  const { values, switches } = parseArgs(argv, { values: ['weights', 'prompt', 'steps'], switches: ['json'] });
+  const { values, switches } = parseArgs(argv, { values: ['weights', 'prompt', 'steps', 'flush', 'mv', 'gemm', 'decode', 'decode-split'], switches: ['json'] });
+  // The fast paths can be tuned as in `dms bench` (worker/bench/tuning.ts), to check a variant before timing it.
+  let tuning;
+  try {
+    tuning = applyTuning((name) => values.get(name));
+  } catch (e) {
+    throw e instanceof TuningError ? new UsageError(e.message) : e;
+  }
   const formats = (values.get('weights') ?? 'q4,q8,f16,f32').split(',').map((v) => {
     if (!(WEIGHTS as readonly string[]).includes(v)) throw new UsageError(`--weights: one or more of ${WEIGHTS.join(', ')}, not "${v}"`);
     return v as WeightFormat;
@@ -97,7 +106,7 @@ export async function checkCommand(argv: string[]): Promise<void> {
     }
   }
   const failed = cases.filter((c) => !c.ok).length;
-  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, subgroupMinSize: gpu.caps.subgroupMinSize, cases }) + '\n');
+  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, subgroupMinSize: gpu.caps.subgroupMinSize, tuning, cases }) + '\n');
   else process.stdout.write(`${gpu.caps.adapter}: ${cases.length - failed} passed, ${failed} failed\n`);
   if (failed) throw new Error(`${failed} check(s) failed`);
 }

@@ -52,6 +52,7 @@ if has check; then
   say "check: the fast paths against the plain ones on this GPU"
   timeout 240 node "$CLI" check --weights q4,f16 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
 fi
+# DECODES, SPLITS, GEMMS, FLUSHES: the values each sweep tries (see worker/bench/tuning.ts).
 # B8 / CTX / SMALL only shrink it for a try-out here (e.g. B8="--shape tiny --weights q4" CTX=256 STAGES=main).
 B8=${B8:-"--shape qwen3-8b --weights q4"}
 CTX=${CTX:-4096,32768}
@@ -61,16 +62,16 @@ if has gemv; then
   timeout "$LIMIT" node "$CLI" bench --gemv $B8 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
 fi
 if has decode; then
-  for kb in 1 4 off; do bench decode $B8 --context ${CTX##*,} --kv full --steps 16 --ttft 0 --decode $kb; done
+  for kb in ${DECODES:-1 4 off}; do bench decode $B8 --context ${CTX##*,} --kv full --steps 16 --ttft 0 --decode $kb; done
 fi
 if has split; then
-  for s in 32x2048 128x512; do bench split $B8 --context $CTX --kv full --steps 16 --ttft 0 --decode-split $s; done
+  for s in ${SPLITS:-32x2048 128x512}; do bench split $B8 --context $CTX --kv full --steps 16 --ttft 0 --decode-split $s; done
 fi
 if has gemm; then
-  for g in 128x64x8 64x128x8 off; do bench gemm $B8 --context ${CTX%%,*} --kv full --steps 4 --gemm $g; done
+  for g in ${GEMMS:-128x64x8 64x128x8 off}; do bench gemm $B8 --context ${CTX%%,*} --kv full --steps 4 --gemm $g; done
 fi
 if has flush; then
-  for f in 0 64; do bench flush $B8 --context ${CTX%%,*} --kv dms --steps 32 --ttft 0 --flush $f; done
+  for f in ${FLUSHES:-0 64}; do bench flush $B8 --context ${CTX%%,*} --kv dms --steps 32 --ttft 0 --flush $f; done
 fi
 has small && bench small ${SMALL:---shape qwen3-0.6b --weights q4} --context $CTX --kv full,dms --steps 32
 say "done"

@@ -70,21 +70,41 @@ var<workgroup> bs: array<u32, 64>;
 
 fn partial(i: u32) -> f32 { return bitcast<f32>(scratch[i]); }
 
+// Split weights e^(m_s - M) of the (row, query head) being merged; MAX_SPLITS = 256 (worker/kv/layout.ts).
+var<workgroup> sw: array<f32, 256>;
+
+// Max (max = true) or sum over the 64 invocations of v, in bk (every invocation gets the result).
+fn reduce64(v: f32, lid: u32, max_: bool) -> f32 {
+  bk[lid] = v;
+  workgroupBarrier();
+  for (var off = 32u; off > 0u; off >>= 1u) {
+    if (lid < off) { bk[lid] = select(bk[lid] + bk[lid + off], max(bk[lid], bk[lid + off]), max_); }
+    workgroupBarrier();
+  }
+  let r = bk[0];
+  workgroupBarrier();
+  return r;
+}
+
+// The split weights are computed once, in parallel; then each invocation sums its columns over the
+// splits with loads that are independent and coalesced across invocations.
 fn merge(wgi: u32, lid: u32) {
   let idx0 = wgi * p.nsplit;
   var mx = -3.0e38;
-  for (var s = 0u; s < p.nsplit; s++) { mx = max(mx, partial(p.mlOff + (idx0 + s) * 2u)); }
+  for (var s = lid; s < p.nsplit; s += 64u) { mx = max(mx, partial(p.mlOff + (idx0 + s) * 2u)); }
+  mx = reduce64(mx, lid, true);
   var l = 0.0;
-  for (var s = 0u; s < p.nsplit; s++) {
-    l += partial(p.mlOff + (idx0 + s) * 2u + 1u) * exp(partial(p.mlOff + (idx0 + s) * 2u) - mx);
+  for (var s = lid; s < p.nsplit; s += 64u) {
+    let e = exp(partial(p.mlOff + (idx0 + s) * 2u) - mx);
+    sw[s] = e;
+    l += partial(p.mlOff + (idx0 + s) * 2u + 1u) * e;
   }
+  l = reduce64(l, lid, false);
   let r = wgi / p.hq;
   let head = wgi % p.hq;
   for (var c = lid; c < p.d; c += 64u) {
     var o = 0.0;
-    for (var s = 0u; s < p.nsplit; s++) {
-      o += partial((idx0 + s) * p.d + c) * exp(partial(p.mlOff + (idx0 + s) * 2u) - mx);
-    }
+    for (var s = 0u; s < p.nsplit; s++) { o = fma(partial((idx0 + s) * p.d + c), sw[s], o); }
     out[(p.rowBase + r) * p.hq * p.d + head * p.d + c] = o / l;
   }
   if (lid == 0u && p.stats == 1u) {

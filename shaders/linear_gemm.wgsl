@@ -1,13 +1,13 @@
 // The many-token y = x·Wᵀ kernel (prefill), shared by linear_f32/f16/q8/q4.wgsl like linear_tiled.wgsl:
 // worker/kernels/linear.ts appends it to one of them (ALIGNED: load_w and load_x of 8-column units) and
-// prepends the constants TM, TN (the workgroup's tile: TM tokens x TN rows) and MT (tokens per thread).
-// A register-blocked GEMM: the tile's x (TM x 32) and dequantized weights (TN x 32) are staged in
-// workgroup memory per 32-column step, each thread keeps an MT x 4 block of outputs (MT tokens, 4 rows) in
+// prepends the constants TM, TN (the workgroup's tile: TM tokens x TN rows), MT and NT (tokens and rows per
+// thread, multiples of 4). A register-blocked GEMM: the tile's x (TM x 32) and dequantized weights (TN x 32)
+// are staged in workgroup memory per 32-column step, each thread keeps an MT x NT block of outputs in
 // registers. Each weight is read once per TM tokens and each x value once per TN rows, where the lane-split
 // kernel (linear_tiled.wgsl) rereads x for every 4 rows. Rows and tokens past the ends are clamped on load
 // and not stored. Needs cols % 32 == 0.
 const TK: u32 = 32u;
-const NX: u32 = TN / 4u;     // threads along rows (4 rows each)
+const NX: u32 = TN / NT;    // threads along rows (NT rows each)
 const NY: u32 = TM / MT;     // threads along tokens (MT tokens each)
 const WG: u32 = NX * NY;
 
@@ -23,7 +23,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let tx = lid % NX;
   let ty = lid / NX;
 
-  var acc: array<vec4f, MT>;
+  var acc: array<array<vec4f, NT / 4u>, MT>;
   for (var k0 = 0u; k0 < p.cols; k0 += TK) {
     // Weights: TN rows x 4 units of 8 columns, stored transposed (k-major).
     for (var i = lid; i < TN * 4u; i += WG) {
@@ -31,8 +31,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let u = i % 4u;
       let m = load_w(min(r0 + r, p.rows - 1u), k0 / 8u + u);
       for (var e = 0u; e < 4u; e++) {
-        ws[(8u * u + e) * NX + r / 4u][r % 4u] = m[0][e];
-        ws[(8u * u + 4u + e) * NX + r / 4u][r % 4u] = m[1][e];
+        ws[(8u * u + e) * (TN / 4u) + r / 4u][r % 4u] = m[0][e];
+        ws[(8u * u + 4u + e) * (TN / 4u) + r / 4u][r % 4u] = m[1][e];
       }
     }
     // x: TM tokens x 4 units of 8 columns, transposed likewise.
@@ -47,13 +47,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      let wv = ws[k * NX + tx];
+      var wv: array<vec4f, NT / 4u>;
+      for (var j = 0u; j < NT / 4u; j++) { wv[j] = ws[k * (TN / 4u) + tx * (NT / 4u) + j]; }
       for (var i = 0u; i < MT / 4u; i++) {
         let xv = xs[k * (TM / 4u) + ty * (MT / 4u) + i];
-        acc[4u * i] = fma(vec4f(xv.x), wv, acc[4u * i]);
-        acc[4u * i + 1u] = fma(vec4f(xv.y), wv, acc[4u * i + 1u]);
-        acc[4u * i + 2u] = fma(vec4f(xv.z), wv, acc[4u * i + 2u]);
-        acc[4u * i + 3u] = fma(vec4f(xv.w), wv, acc[4u * i + 3u]);
+        for (var j = 0u; j < NT / 4u; j++) {
+          acc[4u * i][j] = fma(vec4f(xv.x), wv[j], acc[4u * i][j]);
+          acc[4u * i + 1u][j] = fma(vec4f(xv.y), wv[j], acc[4u * i + 1u][j]);
+          acc[4u * i + 2u][j] = fma(vec4f(xv.z), wv[j], acc[4u * i + 2u][j]);
+          acc[4u * i + 3u][j] = fma(vec4f(xv.w), wv[j], acc[4u * i + 3u][j]);
+        }
       }
     }
     workgroupBarrier();
@@ -62,10 +65,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   for (var i = 0u; i < MT; i++) {
     let t = t0 + ty * MT + i;
     if (t >= p.tokens) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let r = r0 + tx * 4u + j;
+    for (var j = 0u; j < NT; j++) {
+      let r = r0 + tx * NT + j;
       if (r < p.rows) {
-        var v = acc[i][j];
+        var v = acc[i][j / 4u][j % 4u];
         if (p.has_bias != 0u) { v += bias[p.row_start + r]; }
         y[t * p.y_stride + p.row_start + r] = v;
       }

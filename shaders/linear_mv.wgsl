@@ -9,7 +9,8 @@
 // The format file prepended before this body (linear_mv_<format>.wgsl) declares GV (vec4<u32> words per
 // 32-column group of a row), QUANT, and prepX() / dotGroup(): how a group's 32 x values are prepared once
 // for all rows and dotted with one row's group. Constants R (physical rows per workgroup: OUT output rows,
-// and as many up rows with SILU) and L (lanes) are prepended by worker/kernels/linear.ts, which keeps or
+// and as many up rows with SILU), L (lanes) and KU (groups per lane step) are prepended by
+// worker/kernels/linear.ts, which keeps or
 // drops the `// #if` blocks SUBGROUPS, NORM, SILU, ADD, QUANT.
 //
 // Bandwidth-shaped: a lane takes one whole group of each of the workgroup's R rows per step, so weight
@@ -78,28 +79,36 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   }
 
   var acc: array<f32, RED>;
-  for (var k = lid; k < ng; k += L) {
-    var wv: array<array<vec4u, GV>, R>;
-    var sc: array<f32, R>;
-    for (var r = 0u; r < R; r++) {
-      for (var i = 0u; i < GV; i++) { wv[r][i] = w[(base[r] + k) * GV + i]; }
+  // KU groups per lane step, their loads issued together (lanes still read consecutive groups).
+  for (var k0 = lid; k0 < ng; k0 += L * KU) {
+    var wv: array<array<vec4u, GV>, R * KU>;
+    var sc: array<f32, R * KU>;
+    for (var u = 0u; u < KU; u++) {
+      let k = min(k0 + u * L, ng - 1u);
+      for (var r = 0u; r < R; r++) {
+        for (var i = 0u; i < GV; i++) { wv[u * R + r][i] = w[(base[r] + k) * GV + i]; }
 // #if QUANT
-      sc[r] = scales[base[r] + k];
+        sc[u * R + r] = scales[base[r] + k];
 // #else
-      sc[r] = 1.0;
+        sc[u * R + r] = 1.0;
 // #endif
+      }
     }
-    var xs: array<vec4f, 8>;
-    for (var j = 0u; j < 8u; j++) {
-      var v = x[8u * k + j];
+    for (var u = 0u; u < KU; u++) {
+      let k = k0 + u * L;
+      if (k >= ng) { break; }
+      var xs: array<vec4f, 8>;
+      for (var j = 0u; j < 8u; j++) {
+        var v = x[8u * k + j];
 // #if NORM
-      acc[R] = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, acc[R]))));
-      v *= nw[8u * k + j];
+        acc[R] = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, acc[R]))));
+        v *= nw[8u * k + j];
 // #endif
-      xs[j] = v;
+        xs[j] = v;
+      }
+      let xp = prepX(xs);
+      for (var r = 0u; r < R; r++) { acc[r] += dotGroup(wv[u * R + r], sc[u * R + r], xp); }
     }
-    let xp = prepX(xs);
-    for (var r = 0u; r < R; r++) { acc[r] += dotGroup(wv[r], sc[r], xp); }
   }
 
 // #if SUBGROUPS

@@ -23,12 +23,12 @@ const SOURCES: Record<WeightFormat, string> = { f32: f32Source, f16: f16Source, 
  * Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups.
  * The decode matvec (one token, cols % 32 == 0; shaders/linear_mv.wgsl) takes `mvRows` rows per workgroup
  * for q4/q8 (f16: half, f32: a quarter, at least 2) and at most `mvLanes` lanes (fewer when a row has
- * fewer 32-column groups); `mv = false` sends decode through the tiled kernel and separate norm, add and
+ * fewer 32-column groups), `mvUnroll` groups per lane step; `mv = false` sends decode through the tiled kernel and separate norm, add and
  * activation dispatches instead (the benchmark's comparison). From `gemm.minTokens` tokens on (prefill),
  * matrices with cols % 32 == 0 go through the register-blocked GEMM (shaders/linear_gemm.wgsl: tiles of
- * `tm` tokens x `tn` rows, `mt` tokens per thread); `minTokens: 0` keeps the lane-split tiled kernel.
+ * `tm` tokens x `tn` rows, `mt` tokens x `nt` rows per thread); `minTokens: 0` keeps the lane-split kernel.
  */
-export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64, gemm: { minTokens: 16, tm: 64, tn: 64, mt: 4 } };
+export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64, mvUnroll: 1, gemm: { minTokens: 16, tm: 64, tn: 64, mt: 4, nt: 4 } };
 
 const MV_FORMATS: Record<WeightFormat, string> = { f32: mvF32Source, f16: mvF16Source, q8: mvQ8Source, q4: mvQ4Source };
 
@@ -78,13 +78,14 @@ function mvRows(format: WeightFormat): number {
 
 function mvPipeline(enc: Encoder, format: WeightFormat, rows: number, lanes: number, m: MvMode): GPUComputePipeline {
   const subgroups = enc.gpu.caps.subgroups && linearTuning.allowSubgroups;
-  const label = `linear_mv_${format} R${rows} L${lanes}${m.norm ? ' norm' : ''}${m.silu ? ' silu' : ''}${m.add ? ' add' : ''}${subgroups ? ' sg' : ''}`;
+  const ku = linearTuning.mvUnroll;
+  const label = `linear_mv_${format} R${rows} L${lanes}${ku > 1 ? ` U${ku}` : ''}${m.norm ? ' norm' : ''}${m.silu ? ' silu' : ''}${m.add ? ' add' : ''}${subgroups ? ' sg' : ''}`;
   let cache = compiled.get(enc.gpu);
   if (!cache) compiled.set(enc.gpu, (cache = new Map()));
   let p = cache.get(label);
   if (!p) {
     const quant = format === 'q4' || format === 'q8';
-    const code = (subgroups ? 'enable subgroups;\n' : '') + u32Constants({ R: rows, L: lanes }) + MV_FORMATS[format] + '\n'
+    const code = (subgroups ? 'enable subgroups;\n' : '') + u32Constants({ R: rows, L: lanes, KU: ku }) + MV_FORMATS[format] + '\n'
       + specialize(mvSource, { SUBGROUPS: subgroups, QUANT: quant, NORM: m.norm, SILU: m.silu, ADD: m.add });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
@@ -109,13 +110,13 @@ function placeholder(gpu: Gpu): GPUBuffer {
 }
 
 function gemmPipeline(enc: Encoder, format: WeightFormat): GPUComputePipeline {
-  const { tm, tn, mt } = linearTuning.gemm;
-  const label = `linear_gemm_${format} TM${tm} TN${tn} MT${mt}`;
+  const { tm, tn, mt, nt } = linearTuning.gemm;
+  const label = `linear_gemm_${format} TM${tm} TN${tn} MT${mt} NT${nt}`;
   let cache = compiled.get(enc.gpu);
   if (!cache) compiled.set(enc.gpu, (cache = new Map()));
   let p = cache.get(label);
   if (!p) {
-    const code = u32Constants({ TM: tm, TN: tn, MT: mt }) + specialize(`${SOURCES[format]}\n${gemmSource}`, { SUBGROUPS: false, ALIGNED: true });
+    const code = u32Constants({ TM: tm, TN: tn, MT: mt, NT: nt }) + specialize(`${SOURCES[format]}\n${gemmSource}`, { SUBGROUPS: false, ALIGNED: true });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
   }
