@@ -13,6 +13,26 @@ function wgsl(): Plugin {
 }
 
 /**
+ * bench.html is a measuring tool, not part of the app: no service worker registration or manifest in it (a
+ * service worker installing in the background would take CPU from the measurement), and it is not precached.
+ */
+function benchPageWithoutPwa(): Plugin {
+  return {
+    name: 'bench-page-without-pwa',
+    apply: 'build',
+    // After vite-plugin-pwa's own (post) HTML transform, which adds both to every page.
+    enforce: 'post',
+    transformIndexHtml: {
+      order: 'post',
+      handler(html, ctx) {
+        if (!ctx.path.endsWith('/bench.html')) return html;
+        return html.replace(/<script id="vite-plugin-pwa:register-sw"[^>]*><\/script>/, '').replace(/<link rel="manifest"[^>]*>/, '');
+      },
+    },
+  };
+}
+
+/**
  * The app's service worker (build only): precaches the app shell, the worker bundle and widget.js, so
  * the page reloads offline. Model weights are not precached (too large; see docs).
  */
@@ -38,7 +58,7 @@ const pwa = VitePWA({
   },
   workbox: {
     globPatterns: ['**/*.{js,css,html,svg,png,webmanifest}'],
-    globIgnores: ['models/**'],
+    globIgnores: ['models/**', 'bench.html', 'assets/bench-*', 'assets/browser-bench-*'],
     navigateFallback: 'index.html',
     navigateFallbackDenylist: [/\/models\//, /\.(json|safetensors|js|wasm)$/],
     maximumFileSizeToCacheInBytes: 8 * 1024 * 1024,
@@ -51,15 +71,16 @@ export default defineConfig({
   base: './',
   // No index.html for unknown paths (dev and preview): a model file that is not there must be a 404, not a page.
   appType: 'mpa',
-  plugins: [wgsl(), pwa],
+  plugins: [wgsl(), pwa, benchPageWithoutPwa()],
   // WEBDMS_NO_HMR=1 (the e2e dev server): pages are not reloaded when files change under a running test.
   server: process.env.WEBDMS_NO_HMR ? { hmr: false, watch: null } : {},
   // Pre-bundled up front, so a first visit never triggers a dependency re-optimisation reload.
   optimizeDeps: { include: ['comlink', 'dompurify', 'marked', 'idb-keyval', '@huggingface/jinja', '@huggingface/tokenizers'] },
   build: {
     rollupOptions: {
-      // The chat page, and the embeddable <webdms-chat> as widget.js at the root of the output.
-      input: { main: 'index.html', widget: 'app/widget/widget.ts' },
+      // The chat page, the embeddable <webdms-chat> as widget.js at the root of the output, and the
+      // benchmark page (docs/benchmarks.md, "In a browser").
+      input: { main: 'index.html', widget: 'app/widget/widget.ts', bench: 'bench.html' },
       output: { entryFileNames: (chunk) => (chunk.name === 'widget' ? 'widget.js' : 'assets/[name]-[hash].js') },
     },
   },

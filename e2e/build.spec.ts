@@ -81,3 +81,20 @@ test('PWA: manifest and service worker; the app reloads offline', async ({ page,
     await context.setOffline(false);
   }
 });
+
+test('bench.html is in the build: its module worker chunk runs the probe; no service worker there, none precaches it', async ({ page }) => {
+  const html = await (await page.request.get(`${PREVIEW}/bench.html`)).text();
+  expect(html).toMatch(/<script type="module"[^>]* src="\.\/assets\/bench-[\w-]+\.js">/);
+  expect(html).not.toContain('registerSW.js');
+  expect(html).not.toContain('rel="manifest"');
+  const sw = await (await page.request.get(`${PREVIEW}/sw.js`)).text();
+  expect(sw).toContain('index.html');
+  expect(sw).not.toMatch(/bench/);
+  await page.goto(`${PREVIEW}/bench.html?probe=1`);
+  await expect(page.locator('body')).toHaveAttribute('data-done', '1', { timeout: 60_000 });
+  const r = JSON.parse((await page.locator('#result').textContent())!);
+  expect(r.error).toBeUndefined();
+  expect(r.runner).toBe('worker');
+  expect(r.adapter).toMatch(/\w/);
+  expect(await page.evaluate(() => navigator.serviceWorker.controller)).toBeNull();
+});
