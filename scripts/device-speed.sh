@@ -7,6 +7,8 @@
 #   source .gpu/setup.sh && STAGES="check main" bash scripts/device-speed.sh
 #
 # Stages (STAGES, in this order): check (the fast paths against the plain ones on this GPU: `dms check`),
+# before (the main rows with CLI_BEFORE, a bundle of an older commit carried beside, for before/after on
+# the same machine: e.g. `git worktree add /tmp/b <commit>`, build its bundle there, copy it to .cache/dms-before.mjs),
 # main (Qwen3-8B shape q4, 4K and 32K, full and DMS, with the per-kernel profile and the time to first token
 # of a 2K prompt), gemv (the decode projections alone), decode (decode attention keys per step, and the
 # general kernel, at 32K full), split (decode attention key splits), gemm (prefill GEMM tiles, and the
@@ -27,7 +29,7 @@ bench() {
   local stage=$1; shift
   say "$stage: bench $*"
   local json
-  json=$(timeout "$LIMIT" node "$CLI" bench "$@" --json 2>>"$OUT/log.txt" | tail -1)
+  json=$(timeout "$LIMIT" node "${BENCH_CLI:-$CLI}" bench "$@" --json 2>>"$OUT/log.txt" | tail -1)
   if [ -z "$json" ]; then say "  (no result: failed or over ${LIMIT} s)"; return; fi
   node -e '
     const [stage, args, line] = process.argv.slice(1);
@@ -56,6 +58,10 @@ fi
 # B8 / CTX / SMALL only shrink it for a try-out here (e.g. B8="--shape tiny --weights q4" CTX=256 STAGES=main).
 B8=${B8:-"--shape qwen3-8b --weights q4"}
 CTX=${CTX:-4096,32768}
+if has before && [ -f "${CLI_BEFORE:-}" ]; then
+  BENCH_CLI=$CLI_BEFORE bench before $B8 --context $CTX --kv full,dms --steps 32
+  BENCH_CLI=$CLI_BEFORE bench before ${SMALL:---shape qwen3-0.6b --weights q4} --context $CTX --kv full,dms --steps 32
+fi
 has main && bench main $B8 --context $CTX --kv full,dms --steps 32
 if has gemv; then
   say "gemv: the decode projections alone (GB/s of weights read)"

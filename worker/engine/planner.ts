@@ -4,8 +4,8 @@
  *
  * Memory is what the KV cache allocates up front (docs/kv-cache.md): per layer and sequence, K and V of
  * [Hkv][cap][d] in f16 (the default; 4 bytes per element pair: 2 for K, 2 for V) or f32 (8 bytes) plus the
- * u32 state words (a length per KV head padded to 4, a position per slot, and for DMS a ring of w+1 slots
- * per KV head). So one chain of `cap` slots costs layers × (Hkv × cap × d × 2 × bytes per value + 4 ×
+ * u32 state words (worker/kv/layout.ts: a length and a position counter per KV head, a position per slot,
+ * and for DMS a ring of w+1 slots per KV head). So one chain of `cap` slots costs layers × (Hkv × cap × d × 2 × bytes per value + 4 ×
  * state words) bytes, and W chains W times that.
  *
  * - full: cap = prompt + L.
@@ -18,6 +18,7 @@
  * `minLength`; ties go to the longer chains, then to DMS (fewer KV reads per token).
  */
 
+import { streamBytes } from '../kv/layout';
 import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
 import type { KvDtype } from '../model/types';
 
@@ -84,10 +85,8 @@ export function budgetBytes(budget: number | MemoryLevel): number {
 
 /** Bytes the cache allocates for `sequences` sequences of `cap` slots (K, V and state; not the small shared buffers). */
 export function kvBytes(m: PlanModel, policy: PlanPolicy, sequences: number, cap: number): number {
-  const hkv = m.numKvHeads;
-  const stateWords = Math.ceil(hkv / 4) * 4 + hkv * cap + (policy === 'dms' && m.dms ? hkv * (m.dms.windowSize + 1) : 0);
-  const buf = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16); // GPU buffers are 16-byte multiples
-  return m.numLayers * sequences * (2 * buf(hkv * cap * m.headDim * kvValueBytes(m.kvDtype ?? DEFAULT_KV_DTYPE)) + buf(4 * stateWords));
+  const shape = { numLayers: m.numLayers, numHeads: m.numKvHeads, numKvHeads: m.numKvHeads, headDim: m.headDim, dms: m.dms ?? null };
+  return m.numLayers * sequences * streamBytes(shape, policy === 'dms' && m.dms ? 'dms' : 'full', cap, m.kvDtype ?? DEFAULT_KV_DTYPE);
 }
 
 /** Ratio r applied to the tokens that left the window, from a measured whole-sequence ratio. */

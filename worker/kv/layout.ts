@@ -107,10 +107,10 @@ export function streamBytes(shape: KvShape, policy: KvPolicyName, cap: number, d
   return 2 * bufferBytes(streamKvBytes(hkv, cap, shape.headDim, dtype)) + bufferBytes(4 * st.words);
 }
 
-/** Bytes of the buffers shared by all streams: scratch, counters and three 16-byte placeholders. */
+/** Bytes of the buffers shared by all streams: scratch, counters and four 16-byte placeholders. */
 export function sharedBytes(shape: KvShape, policy: KvPolicyName, maxStep: number): number {
   const s = scratchLayout(shape.numHeads, shape.numKvHeads, shape.headDim, maxStep, scoredPolicy(policy));
-  return bufferBytes(4 * s.words) + bufferBytes(4 * COUNTERS) + 3 * 16;
+  return bufferBytes(4 * s.words) + bufferBytes(4 * COUNTERS) + 4 * 16;
 }
 
 /** Everything the cache allocates for `sequences` sequences of `cap` slots. */

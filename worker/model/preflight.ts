@@ -6,10 +6,11 @@
  *
  * Sizes follow the engine exactly: weights as `worker/engine/weights.ts` lays them out (q/k/v and
  * gate/up concatenated, norms and biases f32, rows split into parts by `matrixParts`, each buffer
- * rounded up to 16 bytes); the KV cache as `worker/kv/slot-cache.ts` allocates it (docs/kv-cache.md);
+ * rounded up to 16 bytes); the KV cache as `worker/kv/layout.ts` lays it out (docs/kv-cache.md);
  * activations as `worker/engine/forward.ts` allocates them.
  */
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from './types';
+import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
 import { DEFAULT_KV_DTYPE, kvValueBytes } from './dtype';
 import { rowScales, rowWords } from './pack';
 
@@ -164,35 +165,18 @@ export function matrixEstimate(name: string, rows: number, cols: number, format:
   return { name, rows, cols, rowBytes, parts, largestPartBytes: largest, bytes };
 }
 
-/** KV slots per stream, as the slot cache sizes them. */
-export function kvCapacity(c: ModelConfig, policy: KvPolicyName, maxTokens: number, budget?: number): number {
-  if (policy === 'full') return maxTokens;
-  if (policy === 'dms') {
-    if (!c.dms) return maxTokens;
-    const w = c.dms.windowSize;
-    const dflt = c.dms.cr && c.dms.cr > 1 ? w + 1 + Math.ceil(maxTokens / c.dms.cr) : maxTokens;
-    return Math.min(maxTokens, budget ?? dflt);
-  }
-  return Math.min(maxTokens, budget ?? maxTokens);
-}
-
 /**
- * KV cache bytes (docs/kv-cache.md): K, V (2 bytes a value in f16, the default; 4 in f32) and the state
- * words per (layer, sequence), plus the shared buffers.
+ * KV cache bytes, as the slot cache allocates them (worker/kv/layout.ts): K, V (2 bytes a value in f16, the
+ * default; 4 in f32) and the state words per (layer, sequence), plus the shared scratch and counters.
  */
 export function kvBytes(c: ModelConfig, policy: KvPolicyName, maxTokens: number, opts: { budget?: number; sequences?: number; maxStepTokens?: number; dtype?: KvDtype } = {}): { bytes: number; layerBytes: number; capacity: number } {
   const cap = kvCapacity(c, policy, maxTokens, opts.budget);
-  const hkv = c.numKvHeads, d = c.headDim, hq = c.numHeads;
-  const seqs = opts.sequences ?? 1;
-  const step = opts.maxStepTokens ?? 64;
-  const kv = hkv * cap * d * kvValueBytes(opts.dtype ?? DEFAULT_KV_DTYPE);
-  const ring = policy === 'dms' && c.dms ? hkv * (c.dms.windowSize + 1) : 0;
-  const scored = policy === 'tova' || policy === 'h2o';
-  const stateWords = Math.ceil(hkv / 4) * 4 + hkv * cap + ring + (scored ? hkv * cap : 0);
-  const perStream = 2 * round16(kv) + round16(4 * stateWords);
-  // dest, partials (up to 256 key splits of (acc[d], max, sum) per query head), counters, dummies.
-  const shared = round16(hkv * step * 4 * (scored ? 2 : 1)) + round16((256 * hq * (d + 2) + (scored ? step * hq * 2 : 0)) * 4) + 4096;
-  return { bytes: c.numLayers * seqs * perStream + shared, layerBytes: kv, capacity: cap };
+  const dtype = opts.dtype ?? DEFAULT_KV_DTYPE;
+  return {
+    bytes: kvCacheBytes(c, policy, cap, { sequences: opts.sequences, maxStepTokens: opts.maxStepTokens, dtype }),
+    layerBytes: streamKvBytes(c.numKvHeads, cap, c.headDim, dtype),
+    capacity: cap,
+  };
 }
 
 /** Activation buffers of the forward pass at `step` rows (worker/engine/forward.ts). */
