@@ -98,7 +98,7 @@ function stateOf(gpu: Gpu): DeviceState {
  * dispatches, so the GPU starts on the first layers while the CPU still records the last ones (the queue
  * keeps the order; the engine's steps write no buffer between their dispatches). 0 turns it off.
  */
-export const encoderTuning = { flushEvery: 32 };
+export const encoderTuning = { flushEvery: 64 };
 
 /** Bind groups currently cached for `gpu` (tests and the benchmark's diagnostics). */
 export function cachedBindGroups(gpu: Gpu): number {

@@ -28,7 +28,7 @@ const SOURCES: Record<WeightFormat, string> = { f32: f32Source, f16: f16Source, 
  * matrices with cols % 32 == 0 go through the register-blocked GEMM (shaders/linear_gemm.wgsl: tiles of
  * `tm` tokens x `tn` rows, `mt` tokens x `nt` rows per thread); `minTokens: 0` keeps the lane-split kernel.
  */
-export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64, mvUnroll: 1, gemm: { minTokens: 16, tm: 64, tn: 64, mt: 4, nt: 4 } };
+export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64, mvUnroll: 1, gemm: { minTokens: 16, tm: 64, tn: 128, mt: 8, nt: 4 } };
 
 const MV_FORMATS: Record<WeightFormat, string> = { f32: mvF32Source, f16: mvF16Source, q8: mvQ8Source, q4: mvQ4Source };
 
@@ -109,8 +109,14 @@ function placeholder(gpu: Gpu): GPUBuffer {
   return b;
 }
 
+/** The GEMM tile in use: the tuned one, or 64 x 64 where the device has less workgroup memory than it needs. */
+function gemmTile(gpu: Gpu): { tm: number; tn: number; mt: number; nt: number } {
+  const t = linearTuning.gemm;
+  return 4 * 32 * (t.tm + t.tn) <= gpu.caps.maxComputeWorkgroupStorageSize ? t : { tm: 64, tn: 64, mt: 4, nt: 4 };
+}
+
 function gemmPipeline(enc: Encoder, format: WeightFormat): GPUComputePipeline {
-  const { tm, tn, mt, nt } = linearTuning.gemm;
+  const { tm, tn, mt, nt } = gemmTile(enc.gpu);
   const label = `linear_gemm_${format} TM${tm} TN${tn} MT${mt} NT${nt}`;
   let cache = compiled.get(enc.gpu);
   if (!cache) compiled.set(enc.gpu, (cache = new Map()));
@@ -135,8 +141,9 @@ export function linear(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, t
     return;
   }
   const gemm = linearTuning.gemm.minTokens > 0 && tokens >= linearTuning.gemm.minTokens && w.cols % 32 === 0;
-  const tt = gemm ? linearTuning.gemm.tm : tokenTile(tokens);
-  const rowTile = gemm ? linearTuning.gemm.tn : ROWS;
+  const tile = gemmTile(enc.gpu);
+  const tt = gemm ? tile.tm : tokenTile(tokens);
+  const rowTile = gemm ? tile.tn : ROWS;
   const aligned = w.cols % UNIT === 0;
   const pipe = gemm ? gemmPipeline(enc, w.format) : pipeline(enc, w.format, tt, aligned);
   const nunits = Math.ceil(w.cols / UNIT);

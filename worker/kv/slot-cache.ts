@@ -25,7 +25,7 @@ const TARGET_WORKGROUPS = 1024;
  * Splitting of the keys: a split has at least `minSplitKeys` keys (general kernel: 128) and a dispatch aims
  * for `targetWorkgroups` workgroups. The decode kernel's values are the benchmark's knobs.
  */
-export const splitTuning = { minSplitKeys: 128, decodeMinSplitKeys: 64, decodeTargetWorkgroups: 1024 };
+export const splitTuning = { minSplitKeys: 128, decodeMinSplitKeys: 128, decodeTargetWorkgroups: 512 };
 
 let nextId = 0;
 
