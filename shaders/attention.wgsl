@@ -10,7 +10,7 @@
 // (flash-decoding: split s takes keys [s * S, (s + 1) * S), S = len + T spread over nsplit splits in tiles
 // of 64, so one recorded dispatch serves any cache length). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and D (head
 // dim) are pipeline constants so the per-thread loops unroll into registers. With one split the output
-// is written normalised; otherwise partial (acc, m, l) go to `part` and attention_merge.wgsl combines them.
+// is written normalised; otherwise partial (acc, m, l) go to `part` and kv_commit.wgsl merges them.
 // Storage (pipeline constant F16): K and V of the cache are f32 [Hkv][cap][d], or with F16 two halves
 // per u32 (pack2x16float, element c in the low half when c is even) [Hkv][cap][d/2]. K is bound as
 // vec4u (16 bytes: 4 f32 or 8 f16 values), V as u32. With F16 the step's own keys and values, read
