@@ -8,7 +8,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeGpu } from '../worker/gpu/node';
-import { parseConfig } from '../worker/model/config';
+import { readModelConfig } from '../worker/model/config';
 import { convertModel, MANIFEST_FILE, type ConvertSink } from '../worker/model/converted';
 import { fmtBytes, preflight } from '../worker/model/preflight';
 import type { WeightFormat } from '../worker/model/types';
@@ -56,7 +56,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const shardMb = intArg(values, 'shard-mb', 1, 64)!;
   if (shardMb > 64) throw new UsageError('--shard-mb is at most 64');
   const source = modelSource(model);
-  const { config } = parseConfig(JSON.parse(await source.text('config.json')));
+  const { config } = await readModelConfig(source);
   const gpu = await nodeGpu();
   // Only the buffer limits matter here (one matrix is on the GPU at a time), not the memory budget.
   const report = preflight(config, { maxBufferSize: gpu.caps.maxBufferSize, maxStorageBufferBindingSize: gpu.caps.maxStorageBufferBindingSize, memoryBytes: Number.MAX_SAFE_INTEGER }, { weights: format, maxContext: 16 });

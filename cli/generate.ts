@@ -3,7 +3,7 @@ import { extractAnswer, vote } from '../worker/engine/answers';
 import { generateChains } from '../worker/engine/chains';
 import { Engine } from '../worker/engine/engine';
 import { budgetBytes, MB, plan, type MemoryLevel, type Plan } from '../worker/engine/planner';
-import { parseConfig } from '../worker/model/config';
+import { readModelConfig } from '../worker/model/config';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import { nodeGpu } from '../worker/gpu/node';
 import { KV_DTYPES } from '../worker/model/dtype';
@@ -15,11 +15,32 @@ import { modelSource } from './model-source';
 export const WEIGHTS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 export const POLICIES: readonly KvPolicyName[] = ['full', 'dms', 'window', 'tova', 'h2o'];
 
-/** Training-free policies keep a fixed number of tokens, so they need one. */
+/** Training-free policies keep a fixed number of tokens, so they need one; the full cache keeps every token, so it takes none. */
 export function checkBudget(policy: string | undefined, budget: number | undefined): void {
   if ((policy === 'window' || policy === 'tova' || policy === 'h2o') && budget === undefined) {
     throw new UsageError(`--kv ${policy} needs --kv-budget N (tokens kept per layer and KV head)`);
   }
+  if (policy === 'full' && budget !== undefined) {
+    throw new UsageError('--kv full keeps every token, so --kv-budget has no effect on it; drop --kv-budget, or pick dms, window, tova or h2o');
+  }
+}
+
+/** A warning when --kv-budget was given without --kv and the model's own policy (full: no DMS) ignores it. */
+export function budgetIgnored(budget: number | undefined, engine: Engine): string | null {
+  return budget !== undefined && engine.policy === 'full'
+    ? `--kv-budget ${budget} is ignored: this model has no DMS, so its cache is full (every token kept); give --kv window, tova or h2o to cap it`
+    : null;
+}
+
+/** `--prompt-ids 1,2,3`: every entry a token id; an empty list or entry is a usage error, not token 0. */
+export function parsePromptIds(s: string): number[] {
+  if (s.trim() === '') throw new UsageError('--prompt-ids is empty: give token ids such as 1,2,3');
+  return s.split(',').map((part, i) => {
+    const t = part.trim();
+    if (t === '') throw new UsageError(`--prompt-ids: entry ${i + 1} of "${s}" is empty`);
+    if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t))) throw new UsageError(`--prompt-ids: "${t}" is not a token id`);
+    return Number(t);
+  });
 }
 
 export async function generateCommand(argv: string[]): Promise<void> {
@@ -30,8 +51,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const model = values.get('model');
   if (!model) throw new UsageError('--model is required');
   const prompt = values.get('prompt');
-  const promptIds = values.get('prompt-ids');
-  if ((prompt === undefined) === (promptIds === undefined)) throw new UsageError('give exactly one of --prompt and --prompt-ids');
+  const promptIdsArg = values.get('prompt-ids');
+  if ((prompt === undefined) === (promptIdsArg === undefined)) throw new UsageError('give exactly one of --prompt and --prompt-ids');
+  const promptIds = promptIdsArg === undefined ? undefined : parsePromptIds(promptIdsArg);
   if (switches.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
   let maxTokens = intArg(values, 'max-new-tokens', 1, 64)!;
   let kvBudget = intArg(values, 'kv-budget', 1);
@@ -51,9 +73,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
     }
     const level = /^(low|medium|high)$/.test(memory) ? (memory as MemoryLevel) : Number(memory) * MB;
     if (typeof level === 'number' && !(level > 0)) throw new UsageError(`--memory must be low, medium, high or a number of MB, got "${memory}"`);
-    const { config } = parseConfig(JSON.parse(await source.text('config.json')));
+    const { config } = await readModelConfig(source);
     // The prompt's length sizes the caches: tokenize it the way the engine will (below).
-    let promptGuess = promptIds?.split(',').length ?? 0;
+    let promptGuess = promptIds?.length ?? 0;
     if (prompt !== undefined) {
       if (!(await source.exists('tokenizer.json'))) throw new Error(`${model} has no tokenizer.json: use --prompt-ids`);
       const tok = await ModelTokenizer.load(source);
@@ -83,13 +105,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
     prefillChunk: Math.max(64, W),
   });
   if (!switches.has('json')) process.stderr.write(`[${loadLine(engine)}]\n`);
+  const warnings = [budgetIgnored(kvBudget, engine)].filter((w): w is string => w !== null);
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   let ids: number[];
   if (promptIds !== undefined) {
-    ids = promptIds.split(',').map((s) => {
-      const n = Number(s.trim());
-      if (!Number.isInteger(n) || n < 0) throw new UsageError(`--prompt-ids: "${s}" is not a token id`);
-      return n;
-    });
+    ids = promptIds;
   } else {
     const tok = engine.tokenizer;
     if (!tok) throw new Error(`${model} has no tokenizer.json: use --prompt-ids`);
@@ -127,6 +147,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       weights: engine.info.weights,
       adapter: gpu.caps.adapter,
       load: engine.loadStats,
+      warnings,
     };
     process.stdout.write(JSON.stringify(out) + '\n');
   } else {

@@ -4,7 +4,7 @@ import { Engine } from '../worker/engine/engine';
 import { nodeGpu } from '../worker/gpu/node';
 import { KV_DTYPES } from '../worker/model/dtype';
 import { choiceArg, intArg, parseArgs, UsageError } from './args';
-import { checkBudget, POLICIES, WEIGHTS } from './generate';
+import { budgetIgnored, checkBudget, POLICIES, WEIGHTS } from './generate';
 import { modelSource } from './model-source';
 
 /** Mean negative log-likelihood (nats) of the next token, from one step's logits rows. */
@@ -40,6 +40,8 @@ export async function perplexityCommand(argv: string[]): Promise<void> {
     kvDtype: choiceArg(values, 'kv-dtype', KV_DTYPES),
     maxContext: maxTokens,
   });
+  const ignored = budgetIgnored(intArg(values, 'kv-budget', 1), engine);
+  if (ignored) process.stderr.write(`warning: ${ignored}\n`);
   if (!engine.tokenizer) throw new Error(`${model} has no tokenizer.json`);
   const ids = engine.tokenizer.encode(await readFile(file, 'utf8'), true).slice(0, maxTokens);
   if (ids.length < 2) throw new Error(`${file} has fewer than 2 tokens`);

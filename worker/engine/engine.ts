@@ -7,7 +7,7 @@ import { Encoder } from '../gpu/encoder';
 import { sample } from '../kernels/sample';
 import { createKvCache } from '../kv/factory';
 import type { KvCache } from '../kv/cache';
-import { parseConfig } from '../model/config';
+import { readModelConfig } from '../model/config';
 import { listTensors } from '../model/safetensors';
 import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../model/converted';
 import { parameterCount, preflight } from '../model/preflight';
@@ -104,10 +104,7 @@ export class Engine {
     const t0 = performance.now();
     const source = new CountingSource(original);
     const progress = opts.onProgress ?? (() => {});
-    const { config, generation } = parseConfig(
-      JSON.parse(await source.text('config.json')),
-      (await source.exists('generation_config.json')) ? JSON.parse(await source.text('generation_config.json')) : undefined,
-    );
+    const { config, generation } = await readModelConfig(source);
     const tokenizer = (await source.exists('tokenizer.json')) ? await ModelTokenizer.load(source) : null;
     // A converted model (worker/model/converted.ts) fixes the format; the pre-flight checks it fits.
     const converted = await readConvertedManifest(source);

@@ -6,6 +6,7 @@
  * sizes and SHA-256, and only then marks files and the model complete. Reads come from the stored
  * chunks, one chunk at a time, each checked against its recorded hash the first time it is read.
  */
+import { checkModelFileName } from '../model/file-name';
 import { HttpSource, ModelLoadError, checkRange, type ModelSource } from '../model/source';
 import type { LoadProgress } from '../protocol';
 import { idbStoreBackend, type StoreBackend } from './backend';
@@ -464,6 +465,7 @@ async function plan(ctx: Ctx, v: RemoteVersion): Promise<{ manifest: Manifest; p
     } catch (e) {
       throw new ModelLoadError(`${remote.url(CONVERTED_MANIFEST)} is not a valid converted-model manifest: ${errorText(e)}`, remote.url(CONVERTED_MANIFEST));
     }
+    for (const s of shards) checkModelFileName(s.file, remote.url(CONVERTED_MANIFEST));
     const shardInfos = await Promise.all(shards.map((s) => remote.probe(s.file)));
     shards.forEach((s, i) => {
       const si = shardInfos[i];
@@ -493,6 +495,7 @@ async function plan(ctx: Ctx, v: RemoteVersion): Promise<{ manifest: Manifest; p
     } catch (e) {
       throw new ModelLoadError(`${remote.url(INDEX)} is not a valid safetensors index: ${errorText(e)}`, remote.url(INDEX));
     }
+    for (const s of shards) checkModelFileName(s, remote.url(INDEX));
     const shardInfos = await Promise.all(shards.map((s) => remote.probe(s)));
     shards.forEach((s, i) => {
       const si = shardInfos[i];
