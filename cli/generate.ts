@@ -10,7 +10,7 @@ import { KV_DTYPES } from '../worker/model/dtype';
 import type { KvPolicyName, WeightFormat } from '../worker/model/types';
 import { formatBytes } from '../worker/store/errors';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
-import { modelSource } from './model-source';
+import { modelSource, netOptions } from './model-source';
 
 export const WEIGHTS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 export const POLICIES: readonly KvPolicyName[] = ['full', 'dms', 'window', 'tova', 'h2o'];
@@ -45,7 +45,7 @@ export function parsePromptIds(s: string): number[] {
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'max-context', 'chains', 'memory'],
+    values: ['model', 'timeout', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'max-context', 'chains', 'memory'],
     switches: ['chat', 'json', 'vote'],
   });
   const model = values.get('model');
@@ -63,7 +63,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   let chains = intArg(values, 'chains', 1);
   const memory = values.get('memory');
   if (switches.has('vote') && chains === undefined && memory === undefined) throw new UsageError('--vote needs --chains W (or --memory)');
-  const source = modelSource(model);
+  const source = modelSource(model, netOptions(values));
   let maxContext = intArg(values, 'max-context', 16);
   let planned: Plan | undefined;
   if (memory !== undefined) {

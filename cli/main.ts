@@ -24,6 +24,10 @@ commands:
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
            (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)
   perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--kv-dtype f16|f32] [--weights ...] [--step N] [--json]
+
+  A --model given as a URL or repo id is downloaded with retries (5 attempts, backoff) and progress on stderr;
+  --timeout S (generate, perplexity, convert, hyperscale; default 30) gives up on a request that gets no
+  response, or a body that sends no data, for S seconds, and retries it.
 `;
 
 async function main(argv: string[]): Promise<void> {

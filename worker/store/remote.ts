@@ -167,13 +167,21 @@ export class Remote {
     }
   }
 
-  /** Size and identity of a file, or null when the server says 404. */
+  /** Files the server answered with a web page (taken as absent): errors can say so instead of "404". */
+  readonly htmlAnswers = new Set<string>();
+
+  private htmlInstead(file: string): null {
+    this.htmlAnswers.add(file);
+    return null;
+  }
+
+  /** Size and identity of a file, or null when the server says 404 (or sends a web page instead). */
   async probe(file: string): Promise<RemoteFileInfo | null> {
     const url = this.url(file);
     const head = await this.request(file, { method: 'HEAD' }, 'size');
     if (head.status === 404) return null;
     // A single-page app's fallback (e.g. Vite's dev server) answers any path with its index.html: not the file.
-    if (head.ok && isHtml(head) && !/\.html?$/i.test(file)) return null;
+    if (head.ok && isHtml(head) && !/\.html?$/i.test(file)) return this.htmlInstead(file);
     if (head.ok) {
       const linked = head.headers.get('x-linked-size');
       const len = head.headers.get('content-length');
@@ -191,7 +199,7 @@ export class Remote {
     }
     if ((res.status === 206 || res.ok) && isHtml(res) && !/\.html?$/i.test(file)) {
       await res.body?.cancel().catch(() => undefined);
-      return null;
+      return this.htmlInstead(file);
     }
     if (res.status === 206) {
       await res.arrayBuffer();
