@@ -55,7 +55,7 @@ export default defineConfig({
   // WEBDMS_NO_HMR=1 (the e2e dev server): pages are not reloaded when files change under a running test.
   server: process.env.WEBDMS_NO_HMR ? { hmr: false, watch: null } : {},
   // Pre-bundled up front, so a first visit never triggers a dependency re-optimisation reload.
-  optimizeDeps: { include: ['comlink', 'dompurify', 'marked', 'idb-keyval', '@huggingface/jinja', '@huggingface/tokenizers'] },
+  optimizeDeps: { include: ['comlink', 'dompurify', 'markdown-it', 'idb-keyval', '@huggingface/jinja', '@huggingface/tokenizers'] },
   build: {
     rollupOptions: {
       // The chat page, and the embeddable <webdms-chat> as widget.js at the root of the output.

@@ -4,6 +4,7 @@ import { drawKvMap, residentShare } from './kv-map';
 import './styles.css';
 import { EngineClient, TabLock } from './engine-client';
 import { renderMessage } from './render';
+import { streamPainter } from './stream-paint';
 import { paintChains, voteLine } from './chains';
 import { formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
 import {
@@ -709,18 +710,16 @@ async function send(): Promise<void> {
   scrollToBottom(true);
   void saveConversation(conv).then(renderConvList, () => undefined);
 
-  let frame = 0;
   let deltas = 0;
   const gen: Generation = { msg: reply, el, stopped: false, done: Promise.resolve() };
   // Deltas are fire-and-forget callbacks from the worker: the last ones can arrive after chat() has
   // resolved. Once it has, they must not repaint the finished reply as streaming.
   let finished = false;
-  const paint = () => {
-    frame = 0;
+  const painter = streamPainter(() => {
     if (gen.stopped || finished) return;
     paintMessage(el, reply, true);
     scrollToBottom();
-  };
+  });
   log.setAttribute('aria-busy', 'true');
   gen.done = (async () => {
     try {
@@ -730,7 +729,7 @@ async function send(): Promise<void> {
         else reply.content += d.content;
         updateMemory(d.kv, d.decodeTokensPerSecond);
         if (++deltas % 16 === 0) void refreshKvMap();
-        if (!frame) frame = requestAnimationFrame(paint);
+        painter.schedule();
       });
       reply.content = res.content;
       reply.finishReason = gen.stopped ? 'abort' : res.finishReason;
@@ -750,7 +749,7 @@ async function send(): Promise<void> {
       if (gen.stopped) reply.finishReason = 'abort';
     } finally {
       finished = true;
-      if (frame) cancelAnimationFrame(frame);
+      painter.cancel();
       if (generation === gen) generation = null;
       if (el.isConnected) paintMessage(el, reply, false);
       log.removeAttribute('aria-busy');

@@ -14,6 +14,7 @@ import css from './widget.css?inline';
 import workerUrl from '../../worker/worker.ts?worker&url';
 import { EngineClient, TabLock } from '../engine-client';
 import { renderMessage } from '../render';
+import { streamPainter } from '../stream-paint';
 import { formatBytes, formatDuration } from '../format';
 import type { ChatMessage, LoadProgress, ModelInfo } from '../../worker/protocol';
 
@@ -247,26 +248,25 @@ export class WebDmsChat extends HTMLElement {
     out.parentElement!.classList.add('streaming');
     const log = this.$('.log');
     let content = '';
-    let frame = 0;
     const run = { stopped: false, done: Promise.resolve() };
+    const painter = streamPainter(() => {
+      if (!run.stopped) renderMessage(out, content, { streaming: true });
+      log.scrollTop = log.scrollHeight;
+    });
     run.done = (async () => {
       try {
         const maxTokens = Number(this.getAttribute('max-tokens')) || 512;
         const res = await this.client!.chat({ messages: this.messages.slice(), maxTokens }, (d) => {
           if (run.stopped) return;
           content += d.content;
-          frame ||= requestAnimationFrame(() => {
-            frame = 0;
-            if (!run.stopped) renderMessage(out, content, { streaming: true });
-            log.scrollTop = log.scrollHeight;
-          });
+          painter.schedule();
         });
         content = res.content;
         if (content) this.messages.push({ role: 'assistant', content });
       } catch (e) {
         this.showError((e as Error)?.message ?? String(e));
       } finally {
-        if (frame) cancelAnimationFrame(frame);
+        painter.cancel();
         renderMessage(out, content, { streaming: false });
         out.parentElement!.classList.remove('streaming');
         if (!content) out.parentElement!.remove();
