@@ -5,6 +5,7 @@ import './styles.css';
 import { EngineClient, TabLock } from './engine-client';
 import { renderMessage } from './render';
 import { streamPainter } from './stream-paint';
+import { watchForUpdates } from './sw-update';
 import { paintChains, voteLine } from './chains';
 import { formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
 import {
@@ -977,6 +978,11 @@ syncMemoryToggle();
 
 // ---------------------------------------------------------------- start
 
+watchForUpdates(() =>
+  showBanner('update', 'info', 'A new version of WebDMS is ready', 'Reload to use it. Your conversations and stored models are kept.', [
+    { label: 'Reload', primary: true, run: () => location.reload() },
+  ]),
+);
 applyTheme();
 renderLog();
 updateComposer();
