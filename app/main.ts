@@ -7,7 +7,7 @@ import { renderMessage } from './render';
 import { streamPainter } from './stream-paint';
 import { watchForUpdates } from './sw-update';
 import { paintChains, voteLine } from './chains';
-import { formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
+import { droppedText, formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
 import {
   DEFAULT_SETTINGS,
   deleteConversation,
@@ -608,6 +608,12 @@ function paintMessage(el: HTMLElement, m: StoredMessage, streaming: boolean): vo
   }
   meta.replaceChildren();
   const bits: string[] = [];
+  if (m.dropped) {
+    const note = document.createElement('div');
+    note.className = 'msg-notice';
+    note.textContent = droppedText(m.dropped);
+    meta.append(note);
+  }
   if (m.error) {
     const err = document.createElement('div');
     err.className = 'msg-error';
@@ -736,6 +742,7 @@ async function send(): Promise<void> {
       reply.finishReason = gen.stopped ? 'abort' : res.finishReason;
       if (res.chains) reply.chains = res.chains.map((c) => ({ content: c.content, answer: c.answer, finishReason: c.finishReason }));
       reply.vote = res.vote;
+      reply.dropped = res.dropped;
       reply.usage = {
         promptTokens: res.promptTokens,
         cachedTokens: res.cachedTokens ?? 0,

@@ -1,5 +1,8 @@
 /** `dms generate`: one prompt in, generated tokens out. */
+import { readFile } from 'node:fs/promises';
 import { extractAnswer, vote } from '../worker/engine/answers';
+import { droppedNotice, fitConversation } from '../worker/fit-conversation';
+import type { ChatMessage, ContextDropped } from '../worker/protocol';
 import { generateChains } from '../worker/engine/chains';
 import { Engine } from '../worker/engine/engine';
 import { budgetBytes, MB, plan, type MemoryLevel, type Plan } from '../worker/engine/planner';
@@ -45,16 +48,21 @@ export function parsePromptIds(s: string): number[] {
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'timeout', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'max-context', 'chains', 'memory'],
+    values: ['model', 'timeout', 'prompt', 'prompt-ids', 'messages', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'max-context', 'chains', 'memory'],
     switches: ['chat', 'json', 'vote'],
   });
   const model = values.get('model');
   if (!model) throw new UsageError('--model is required');
-  const prompt = values.get('prompt');
   const promptIdsArg = values.get('prompt-ids');
-  if ((prompt === undefined) === (promptIdsArg === undefined)) throw new UsageError('give exactly one of --prompt and --prompt-ids');
+  const messagesFile = values.get('messages');
+  if ([values.get('prompt'), promptIdsArg, messagesFile].filter((v) => v !== undefined).length !== 1) {
+    throw new UsageError('give exactly one of --prompt, --prompt-ids and --messages');
+  }
   const promptIds = promptIdsArg === undefined ? undefined : parsePromptIds(promptIdsArg);
-  if (switches.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
+  if (switches.has('chat') && values.get('prompt') === undefined) throw new UsageError('--chat needs --prompt (--messages is always a chat)');
+  // The conversation to render with the chat template: --messages, or --prompt --chat as one user turn.
+  const conversation = messagesFile !== undefined ? await readMessages(messagesFile) : switches.has('chat') ? [{ role: 'user' as const, content: values.get('prompt')! }] : null;
+  const prompt = values.get('prompt');
   let maxTokens = intArg(values, 'max-new-tokens', 1, 64)!;
   let kvBudget = intArg(values, 'kv-budget', 1);
   let kv = choiceArg(values, 'kv', POLICIES);
@@ -76,11 +84,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
     const { config } = await readModelConfig(source);
     // The prompt's length sizes the caches: tokenize it the way the engine will (below).
     let promptGuess = promptIds?.length ?? 0;
-    if (prompt !== undefined) {
+    if (promptIds === undefined) {
       if (!(await source.exists('tokenizer.json'))) throw new Error(`${model} has no tokenizer.json: use --prompt-ids`);
       const tok = await ModelTokenizer.load(source);
-      const text = switches.has('chat') ? tok.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }) : prompt;
-      promptGuess = tok.encode(text, !switches.has('chat')).length;
+      const text = conversation ? tok.applyChatTemplate(conversation, { addGenerationPrompt: true }) : prompt!;
+      promptGuess = tok.encode(text, !conversation).length;
     }
     planned = plan(
       { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, maxContext: Math.min(maxContext ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings), dms: config.dms, kvDtype },
@@ -108,13 +116,21 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const warnings = [budgetIgnored(kvBudget, engine)].filter((w): w is string => w !== null);
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   let ids: number[];
+  let dropped: ContextDropped | null = null;
   if (promptIds !== undefined) {
     ids = promptIds;
   } else {
     const tok = engine.tokenizer;
     if (!tok) throw new Error(`${model} has no tokenizer.json: use --prompt-ids`);
-    const text = switches.has('chat') ? tok.applyChatTemplate([{ role: 'user', content: prompt! }], { addGenerationPrompt: true }) : prompt!;
-    ids = tok.encode(text, !switches.has('chat'));
+    if (conversation) {
+      // As the chat page does: room for the reply (at most half the context), the oldest turns dropped to fit.
+      const ctx = engine.info.maxContext;
+      ({ ids, dropped } = fitConversation(tok, conversation, ctx - Math.min(maxTokens, Math.floor(ctx / 2))));
+      maxTokens = Math.max(1, Math.min(maxTokens, ctx - ids.length));
+      if (dropped) process.stderr.write(`[${droppedNotice(dropped)}]\n`);
+    } else {
+      ids = tok.encode(prompt!, true);
+    }
   }
   if (planned && ids.length + maxTokens > engine.info.maxContext) maxTokens = Math.max(1, engine.info.maxContext - ids.length);
   const decoder = engine.tokenizer?.createStreamDecoder();
@@ -148,6 +164,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       adapter: gpu.caps.adapter,
       load: engine.loadStats,
       warnings,
+      ...(conversation ? { dropped } : {}),
     };
     process.stdout.write(JSON.stringify(out) + '\n');
   } else {
@@ -160,6 +177,19 @@ export async function generateCommand(argv: string[]): Promise<void> {
     );
   }
   engine.destroy();
+}
+
+/** `--messages file.json`: a conversation, a JSON list of { role: system | user | assistant, content }. */
+async function readMessages(file: string): Promise<ChatMessage[]> {
+  let list: unknown;
+  try {
+    list = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`--messages ${file}: ${(e as Error).message}`);
+  }
+  const ok = Array.isArray(list) && list.length > 0 && list.every((m) => ['system', 'user', 'assistant'].includes(m?.role) && typeof m?.content === 'string');
+  if (!ok) throw new UsageError(`--messages ${file}: expected a non-empty JSON list of { "role": "system" | "user" | "assistant", "content": "..." }`);
+  return list as ChatMessage[];
 }
 
 /** What the load cost: a cold start converts a checkpoint on the GPU, a warm one reads a converted model. */

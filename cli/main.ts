@@ -12,7 +12,7 @@ import { UsageError } from './args';
 const USAGE = `usage: npm run -s dms -- <command> [options]
 
 commands:
-  generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3)
+  generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3 | --messages chat.json)
            [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
            [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--kv-dtype f16|f32] [--json]
            [--chains W [--vote]] [--memory MB|low|medium|high]   (parallel chains; --memory lets the planner pick W, length, kv)

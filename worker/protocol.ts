@@ -142,8 +142,17 @@ export interface ChainVote {
   chain: number;
 }
 
+/** The oldest turns left out because the conversation outgrew the context. */
+export interface ContextDropped {
+  messages: number;
+  /** Prompt tokens the full conversation had beyond the one that was sent. */
+  tokens: number;
+}
+
 export interface ChatResult {
   content: string;
+  /** Set when the oldest turns no longer fit the context and were left out of this turn's prompt. */
+  dropped?: ContextDropped;
   finishReason: 'stop' | 'length' | 'abort';
   promptTokens: number;
   /** Prompt tokens continued from the cached conversation instead of being prefilled again. */

@@ -15,7 +15,7 @@ import workerUrl from '../../worker/worker.ts?worker&url';
 import { EngineClient, TabLock } from '../engine-client';
 import { renderMessage } from '../render';
 import { streamPainter } from '../stream-paint';
-import { formatBytes, formatDuration } from '../format';
+import { droppedText, formatBytes, formatDuration } from '../format';
 import type { ChatMessage, LoadProgress, ModelInfo } from '../../worker/protocol';
 
 const NO_WEBGPU = 'This chat needs WebGPU: Chrome or Edge 113+, Safari 26+, or Firefox 141+ on Windows.';
@@ -263,6 +263,12 @@ export class WebDmsChat extends HTMLElement {
         });
         content = res.content;
         if (content) this.messages.push({ role: 'assistant', content });
+        if (res.dropped) {
+          const note = document.createElement('div');
+          note.className = 'notice';
+          note.textContent = droppedText(res.dropped);
+          out.parentElement!.before(note);
+        }
       } catch (e) {
         this.showError((e as Error)?.message ?? String(e));
       } finally {
