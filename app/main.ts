@@ -6,6 +6,7 @@ import { EngineClient, TabLock } from './engine-client';
 import { renderMessage } from './render';
 import { streamPainter } from './stream-paint';
 import { watchForUpdates } from './sw-update';
+import { askToLoadModel } from './model-consent';
 import { paintChains, voteLine } from './chains';
 import { droppedText, formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
 import {
@@ -38,8 +39,11 @@ const NO_WEBGPU_UI =
 
 const params = new URLSearchParams(location.search);
 const settings: Settings = loadSettings();
-/** `?model=<url or repo id>` points the page at a model without saving it (tests use it for fixtures). */
-const urlModel = params.get('model');
+/**
+ * `?model=<url or repo id>` points the page at a model without saving it (tests use it for fixtures); one
+ * that is not the saved choice is loaded only once the user agrees (app/model-consent.ts).
+ */
+let urlModel = params.get('model');
 const numParam = (k: string): number | undefined => {
   const v = params.get(k);
   return v !== null && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined;
@@ -995,7 +999,21 @@ renderLog();
 updateComposer();
 updateModelChip();
 void renderConvList();
-void loadModel(currentSpec());
+void startModel();
+
+/** Loads the model at start: a linked one only with the user's consent, else the saved choice. */
+async function startModel(): Promise<void> {
+  if (urlModel !== null && specForWorker(urlModel) !== specForWorker(settings.model)) {
+    const base = specForWorker(urlModel);
+    if (!(await askToLoadModel(base, client.describeModel(base)))) {
+      urlModel = null;
+      const u = new URL(location.href);
+      u.searchParams.delete('model');
+      replaceUrl(u);
+    }
+  }
+  await loadModel(currentSpec());
+}
 
 /** For tests and debugging: the defaults, the state, and the client. */
 Object.assign(window, {

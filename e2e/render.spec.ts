@@ -4,6 +4,7 @@
  * They do not need a model: the page is opened at a model address that does not exist.
  */
 import { test, expect, type Page } from '@playwright/test';
+import { agreeToModel, openWithModel } from './helpers';
 
 const NO_MODEL = '/?model=http://127.0.0.1:9/none/';
 
@@ -37,7 +38,7 @@ async function openPage(page: Page): Promise<string[]> {
       document.head.append(s);
     });
   });
-  await page.goto(NO_MODEL);
+  await openWithModel(page, NO_MODEL);
   await expect(page.getByRole('log')).toBeVisible();
   return requests;
 }
@@ -138,6 +139,7 @@ test('the chat log paints stored replies through the same renderer, and nothing 
     return conv.id;
   }, evil);
   await page.reload();
+  await agreeToModel(page);
   await page.getByRole('navigation', { name: 'Saved conversations' }).getByRole('button', { name: /^Hostile reply/ }).click();
   const log = page.getByRole('log');
   const bubble = log.locator('.msg-assistant .content');

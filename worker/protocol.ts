@@ -171,6 +171,21 @@ export interface Timing {
   decodeTokensPerSecond: number;
 }
 
+/** Where a model would come from and what loading it would download (WorkerApi.describeModel). */
+export interface ModelOrigin {
+  /** The model's base URL. */
+  base: string;
+  /** Its scheme, host and port. */
+  origin: string;
+  /** Total bytes of its files, or null when that could not be learned. */
+  bytes: number | null;
+  files: number;
+  /** A complete copy is already in this browser's storage. */
+  stored: boolean;
+  /** Why the size is unknown (the address has no model, the server cannot be reached). */
+  problem?: string;
+}
+
 /** What worker/worker.ts exposes. Callbacks are passed with Comlink.proxy. */
 export interface WorkerApi {
   load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
@@ -185,4 +200,6 @@ export interface WorkerApi {
   /** Models kept in the browser's storage, most recently used first. */
   listStored(): Promise<StoredModelInfo[]>;
   deleteStored(id: string): Promise<void>;
+  /** Where a model spec points and how much it would download, without loading or storing anything. */
+  describeModel(model: string): Promise<ModelOrigin>;
 }

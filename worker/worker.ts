@@ -12,7 +12,8 @@ import { deleteModel, listModels } from './store';
 import { loadModel } from './load-model';
 import { ChatSession } from './chat-session';
 import { generateChains } from './engine/chains';
-import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from './protocol';
+import { describeModel } from './model-origin';
+import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, ModelOrigin, StoredModelInfo, WorkerApi } from './protocol';
 
 /** Where the embedded model lives, relative to this script (dev: /worker/, build: /assets/). */
 const DEFAULT_MODEL_PATH = '../models/webdms-default/';
@@ -186,6 +187,10 @@ const api: WorkerApi = {
 
   async deleteStored(id: string): Promise<void> {
     await deleteModel(id);
+  },
+
+  async describeModel(model: string): Promise<ModelOrigin> {
+    return describeModel(modelBaseUrl(model));
   },
 };
 
