@@ -45,9 +45,9 @@ export class EngineClient {
     return v;
   }
 
-  load(req: LoadRequest, onProgress: (p: LoadProgress) => void): Promise<ModelInfo> {
+  load(req: LoadRequest, onProgress: (p: LoadProgress) => void, onDeviceLost: (message: string) => void = () => undefined): Promise<ModelInfo> {
     const api = this.start();
-    return this.call(api.load(req, Comlink.proxy(onProgress)));
+    return this.call(api.load(req, Comlink.proxy(onProgress), Comlink.proxy(onDeviceLost)));
   }
 
   chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {

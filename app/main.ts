@@ -62,7 +62,8 @@ const urlSeed = numParam('seed');
   if (temp !== undefined) settings.temperature = temp;
 }
 
-type ModelState = 'idle' | 'loading' | 'ready' | 'error' | 'elsewhere';
+/** lost: the GPU device went away (driver reset, GPU process crash); the model reloads on the next send. */
+type ModelState = 'idle' | 'loading' | 'ready' | 'error' | 'elsewhere' | 'lost';
 let modelState: ModelState = 'idle';
 let modelInfo: ModelInfo | null = null;
 let loadedSpec = '';
@@ -204,7 +205,7 @@ function updateModelChip(): void {
     meta.textContent = [formatCount(modelInfo.parameters), modelInfo.weights, modelInfo.dms ? 'DMS' : null].filter(Boolean).join(' · ');
   } else {
     name.textContent = modelState === 'loading' ? `Loading ${specLabel(loadedSpec)}…` : modelState === 'elsewhere' ? 'In use in another tab' : specLabel(currentSpec());
-    meta.textContent = modelState === 'error' ? 'failed to load' : modelState === 'idle' ? 'not loaded' : '';
+    meta.textContent = modelState === 'error' ? 'failed to load' : modelState === 'idle' ? 'not loaded' : modelState === 'lost' ? 'GPU lost: reloads on send' : '';
   }
 }
 
@@ -220,6 +221,7 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean; 
   loadedSpec = spec;
   clearBanner('load');
   clearBanner('lock');
+  clearBanner('gpu');
   if (!lock.held) {
     let ok: boolean;
     if (opts.steal || opts.wait) {
@@ -271,10 +273,22 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean; 
   const started = performance.now();
   try {
     let finished = false;
-    const info = await client.load(req, (p) => {
-      // Progress calls are asynchronous messages: ignore any that arrive after the load settled.
-      if (loadedSpec === spec && !finished && p.phase !== 'ready') showProgress(p);
-    }).finally(() => (finished = true));
+    const info = await client.load(
+      req,
+      (p) => {
+        // Progress calls are asynchronous messages: ignore any that arrive after the load settled.
+        if (loadedSpec === spec && !finished && p.phase !== 'ready') showProgress(p);
+      },
+      (message) => {
+        if (loadedSpec !== spec || modelInfo !== info) return;
+        modelInfo = null;
+        setModelState('lost');
+        updateModelChip();
+        showBanner('gpu', 'warn', 'The GPU was reset', `${message}. The model will load again when you send your next message.`, [
+          { label: 'Load it now', primary: true, run: () => void loadModel(spec) },
+        ]);
+      },
+    ).finally(() => (finished = true));
     if (loadedSpec !== spec) return;
     modelInfo = info;
     setModelState('ready');
@@ -652,7 +666,7 @@ function updateComposer(): void {
   const busy = generation !== null && !generation.stopped;
   sendBtn.hidden = busy;
   stopBtn.hidden = !busy;
-  sendBtn.disabled = modelState !== 'ready' || input.value.trim() === '';
+  sendBtn.disabled = (modelState !== 'ready' && modelState !== 'lost') || input.value.trim() === '';
   const hint = $('composer-hint');
   hint.textContent = modelState === 'loading' ? 'Loading the model…' : modelState === 'error' ? 'No model loaded' : modelState === 'elsewhere' ? 'Model in use in another tab' : '';
 }
@@ -693,6 +707,8 @@ function requestMessages(): ChatMessage[] {
 }
 
 async function send(): Promise<void> {
+  if (!input.value.trim()) return;
+  if (modelState === 'lost') await loadModel(loadedSpec || currentSpec());
   const text = input.value.trim();
   if (!text || modelState !== 'ready') return;
   // A stopped reply may still be finishing its last token in the worker.

@@ -188,7 +188,11 @@ export interface ModelOrigin {
 
 /** What worker/worker.ts exposes. Callbacks are passed with Comlink.proxy. */
 export interface WorkerApi {
-  load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
+  /**
+   * `onDeviceLost` is called if the GPU device of this model is lost later (driver reset, GPU process
+   * crash): the model is gone, and the next load makes a new device.
+   */
+  load(req: LoadRequest, onProgress?: (p: LoadProgress) => void, onDeviceLost?: (message: string) => void): Promise<ModelInfo>;
   /** Streams deltas; resolves when the reply ends. A new chat turn continues the cached conversation when its messages extend the last ones. */
   chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult>;
   /** Stops the running chat at the next token; the engine stays usable. */

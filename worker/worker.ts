@@ -121,7 +121,7 @@ function dropEngine(): void {
 }
 
 const api: WorkerApi = {
-  async load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+  async load(req: LoadRequest, onProgress?: (p: LoadProgress) => void, onDeviceLost?: (message: string) => void): Promise<ModelInfo> {
     const mine = ++generation;
     cancelLoad();
     const ctl = (loading = new AbortController());
@@ -151,10 +151,17 @@ const api: WorkerApi = {
     engine = e;
     const chains = Math.max(1, Math.floor(req.chains ?? 1));
     session = new ChatSession(e, (ids, o) => generateChains(e, ids, o), chains);
+    // A lost device takes the model with it: tell the page, which reloads it on the next message.
+    g.device.lost.then((lost) => {
+      if (engine !== e) return;
+      dropEngine();
+      Promise.resolve(onDeviceLost?.(`The GPU device was lost (${lost.reason}${lost.message ? `: ${lost.message}` : ''})`)).catch(() => undefined);
+    });
     return info;
   },
 
   async chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
+    if (gpu?.lost && !engine) throw new Error(`${gpu.lost}. Load the model again.`);
     if (!session) throw new Error('No model is loaded yet.');
     return session.chat(req, (d) => {
       Promise.resolve(onDelta(d)).catch(() => undefined);

@@ -66,6 +66,8 @@ export class WebDmsChat extends HTMLElement {
   private loading: Promise<void> | null = null;
   private messages: ChatMessage[] = [];
   private running: { stopped: boolean; done: Promise<void> } | null = null;
+  /** The GPU device was lost: the model is gone and loads again on the next send. */
+  private lost = false;
 
   constructor() {
     super();
@@ -199,7 +201,13 @@ export class WebDmsChat extends HTMLElement {
     progress.hidden = false;
     const t0 = performance.now();
     try {
-      const info = await this.client.load({ model: spec }, (p: LoadProgress) => this.progress(p, t0));
+      const info = await this.client.load({ model: spec }, (p: LoadProgress) => this.progress(p, t0), (message) => {
+        if (this.info !== info) return;
+        // The model went with the GPU device: the next message loads it again.
+        this.lost = true;
+        this.setState('error');
+        this.showError(`${message}. The model loads again with your next message.`);
+      });
       if (this.loadedSpec !== spec) return;
       this.info = info;
       const name = /^https?:/.test(info.name) ? info.name.replace(/\/+$/, '').split('/').slice(-2).join('/') : info.name;
@@ -237,6 +245,11 @@ export class WebDmsChat extends HTMLElement {
 
   private async send(): Promise<void> {
     const input = this.$<HTMLTextAreaElement>('textarea');
+    if (this.lost && input.value.trim()) {
+      this.lost = false;
+      this.loadedSpec = null;
+      await this.ensureModel();
+    }
     const text = input.value.trim();
     if (!text || !this.info || !this.client) return;
     if (this.running) await this.running.done;
