@@ -186,6 +186,10 @@ export class ChatSession {
         onToken,
       });
     } catch (e) {
+      // What was generated before the failure (e.g. non-finite logits) stays the reply's: bytes the
+      // decoder still held go out before the error.
+      const tail = decoder.flush();
+      if (tail && this.lastKv) onDelta({ content: tail, tokenIds: [], kv: this.lastKv, decodeTokensPerSecond: 0 });
       // The cache state is unknown after a failure: start over next time.
       this.cached = null;
       this.resetAfterFailure();

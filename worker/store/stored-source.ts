@@ -339,18 +339,14 @@ export class StoredSource implements ModelSource {
   }
 }
 
-async function fetchWithRetries(ctx: Ctx, f: FileEntry, offset: number, length: number, onBytes?: (n: number) => void): Promise<Uint8Array> {
+/** One range of a stored file, fetched again to repair a damaged chunk, with retries. */
+async function fetchWithRetries(ctx: Ctx, f: FileEntry, offset: number, length: number): Promise<Uint8Array> {
   const retries = ctx.opts.retries ?? 4;
   const base = ctx.opts.retryDelayMs ?? 500;
   for (let attempt = 0; ; attempt++) {
-    let got = 0;
     try {
-      return await ctx.remote.fetchRange(f.name, offset, length, f.size, (n) => {
-        got += n;
-        onBytes?.(n);
-      });
+      return await ctx.remote.fetchRange(f.name, offset, length, f.size);
     } catch (e) {
-      onBytes?.(-got); // these bytes will come again
       if (!(e instanceof FetchError) || !e.retriable || attempt >= retries) throw e;
       await sleep(Math.min(base * 2 ** attempt, 8000));
     }
