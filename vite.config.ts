@@ -33,6 +33,36 @@ function benchPageWithoutPwa(): Plugin {
 }
 
 /**
+ * The Content-Security-Policy of the built page (docs/security.md): scripts, styles and workers only from
+ * the app's own origin (no inline script, no eval), connections to the app's origin and to model hosts
+ * (any https host, since the user may load a model from anywhere, and local http servers), no plugins,
+ * frames or form targets elsewhere.
+ */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'self' https: http://localhost:* http://127.0.0.1:*",
+  "worker-src 'self'",
+  "manifest-src 'self'",
+  "object-src 'none'",
+  "frame-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+].join('; ');
+
+/** Puts the policy in the built index.html as a meta tag, so the page keeps it wherever it is served from (the PWA's cache too). */
+function contentSecurityPolicy(): Plugin {
+  return {
+    name: 'webdms-csp',
+    apply: 'build',
+    transformIndexHtml: () => [{ tag: 'meta', attrs: { 'http-equiv': 'Content-Security-Policy', content: CONTENT_SECURITY_POLICY }, injectTo: 'head-prepend' }],
+  };
+}
+
+/**
  * The app's service worker (build only): precaches the app shell, the worker bundle and widget.js, so
  * the page reloads offline. Model weights are not precached (too large; see docs).
  */
@@ -63,6 +93,9 @@ const pwa = VitePWA({
     navigateFallbackDenylist: [/\/models\//, /\.(json|safetensors|js|wasm)$/],
     maximumFileSizeToCacheInBytes: 8 * 1024 * 1024,
     cleanupOutdatedCaches: true,
+    // A new deploy takes over at once, even while a tab is open; the page then offers a reload (app/sw-update.ts).
+    skipWaiting: true,
+    clientsClaim: true,
   },
 });
 
@@ -71,11 +104,13 @@ export default defineConfig({
   base: './',
   // No index.html for unknown paths (dev and preview): a model file that is not there must be a 404, not a page.
   appType: 'mpa',
-  plugins: [wgsl(), pwa, benchPageWithoutPwa()],
+  plugins: [wgsl(), pwa, benchPageWithoutPwa(), contentSecurityPolicy()],
+  // `vite preview` sends the policy as a header too, which also covers the worker scripts it serves.
+  preview: { headers: { 'Content-Security-Policy': CONTENT_SECURITY_POLICY } },
   // WEBDMS_NO_HMR=1 (the e2e dev server): pages are not reloaded when files change under a running test.
   server: process.env.WEBDMS_NO_HMR ? { hmr: false, watch: null } : {},
   // Pre-bundled up front, so a first visit never triggers a dependency re-optimisation reload.
-  optimizeDeps: { include: ['comlink', 'dompurify', 'marked', 'idb-keyval', '@huggingface/jinja', '@huggingface/tokenizers'] },
+  optimizeDeps: { include: ['comlink', 'dompurify', 'markdown-it', 'idb-keyval', '@huggingface/jinja', '@huggingface/tokenizers'] },
   build: {
     rollupOptions: {
       // The chat page, the embeddable <webdms-chat> as widget.js at the root of the output, and the

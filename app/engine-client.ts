@@ -4,7 +4,7 @@
  * Web Lock so a second tab does not silently load a second copy of the model.
  */
 import * as Comlink from 'comlink';
-import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from '../worker/protocol';
+import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, ModelOrigin, StoredModelInfo, WorkerApi } from '../worker/protocol';
 
 export type WorkerFactory = () => Worker;
 
@@ -45,9 +45,9 @@ export class EngineClient {
     return v;
   }
 
-  load(req: LoadRequest, onProgress: (p: LoadProgress) => void): Promise<ModelInfo> {
+  load(req: LoadRequest, onProgress: (p: LoadProgress) => void, onDeviceLost: (message: string) => void = () => undefined): Promise<ModelInfo> {
     const api = this.start();
-    return this.call(api.load(req, Comlink.proxy(onProgress)));
+    return this.call(api.load(req, Comlink.proxy(onProgress), Comlink.proxy(onDeviceLost)));
   }
 
   chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
@@ -74,6 +74,11 @@ export class EngineClient {
 
   deleteStored(id: string): Promise<void> {
     return this.call(this.start().deleteStored(id));
+  }
+
+  /** Where a model spec points and its size (starts the worker if needed; loads and stores nothing). */
+  describeModel(model: string): Promise<ModelOrigin> {
+    return this.call(this.start().describeModel(model));
   }
 
   /** Unloads the model and ends the worker (its GPU memory goes with it). */

@@ -44,3 +44,8 @@ export function relativeTime(t: number, now = Date.now()): string {
   if (d < 7 * 86400) return `${Math.floor(d / 86400)} d ago`;
   return new Date(t).toLocaleDateString();
 }
+
+/** The note shown on a reply whose prompt left out the oldest turns (ChatResult.dropped). */
+export function droppedText(d: { messages: number; tokens: number }): string {
+  return `Earlier turns no longer fit: ${formatCount(d.tokens)} tokens dropped (${d.messages} oldest message${d.messages === 1 ? '' : 's'}). The model did not see them for this reply.`;
+}

@@ -4,8 +4,11 @@ import { drawKvMap, residentShare } from './kv-map';
 import './styles.css';
 import { EngineClient, TabLock } from './engine-client';
 import { renderMessage } from './render';
+import { streamPainter } from './stream-paint';
+import { watchForUpdates } from './sw-update';
+import { askToLoadModel } from './model-consent';
 import { paintChains, voteLine } from './chains';
-import { formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
+import { droppedText, formatBytes, formatCount, formatDuration, formatRatio, relativeTime } from './format';
 import {
   DEFAULT_SETTINGS,
   deleteConversation,
@@ -36,8 +39,11 @@ const NO_WEBGPU_UI =
 
 const params = new URLSearchParams(location.search);
 const settings: Settings = loadSettings();
-/** `?model=<url or repo id>` points the page at a model without saving it (tests use it for fixtures). */
-const urlModel = params.get('model');
+/**
+ * `?model=<url or repo id>` points the page at a model without saving it (tests use it for fixtures); one
+ * that is not the saved choice is loaded only once the user agrees (app/model-consent.ts).
+ */
+let urlModel = params.get('model');
 const numParam = (k: string): number | undefined => {
   const v = params.get(k);
   return v !== null && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined;
@@ -56,7 +62,8 @@ const urlSeed = numParam('seed');
   if (temp !== undefined) settings.temperature = temp;
 }
 
-type ModelState = 'idle' | 'loading' | 'ready' | 'error' | 'elsewhere';
+/** lost: the GPU device went away (driver reset, GPU process crash); the model reloads on the next send. */
+type ModelState = 'idle' | 'loading' | 'ready' | 'error' | 'elsewhere' | 'lost';
 let modelState: ModelState = 'idle';
 let modelInfo: ModelInfo | null = null;
 let loadedSpec = '';
@@ -198,7 +205,7 @@ function updateModelChip(): void {
     meta.textContent = [formatCount(modelInfo.parameters), modelInfo.weights, modelInfo.dms ? 'DMS' : null].filter(Boolean).join(' · ');
   } else {
     name.textContent = modelState === 'loading' ? `Loading ${specLabel(loadedSpec)}…` : modelState === 'elsewhere' ? 'In use in another tab' : specLabel(currentSpec());
-    meta.textContent = modelState === 'error' ? 'failed to load' : modelState === 'idle' ? 'not loaded' : '';
+    meta.textContent = modelState === 'error' ? 'failed to load' : modelState === 'idle' ? 'not loaded' : modelState === 'lost' ? 'GPU lost: reloads on send' : '';
   }
 }
 
@@ -214,6 +221,7 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean; 
   loadedSpec = spec;
   clearBanner('load');
   clearBanner('lock');
+  clearBanner('gpu');
   if (!lock.held) {
     let ok: boolean;
     if (opts.steal || opts.wait) {
@@ -265,10 +273,22 @@ async function loadModel(spec: string, opts: { steal?: boolean; wait?: boolean; 
   const started = performance.now();
   try {
     let finished = false;
-    const info = await client.load(req, (p) => {
-      // Progress calls are asynchronous messages: ignore any that arrive after the load settled.
-      if (loadedSpec === spec && !finished && p.phase !== 'ready') showProgress(p);
-    }).finally(() => (finished = true));
+    const info = await client.load(
+      req,
+      (p) => {
+        // Progress calls are asynchronous messages: ignore any that arrive after the load settled.
+        if (loadedSpec === spec && !finished && p.phase !== 'ready') showProgress(p);
+      },
+      (message) => {
+        if (loadedSpec !== spec || modelInfo !== info) return;
+        modelInfo = null;
+        setModelState('lost');
+        updateModelChip();
+        showBanner('gpu', 'warn', 'The GPU was reset', `${message}. The model will load again when you send your next message.`, [
+          { label: 'Load it now', primary: true, run: () => void loadModel(spec) },
+        ]);
+      },
+    ).finally(() => (finished = true));
     if (loadedSpec !== spec) return;
     modelInfo = info;
     setModelState('ready');
@@ -606,6 +626,12 @@ function paintMessage(el: HTMLElement, m: StoredMessage, streaming: boolean): vo
   }
   meta.replaceChildren();
   const bits: string[] = [];
+  if (m.dropped) {
+    const note = document.createElement('div');
+    note.className = 'msg-notice';
+    note.textContent = droppedText(m.dropped);
+    meta.append(note);
+  }
   if (m.error) {
     const err = document.createElement('div');
     err.className = 'msg-error';
@@ -640,7 +666,7 @@ function updateComposer(): void {
   const busy = generation !== null && !generation.stopped;
   sendBtn.hidden = busy;
   stopBtn.hidden = !busy;
-  sendBtn.disabled = modelState !== 'ready' || input.value.trim() === '';
+  sendBtn.disabled = (modelState !== 'ready' && modelState !== 'lost') || input.value.trim() === '';
   const hint = $('composer-hint');
   hint.textContent = modelState === 'loading' ? 'Loading the model…' : modelState === 'error' ? 'No model loaded' : modelState === 'elsewhere' ? 'Model in use in another tab' : '';
 }
@@ -681,6 +707,8 @@ function requestMessages(): ChatMessage[] {
 }
 
 async function send(): Promise<void> {
+  if (!input.value.trim()) return;
+  if (modelState === 'lost') await loadModel(loadedSpec || currentSpec());
   const text = input.value.trim();
   if (!text || modelState !== 'ready') return;
   // A stopped reply may still be finishing its last token in the worker.
@@ -709,18 +737,16 @@ async function send(): Promise<void> {
   scrollToBottom(true);
   void saveConversation(conv).then(renderConvList, () => undefined);
 
-  let frame = 0;
   let deltas = 0;
   const gen: Generation = { msg: reply, el, stopped: false, done: Promise.resolve() };
   // Deltas are fire-and-forget callbacks from the worker: the last ones can arrive after chat() has
   // resolved. Once it has, they must not repaint the finished reply as streaming.
   let finished = false;
-  const paint = () => {
-    frame = 0;
+  const painter = streamPainter(() => {
     if (gen.stopped || finished) return;
     paintMessage(el, reply, true);
     scrollToBottom();
-  };
+  });
   log.setAttribute('aria-busy', 'true');
   gen.done = (async () => {
     try {
@@ -730,12 +756,13 @@ async function send(): Promise<void> {
         else reply.content += d.content;
         updateMemory(d.kv, d.decodeTokensPerSecond);
         if (++deltas % 16 === 0) void refreshKvMap();
-        if (!frame) frame = requestAnimationFrame(paint);
+        painter.schedule();
       });
       reply.content = res.content;
       reply.finishReason = gen.stopped ? 'abort' : res.finishReason;
       if (res.chains) reply.chains = res.chains.map((c) => ({ content: c.content, answer: c.answer, finishReason: c.finishReason }));
       reply.vote = res.vote;
+      reply.dropped = res.dropped;
       reply.usage = {
         promptTokens: res.promptTokens,
         cachedTokens: res.cachedTokens ?? 0,
@@ -750,7 +777,7 @@ async function send(): Promise<void> {
       if (gen.stopped) reply.finishReason = 'abort';
     } finally {
       finished = true;
-      if (frame) cancelAnimationFrame(frame);
+      painter.cancel();
       if (generation === gen) generation = null;
       if (el.isConnected) paintMessage(el, reply, false);
       log.removeAttribute('aria-busy');
@@ -978,12 +1005,31 @@ syncMemoryToggle();
 
 // ---------------------------------------------------------------- start
 
+watchForUpdates(() =>
+  showBanner('update', 'info', 'A new version of WebDMS is ready', 'Reload to use it. Your conversations and stored models are kept.', [
+    { label: 'Reload', primary: true, run: () => location.reload() },
+  ]),
+);
 applyTheme();
 renderLog();
 updateComposer();
 updateModelChip();
 void renderConvList();
-void loadModel(currentSpec());
+void startModel();
+
+/** Loads the model at start: a linked one only with the user's consent, else the saved choice. */
+async function startModel(): Promise<void> {
+  if (urlModel !== null && specForWorker(urlModel) !== specForWorker(settings.model)) {
+    const base = specForWorker(urlModel);
+    if (!(await askToLoadModel(base, client.describeModel(base)))) {
+      urlModel = null;
+      const u = new URL(location.href);
+      u.searchParams.delete('model');
+      replaceUrl(u);
+    }
+  }
+  await loadModel(currentSpec());
+}
 
 /** For tests and debugging: the defaults, the state, and the client. */
 Object.assign(window, {

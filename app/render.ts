@@ -1,27 +1,44 @@
 /**
- * The one path from model text to DOM: <think> blocks split out, Markdown rendered by marked, the HTML
- * sanitized by DOMPurify. Model output is untrusted: it may contain HTML, and nothing in it may run or
- * load anything (no scripts, event handlers, styles, forms, iframes, images or other remote media).
+ * The one path from model text to DOM: <think> blocks split out, Markdown rendered by markdown-it, the
+ * HTML sanitized by DOMPurify. Model output is untrusted: it may contain HTML, and nothing in it may run,
+ * load anything (no scripts, event handlers, styles, forms, iframes, images or other remote media) or
+ * look like the app itself (no classes but code languages, no roles or ARIA attributes, no ids).
+ * markdown-it parses in linear time, so a hostile reply (thousands of unmatched `*` or `[a](`) cannot
+ * stall the page; marked took seconds to minutes on 8-28 KB of those.
  * The chat log renders every message, streamed or restored, through {@link renderMessage}.
  */
-import { Marked } from 'marked';
+import MarkdownIt from 'markdown-it';
 import createDOMPurify, { type Config } from 'dompurify';
 
-const marked = new Marked({ gfm: true, breaks: true, async: false });
+const markdown = new MarkdownIt({ html: true, breaks: true, linkify: true });
 
 const purify = createDOMPurify(window);
 const SANITIZE: Config = {
   USE_PROFILES: { html: true },
   // Media and embeds load remote content (a tracking pixel is an <img>); forms and styles can spoof the UI.
   FORBID_TAGS: ['img', 'picture', 'source', 'video', 'audio', 'track', 'svg', 'math', 'iframe', 'object', 'embed', 'form', 'input', 'button', 'textarea', 'select', 'option', 'style', 'link', 'meta', 'base', 'dialog', 'template'],
-  FORBID_ATTR: ['style', 'srcset', 'ping', 'formaction', 'action', 'background', 'poster'],
+  // Roles and ARIA would let a reply pass for an app alert or a user message to assistive technology.
+  FORBID_ATTR: ['style', 'srcset', 'ping', 'formaction', 'action', 'background', 'poster', 'role'],
+  ALLOW_ARIA_ATTR: false,
   ALLOW_DATA_ATTR: false,
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#)/i,
   RETURN_TRUSTED_TYPE: false,
 };
 
+/**
+ * The only classes model output may carry: a code block's language (markdown-it's `language-*`) and
+ * the think block this module wraps around reasoning. Any other class could borrow the app's styles
+ * (a red error banner, a primary button, a user bubble).
+ */
+const CLASSES: Record<string, RegExp> = {
+  CODE: /^language-[\w#+.-]{1,40}$/,
+  DETAILS: /^(think|thinking)$/,
+  DIV: /^think-body$/,
+};
+
 purify.addHook('afterSanitizeAttributes', (node) => {
-  if (node instanceof Element && node.tagName === 'A') {
+  if (!(node instanceof Element)) return;
+  if (node.tagName === 'A') {
     const href = node.getAttribute('href');
     if (href && !href.startsWith('#')) {
       node.setAttribute('target', '_blank');
@@ -29,9 +46,13 @@ purify.addHook('afterSanitizeAttributes', (node) => {
     }
   }
   // Ids and names could clobber page globals or shadow the app's own elements.
-  if (node instanceof Element) {
-    node.removeAttribute('id');
-    node.removeAttribute('name');
+  node.removeAttribute('id');
+  node.removeAttribute('name');
+  if (node.hasAttribute('class')) {
+    const allowed = CLASSES[node.tagName];
+    const kept = allowed ? [...node.classList].filter((c) => allowed.test(c)) : [];
+    if (kept.length) node.setAttribute('class', kept.join(' '));
+    else node.removeAttribute('class');
   }
 });
 
@@ -42,7 +63,7 @@ export function sanitize(html: string): string {
 
 /** Sanitized HTML of untrusted Markdown (which may contain raw HTML). */
 export function renderMarkdown(text: string): string {
-  return sanitize(marked.parse(text) as string);
+  return sanitize(markdown.render(text));
 }
 
 export interface Segment {

@@ -1,6 +1,6 @@
 /** Conversations in IndexedDB (idb-keyval, one record per conversation) and settings in localStorage. */
 import { createStore, del, entries, get, set } from 'idb-keyval';
-import type { ChainVote, KvPolicyName, WeightFormat } from '../worker/protocol';
+import type { ChainVote, ContextDropped, KvPolicyName, WeightFormat } from '../worker/protocol';
 import type { StoredChain } from './chains';
 
 export interface StoredMessage {
@@ -13,6 +13,8 @@ export interface StoredMessage {
   /** Hyper-scaling mode: the parallel chains of this reply and the vote that picked `content`. */
   chains?: StoredChain[];
   vote?: ChainVote;
+  /** The oldest turns this reply's prompt left out (the conversation outgrew the context). */
+  dropped?: ContextDropped;
 }
 
 export interface Conversation {

@@ -8,13 +8,13 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeGpu } from '../worker/gpu/node';
-import { parseConfig } from '../worker/model/config';
+import { readModelConfig } from '../worker/model/config';
 import { convertModel, MANIFEST_FILE, type ConvertSink } from '../worker/model/converted';
 import { fmtBytes, preflight } from '../worker/model/preflight';
 import type { WeightFormat } from '../worker/model/types';
 import { choiceArg, intArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';
-import { modelSource } from './model-source';
+import { modelSource, netOptions } from './model-source';
 
 /** Files in `dir`, written through a temporary name and renamed when complete. */
 export class FolderSink implements ConvertSink {
@@ -47,7 +47,7 @@ export class FolderSink implements ConvertSink {
 }
 
 export async function convertCommand(argv: string[]): Promise<void> {
-  const { values, switches } = parseArgs(argv, { values: ['model', 'weights', 'out', 'shard-mb'], switches: ['json'] });
+  const { values, switches } = parseArgs(argv, { values: ['model', 'timeout', 'weights', 'out', 'shard-mb'], switches: ['json'] });
   const model = values.get('model');
   const out = values.get('out');
   if (!model) throw new UsageError('--model is required');
@@ -55,8 +55,8 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const format: WeightFormat = choiceArg(values, 'weights', WEIGHTS) ?? 'q4';
   const shardMb = intArg(values, 'shard-mb', 1, 64)!;
   if (shardMb > 64) throw new UsageError('--shard-mb is at most 64');
-  const source = modelSource(model);
-  const { config } = parseConfig(JSON.parse(await source.text('config.json')));
+  const source = modelSource(model, netOptions(values));
+  const { config } = await readModelConfig(source);
   const gpu = await nodeGpu();
   // Only the buffer limits matter here (one matrix is on the GPU at a time), not the memory budget.
   const report = preflight(config, { maxBufferSize: gpu.caps.maxBufferSize, maxStorageBufferBindingSize: gpu.caps.maxStorageBufferBindingSize, memoryBytes: Number.MAX_SAFE_INTEGER }, { weights: format, maxContext: 16 });

@@ -1,38 +1,68 @@
 /** `dms generate`: one prompt in, generated tokens out. */
+import { readFile } from 'node:fs/promises';
 import { extractAnswer, vote } from '../worker/engine/answers';
+import { droppedNotice, fitConversation } from '../worker/fit-conversation';
+import type { ChatMessage, ContextDropped } from '../worker/protocol';
 import { generateChains } from '../worker/engine/chains';
 import { Engine } from '../worker/engine/engine';
 import { budgetBytes, MB, plan, type MemoryLevel, type Plan } from '../worker/engine/planner';
-import { parseConfig } from '../worker/model/config';
+import { readModelConfig } from '../worker/model/config';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import { nodeGpu } from '../worker/gpu/node';
 import { KV_DTYPES } from '../worker/model/dtype';
 import type { KvPolicyName, WeightFormat } from '../worker/model/types';
 import { formatBytes } from '../worker/store/errors';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
-import { modelSource } from './model-source';
+import { modelSource, netOptions } from './model-source';
 
 export const WEIGHTS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 export const POLICIES: readonly KvPolicyName[] = ['full', 'dms', 'window', 'tova', 'h2o'];
 
-/** Training-free policies keep a fixed number of tokens, so they need one. */
+/** Training-free policies keep a fixed number of tokens, so they need one; the full cache keeps every token, so it takes none. */
 export function checkBudget(policy: string | undefined, budget: number | undefined): void {
   if ((policy === 'window' || policy === 'tova' || policy === 'h2o') && budget === undefined) {
     throw new UsageError(`--kv ${policy} needs --kv-budget N (tokens kept per layer and KV head)`);
   }
+  if (policy === 'full' && budget !== undefined) {
+    throw new UsageError('--kv full keeps every token, so --kv-budget has no effect on it; drop --kv-budget, or pick dms, window, tova or h2o');
+  }
+}
+
+/** A warning when --kv-budget was given without --kv and the model's own policy (full: no DMS) ignores it. */
+export function budgetIgnored(budget: number | undefined, engine: Engine): string | null {
+  return budget !== undefined && engine.policy === 'full'
+    ? `--kv-budget ${budget} is ignored: this model has no DMS, so its cache is full (every token kept); give --kv window, tova or h2o to cap it`
+    : null;
+}
+
+/** `--prompt-ids 1,2,3`: every entry a token id; an empty list or entry is a usage error, not token 0. */
+export function parsePromptIds(s: string): number[] {
+  if (s.trim() === '') throw new UsageError('--prompt-ids is empty: give token ids such as 1,2,3');
+  return s.split(',').map((part, i) => {
+    const t = part.trim();
+    if (t === '') throw new UsageError(`--prompt-ids: entry ${i + 1} of "${s}" is empty`);
+    if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t))) throw new UsageError(`--prompt-ids: "${t}" is not a token id`);
+    return Number(t);
+  });
 }
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'prompt', 'prompt-ids', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'max-context', 'chains', 'memory'],
+    values: ['model', 'timeout', 'prompt', 'prompt-ids', 'messages', 'max-new-tokens', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'max-context', 'chains', 'memory'],
     switches: ['chat', 'json', 'vote'],
   });
   const model = values.get('model');
   if (!model) throw new UsageError('--model is required');
+  const promptIdsArg = values.get('prompt-ids');
+  const messagesFile = values.get('messages');
+  if ([values.get('prompt'), promptIdsArg, messagesFile].filter((v) => v !== undefined).length !== 1) {
+    throw new UsageError('give exactly one of --prompt, --prompt-ids and --messages');
+  }
+  const promptIds = promptIdsArg === undefined ? undefined : parsePromptIds(promptIdsArg);
+  if (switches.has('chat') && values.get('prompt') === undefined) throw new UsageError('--chat needs --prompt (--messages is always a chat)');
+  // The conversation to render with the chat template: --messages, or --prompt --chat as one user turn.
+  const conversation = messagesFile !== undefined ? await readMessages(messagesFile) : switches.has('chat') ? [{ role: 'user' as const, content: values.get('prompt')! }] : null;
   const prompt = values.get('prompt');
-  const promptIds = values.get('prompt-ids');
-  if ((prompt === undefined) === (promptIds === undefined)) throw new UsageError('give exactly one of --prompt and --prompt-ids');
-  if (switches.has('chat') && prompt === undefined) throw new UsageError('--chat needs --prompt');
   let maxTokens = intArg(values, 'max-new-tokens', 1, 64)!;
   let kvBudget = intArg(values, 'kv-budget', 1);
   let kv = choiceArg(values, 'kv', POLICIES);
@@ -41,7 +71,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   let chains = intArg(values, 'chains', 1);
   const memory = values.get('memory');
   if (switches.has('vote') && chains === undefined && memory === undefined) throw new UsageError('--vote needs --chains W (or --memory)');
-  const source = modelSource(model);
+  const source = modelSource(model, netOptions(values));
   let maxContext = intArg(values, 'max-context', 16);
   let planned: Plan | undefined;
   if (memory !== undefined) {
@@ -51,14 +81,14 @@ export async function generateCommand(argv: string[]): Promise<void> {
     }
     const level = /^(low|medium|high)$/.test(memory) ? (memory as MemoryLevel) : Number(memory) * MB;
     if (typeof level === 'number' && !(level > 0)) throw new UsageError(`--memory must be low, medium, high or a number of MB, got "${memory}"`);
-    const { config } = parseConfig(JSON.parse(await source.text('config.json')));
+    const { config } = await readModelConfig(source);
     // The prompt's length sizes the caches: tokenize it the way the engine will (below).
-    let promptGuess = promptIds?.split(',').length ?? 0;
-    if (prompt !== undefined) {
+    let promptGuess = promptIds?.length ?? 0;
+    if (promptIds === undefined) {
       if (!(await source.exists('tokenizer.json'))) throw new Error(`${model} has no tokenizer.json: use --prompt-ids`);
       const tok = await ModelTokenizer.load(source);
-      const text = switches.has('chat') ? tok.applyChatTemplate([{ role: 'user', content: prompt }], { addGenerationPrompt: true }) : prompt;
-      promptGuess = tok.encode(text, !switches.has('chat')).length;
+      const text = conversation ? tok.applyChatTemplate(conversation, { addGenerationPrompt: true }) : prompt!;
+      promptGuess = tok.encode(text, !conversation).length;
     }
     planned = plan(
       { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, maxContext: Math.min(maxContext ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings), dms: config.dms, kvDtype },
@@ -83,18 +113,24 @@ export async function generateCommand(argv: string[]): Promise<void> {
     prefillChunk: Math.max(64, W),
   });
   if (!switches.has('json')) process.stderr.write(`[${loadLine(engine)}]\n`);
+  const warnings = [budgetIgnored(kvBudget, engine)].filter((w): w is string => w !== null);
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   let ids: number[];
+  let dropped: ContextDropped | null = null;
   if (promptIds !== undefined) {
-    ids = promptIds.split(',').map((s) => {
-      const n = Number(s.trim());
-      if (!Number.isInteger(n) || n < 0) throw new UsageError(`--prompt-ids: "${s}" is not a token id`);
-      return n;
-    });
+    ids = promptIds;
   } else {
     const tok = engine.tokenizer;
     if (!tok) throw new Error(`${model} has no tokenizer.json: use --prompt-ids`);
-    const text = switches.has('chat') ? tok.applyChatTemplate([{ role: 'user', content: prompt! }], { addGenerationPrompt: true }) : prompt!;
-    ids = tok.encode(text, !switches.has('chat'));
+    if (conversation) {
+      // As the chat page does: room for the reply (at most half the context), the oldest turns dropped to fit.
+      const ctx = engine.info.maxContext;
+      ({ ids, dropped } = fitConversation(tok, conversation, ctx - Math.min(maxTokens, Math.floor(ctx / 2))));
+      maxTokens = Math.max(1, Math.min(maxTokens, ctx - ids.length));
+      if (dropped) process.stderr.write(`[${droppedNotice(dropped)}]\n`);
+    } else {
+      ids = tok.encode(prompt!, true);
+    }
   }
   if (planned && ids.length + maxTokens > engine.info.maxContext) maxTokens = Math.max(1, engine.info.maxContext - ids.length);
   const decoder = engine.tokenizer?.createStreamDecoder();
@@ -127,6 +163,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
       weights: engine.info.weights,
       adapter: gpu.caps.adapter,
       load: engine.loadStats,
+      warnings,
+      ...(conversation ? { dropped } : {}),
     };
     process.stdout.write(JSON.stringify(out) + '\n');
   } else {
@@ -139,6 +177,19 @@ export async function generateCommand(argv: string[]): Promise<void> {
     );
   }
   engine.destroy();
+}
+
+/** `--messages file.json`: a conversation, a JSON list of { role: system | user | assistant, content }. */
+async function readMessages(file: string): Promise<ChatMessage[]> {
+  let list: unknown;
+  try {
+    list = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`--messages ${file}: ${(e as Error).message}`);
+  }
+  const ok = Array.isArray(list) && list.length > 0 && list.every((m) => ['system', 'user', 'assistant'].includes(m?.role) && typeof m?.content === 'string');
+  if (!ok) throw new UsageError(`--messages ${file}: expected a non-empty JSON list of { "role": "system" | "user" | "assistant", "content": "..." }`);
+  return list as ChatMessage[];
 }
 
 /** What the load cost: a cold start converts a checkpoint on the GPU, a warm one reads a converted model. */

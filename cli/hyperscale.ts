@@ -14,7 +14,7 @@ import { ModelTokenizer } from '../worker/model/tokenizer';
 import type { KvPolicyName } from '../worker/model/types';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { POLICIES, WEIGHTS } from './generate';
-import { modelSource } from './model-source';
+import { modelSource, netOptions } from './model-source';
 
 export interface Task {
   task: string;
@@ -121,7 +121,7 @@ export interface SweepPoint {
 
 export async function hyperscaleCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'tasks', 'n', 'task-seed', 'widths', 'lengths', 'kv', 'kv-budget', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'out', 'time-limit'],
+    values: ['model', 'timeout', 'tasks', 'n', 'task-seed', 'widths', 'lengths', 'kv', 'kv-budget', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'out', 'time-limit'],
     switches: ['json'],
   });
   const model = values.get('model');
@@ -149,7 +149,7 @@ export async function hyperscaleCommand(argv: string[]): Promise<void> {
   const log = (s: string) => process.stderr.write(s);
 
   const gpu = await nodeGpu();
-  const source = modelSource(model);
+  const source = modelSource(model, netOptions(values));
   const points: SweepPoint[] = [];
   const Wmax = widths[widths.length - 1];
   if (!(await source.exists('tokenizer.json'))) throw new Error(`${model} has no tokenizer.json`);

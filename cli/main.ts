@@ -13,7 +13,7 @@ import { UsageError } from './args';
 const USAGE = `usage: npm run -s dms -- <command> [options]
 
 commands:
-  generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3)
+  generate --model <folder | base URL | repo id | default> (--prompt TEXT [--chat] | --prompt-ids 1,2,3 | --messages chat.json)
            [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
            [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--kv-dtype f16|f32] [--json]
            [--chains W [--vote]] [--memory MB|low|medium|high]   (parallel chains; --memory lets the planner pick W, length, kv)
@@ -28,6 +28,10 @@ commands:
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
            (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)
   perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--kv-dtype f16|f32] [--weights ...] [--step N] [--json]
+
+  A --model given as a URL or repo id is downloaded with retries (5 attempts, backoff) and progress on stderr;
+  --timeout S (generate, perplexity, convert, hyperscale; default 30) gives up on a request that gets no
+  response, or a body that sends no data, for S seconds, and retries it.
 `;
 
 async function main(argv: string[]): Promise<void> {

@@ -4,8 +4,8 @@ import { Engine } from '../worker/engine/engine';
 import { nodeGpu } from '../worker/gpu/node';
 import { KV_DTYPES } from '../worker/model/dtype';
 import { choiceArg, intArg, parseArgs, UsageError } from './args';
-import { checkBudget, POLICIES, WEIGHTS } from './generate';
-import { modelSource } from './model-source';
+import { budgetIgnored, checkBudget, POLICIES, WEIGHTS } from './generate';
+import { modelSource, netOptions } from './model-source';
 
 /** Mean negative log-likelihood (nats) of the next token, from one step's logits rows. */
 export function addNll(logits: Float32Array, V: number, rows: number, targets: (row: number) => number | undefined, acc: { nll: number; n: number }): void {
@@ -23,7 +23,7 @@ export function addNll(logits: Float32Array, V: number, rows: number, targets: (
 
 export async function perplexityCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'file', 'max-tokens', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'step'],
+    values: ['model', 'timeout', 'file', 'max-tokens', 'weights', 'kv', 'kv-budget', 'kv-dtype', 'step'],
     switches: ['json'],
   });
   const model = values.get('model');
@@ -33,13 +33,15 @@ export async function perplexityCommand(argv: string[]): Promise<void> {
   const policy = choiceArg(values, 'kv', POLICIES);
   checkBudget(policy, intArg(values, 'kv-budget', 1));
   const gpu = await nodeGpu();
-  const engine = await Engine.load(gpu, modelSource(model), {
+  const engine = await Engine.load(gpu, modelSource(model, netOptions(values)), {
     weights: choiceArg(values, 'weights', WEIGHTS),
     kv: policy,
     kvBudget: intArg(values, 'kv-budget', 1),
     kvDtype: choiceArg(values, 'kv-dtype', KV_DTYPES),
     maxContext: maxTokens,
   });
+  const ignored = budgetIgnored(intArg(values, 'kv-budget', 1), engine);
+  if (ignored) process.stderr.write(`warning: ${ignored}\n`);
   if (!engine.tokenizer) throw new Error(`${model} has no tokenizer.json`);
   const ids = engine.tokenizer.encode(await readFile(file, 'utf8'), true).slice(0, maxTokens);
   if (ids.length < 2) throw new Error(`${file} has fewer than 2 tokens`);

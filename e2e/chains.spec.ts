@@ -5,13 +5,14 @@
  * chain the model scores highest.
  */
 import { test, expect } from '@playwright/test';
+import { openWithModel } from './helpers';
 
 const FIXTURE = '/test/fixtures/golden/qwen3-dms/';
 
 test('parallel chains from settings: side-by-side chains, collapsed, with the vote', async ({ page }) => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`/?${new URLSearchParams({ model: FIXTURE, temperature: '1', maxTokens: '8', seed: '3' })}`);
+  await openWithModel(page, `/?${new URLSearchParams({ model: FIXTURE, temperature: '1', maxTokens: '8', seed: '3' })}`);
   await expect(page.locator('#status-dot')).toHaveAttribute('data-state', 'ready', { timeout: 150_000 });
   await page.locator('#open-settings').click();
   await page.locator('select[name="chains"]').selectOption('4');

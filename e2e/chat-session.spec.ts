@@ -168,7 +168,7 @@ test.describe('chat session', () => {
     expect(text(engine.calls[1].prompt)).toBe(render(edited));
   });
 
-  test('a conversation longer than the context drops its oldest turns', async () => {
+  test('a conversation longer than the context drops its oldest turns, and says how much', async () => {
     const engine = new ScriptedEngine();
     (engine.info as { maxContext: number }).maxContext = 120;
     const s = new ChatSession(engine);
@@ -179,7 +179,13 @@ test.describe('chat session', () => {
       { role: 'assistant', content: `old answer ${long}` },
       { role: 'user', content: 'new question' },
     ];
-    await s.chat({ messages: msgs, maxTokens: 32 }, () => {});
+    const r = await s.chat({ messages: msgs, maxTokens: 32 }, () => {});
+    // The two oldest messages went; the tokens dropped are the full conversation's beyond the prompt sent.
+    expect(r.dropped).toEqual({ messages: 2, tokens: tokenizer.encode(render(msgs), false).length - engine.calls[0].prompt.length });
+    expect(r.dropped!.tokens).toBeGreaterThan(40);
+    // A turn that fits says nothing.
+    const fits = await new ChatSession(new ScriptedEngine()).chat({ messages: [{ role: 'user', content: 'hi' }], maxTokens: 8 }, () => {});
+    expect(fits.dropped).toBeUndefined();
     const prompt = text(engine.calls[0].prompt);
     expect(engine.calls[0].prompt.length).toBeLessThanOrEqual(120 - 32);
     expect(prompt).toContain('sys');

@@ -5,6 +5,7 @@
  * Replies are kept short: SwiftShader is slow.
  */
 import { test, expect, type Page } from '@playwright/test';
+import { agreeToModel, openWithModel } from './helpers';
 
 const FIXTURE = '/test/fixtures/golden/qwen3/';
 const page_url = (q: Record<string, string | number>) => {
@@ -22,7 +23,7 @@ const assistantReplies = (page: Page) => page.getByRole('log').locator('article.
 test('loads a fixture model in the Web Worker and streams generated text', async ({ page }) => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(page_url({ maxTokens: 12 }));
+  await openWithModel(page, page_url({ maxTokens: 12 }));
   await waitReady(page);
   // The model runs in a module worker, not on the page.
   expect(page.workers().some((w) => w.url().includes('worker'))).toBe(true);
@@ -84,7 +85,8 @@ test('a checkpoint run as q4 is kept quantized: the next start reads the stored 
   const requests: string[] = [];
   page.on('request', (r) => {
     const path = new URL(r.url()).pathname;
-    if (path.startsWith(FIXTURE)) requests.push(path.slice(FIXTURE.length));
+    // GETs: HEADs (the consent dialog's size, the version check) carry no weight byte.
+    if (path.startsWith(FIXTURE) && r.method() === 'GET') requests.push(path.slice(FIXTURE.length));
   });
   const send = async (): Promise<string> => {
     const input = page.getByRole('textbox', { name: 'Message' });
@@ -94,7 +96,7 @@ test('a checkpoint run as q4 is kept quantized: the next start reads the stored 
     await expect(reply.locator('.msg-meta')).toContainText(/\d+ tokens/, { timeout: 120_000 });
     return (await reply.locator('.content').textContent()) ?? '';
   };
-  await page.goto(page_url({ maxTokens: 4, weights: 'q4' }));
+  await openWithModel(page, page_url({ maxTokens: 4, weights: 'q4' }));
   await waitReady(page);
   const grid = page.locator('#model-grid');
   await expect(grid).toContainText('q4');
@@ -105,6 +107,7 @@ test('a checkpoint run as q4 is kept quantized: the next start reads the stored 
 
   requests.length = 0;
   await page.reload();
+  await agreeToModel(page);
   await waitReady(page);
   await expect(grid).toContainText(/warm start · [\d.]+ s · [\d.]+ [kKMG]B read from this browser/);
   // Only the version check and the pre-flight went out: no weight byte of the checkpoint.
@@ -121,7 +124,7 @@ test('a checkpoint run as q4 is kept quantized: the next start reads the stored 
 });
 
 test('send with Enter, Stop mid-stream, then a follow-up turn continues the cache', async ({ page }) => {
-  await page.goto(page_url({ maxTokens: 400 }));
+  await openWithModel(page, page_url({ maxTokens: 400 }));
   await waitReady(page);
   const input = page.getByRole('textbox', { name: 'Message' });
 
@@ -170,6 +173,7 @@ test('send with Enter, Stop mid-stream, then a follow-up turn continues the cach
 
   // Both turns are kept in IndexedDB and listed; they come back after a reload.
   await page.reload();
+  await agreeToModel(page);
   await waitReady(page);
   await page.getByRole('navigation', { name: 'Saved conversations' }).getByRole('button', { name: /^Write a long story/ }).click();
   await expect(assistantReplies(page)).toHaveCount(2);
@@ -178,13 +182,18 @@ test('send with Enter, Stop mid-stream, then a follow-up turn continues the cach
 
 test('a second tab does not load a second copy; it can take the model over', async ({ context }) => {
   const first = await context.newPage();
-  await first.goto(page_url({ maxTokens: 4 }));
+  await openWithModel(first, page_url({ maxTokens: 4 }));
   await waitReady(first);
   const second = await context.newPage();
-  await second.goto(page_url({ maxTokens: 4 }));
+  const secondWeightReads: string[] = [];
+  second.on('request', (r) => {
+    if (r.method() === 'GET' && r.url().endsWith('.safetensors')) secondWeightReads.push(r.url());
+  });
+  await openWithModel(second, page_url({ maxTokens: 4 }));
   await expect(second.getByRole('status').filter({ hasText: 'already running in another tab' })).toBeVisible();
   await expect(second.locator('#status-dot')).toHaveAttribute('data-state', 'elsewhere');
-  expect(second.workers().length).toBe(0);
+  // Its worker only described the linked model (HEAD requests); no weight was read for a second copy.
+  expect(secondWeightReads).toEqual([]);
   await second.getByRole('button', { name: 'Use it here instead' }).click();
   await waitReady(second);
   await expect(first.getByText('The model moved to another tab')).toBeVisible();
@@ -196,7 +205,7 @@ test('a second tab does not load a second copy; it can take the model over', asy
 });
 
 test('a model address that does not exist names the URL', async ({ page }) => {
-  await page.goto('/?model=/test/fixtures/golden/no-such-model/');
+  await openWithModel(page, '/?model=/test/fixtures/golden/no-such-model/');
   const alert = page.getByRole('alert');
   await expect(alert).toContainText('The model could not be loaded', { timeout: 60_000 });
   await expect(alert).toContainText('/test/fixtures/golden/no-such-model/config.json');
@@ -206,9 +215,10 @@ test('a model address that does not exist names the URL', async ({ page }) => {
 test('a model too big for this GPU is refused with the numbers before any weight is downloaded', async ({ page }) => {
   const weightRequests: string[] = [];
   page.on('request', (r) => {
-    if (new URL(r.url()).pathname.startsWith('/test/fixtures/too-big/')) weightRequests.push(r.url());
+    // GETs: the consent dialog learns the size with HEADs, which read no weight.
+    if (r.method() === 'GET' && new URL(r.url()).pathname.startsWith('/test/fixtures/too-big/')) weightRequests.push(r.url());
   });
-  await page.goto('/?model=/test/fixtures/too-big/');
+  await openWithModel(page, '/?model=/test/fixtures/too-big/');
   const alert = page.getByRole('alert');
   await expect(alert).toContainText('The model could not be loaded', { timeout: 60_000 });
   // SwiftShader's 1 GiB buffers give a 4 GiB budget: an 8B model does not fit even at q4.
@@ -220,7 +230,7 @@ test('a model too big for this GPU is refused with the numbers before any weight
 });
 
 test('the model dialog offers presets with their sizes and whether they fit this GPU', async ({ page }) => {
-  await page.goto(page_url({ maxTokens: 4 }));
+  await openWithModel(page, page_url({ maxTokens: 4 }));
   await waitReady(page);
   await page.getByRole('button', { name: 'Choose model' }).click();
   const presets = page.getByRole('region', { name: 'Presets' });
@@ -239,7 +249,7 @@ test('without WebGPU the page says which browsers work', async ({ page }) => {
   await page.addInitScript(() => {
     Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
   });
-  await page.goto(page_url({}));
+  await openWithModel(page, page_url({}));
   const alert = page.getByRole('alert');
   await expect(alert).toContainText('WebGPU is not available');
   await expect(alert).toContainText('Chrome or Edge');
@@ -247,7 +257,7 @@ test('without WebGPU the page says which browsers work', async ({ page }) => {
 });
 
 test('storage full: the page offers to run the model without storing it', async ({ page }) => {
-  await page.goto('/?model=http://127.0.0.1:9/none/&maxTokens=8');
+  await openWithModel(page, '/?model=http://127.0.0.1:9/none/&maxTokens=8');
   await expect(page.getByRole('alert')).toBeVisible({ timeout: 60_000 });
   // Less room than the fixture's weights (about 350 KB, plus the tokenizer), through Chromium's quota override.
   const cdp = await page.context().newCDPSession(page);

@@ -4,6 +4,7 @@
  * They do not need a model: the page is opened at a model address that does not exist.
  */
 import { test, expect, type Page } from '@playwright/test';
+import { agreeToModel, openWithModel } from './helpers';
 
 const NO_MODEL = '/?model=http://127.0.0.1:9/none/';
 
@@ -37,7 +38,7 @@ async function openPage(page: Page): Promise<string[]> {
       document.head.append(s);
     });
   });
-  await page.goto(NO_MODEL);
+  await openWithModel(page, NO_MODEL);
   await expect(page.getByRole('log')).toBeVisible();
   return requests;
 }
@@ -138,6 +139,7 @@ test('the chat log paints stored replies through the same renderer, and nothing 
     return conv.id;
   }, evil);
   await page.reload();
+  await agreeToModel(page);
   await page.getByRole('navigation', { name: 'Saved conversations' }).getByRole('button', { name: /^Hostile reply/ }).click();
   const log = page.getByRole('log');
   const bubble = log.locator('.msg-assistant .content');
@@ -159,4 +161,80 @@ test('the chat log paints stored replies through the same renderer, and nothing 
   expect(check.imgs).toBe(0);
   expect(check.sameAsRenderer).toBe(true);
   expect(id).toBeTruthy();
+});
+
+test('a reply cannot dress up as the app: no classes but code languages, no roles, no ARIA', async ({ page }) => {
+  await openPage(page);
+  const out = await page.evaluate(async () => {
+    const r = (await import('/app/render.ts' as string)) as typeof import('../app/render');
+    const el = document.createElement('div');
+    document.body.append(el);
+    r.renderMessage(el, [
+      '<div class="banner banner-error" role="alert" aria-live="assertive"><strong>The model could not be loaded</strong><p class="btn btn-primary">Retry</p></div>',
+      '<article class="msg msg-user" aria-label="You said"><div class="content">please send me your password</div></article>',
+      '<span role="button" tabindex="0" aria-hidden="true" class="send">Send</span>',
+      '```js evil-class\nlet x = 1\n```',
+      '<code class="language-py btn-primary">y</code>',
+    ].join('\n\n'), { streaming: false });
+    return {
+      classes: [...el.querySelectorAll('[class]')].filter((e) => !e.classList.contains('copy-code')).map((e) => `${e.tagName}.${e.className}`),
+      roles: el.querySelectorAll('[role]').length,
+      aria: [...el.querySelectorAll('*')].filter((e) => !e.classList.contains('copy-code') && [...e.attributes].some((a) => a.name.startsWith('aria-'))).length,
+      text: el.textContent,
+    };
+  });
+  expect(out.classes.sort()).toEqual(['CODE.language-js', 'CODE.language-py']);
+  expect(out.roles).toBe(0);
+  expect(out.aria).toBe(0);
+  expect(out.text).toContain('please send me your password');
+});
+
+test('Markdown renders in linear time: pathological replies take milliseconds, not seconds', async ({ page }) => {
+  await openPage(page);
+  const times = await page.evaluate(async () => {
+    const r = (await import('/app/render.ts' as string)) as typeof import('../app/render');
+    const el = document.createElement('div');
+    document.body.append(el);
+    // marked needed 5.5 s, 5.2 s, 6.8 s and 12 s for these (28 KB of unmatched emphasis, 8 KB of open links).
+    const cases = { star: '*a '.repeat(9400), under: '_a '.repeat(9400), bold: '**a '.repeat(7000), links: '[a]('.repeat(2000), quotes: '>'.repeat(28000) };
+    const out: Record<string, number> = {};
+    for (const [k, text] of Object.entries(cases)) {
+      const t0 = performance.now();
+      r.renderMessage(el, text, { streaming: true });
+      out[k] = performance.now() - t0;
+    }
+    return out;
+  });
+  for (const [k, ms] of Object.entries(times)) expect(ms, k).toBeLessThan(1500);
+});
+
+test('streaming repaints are paced by their cost: a slow paint is not repeated every frame', async ({ page }) => {
+  await openPage(page);
+  const paints = await page.evaluate(async () => {
+    const { streamPainter } = (await import('/app/stream-paint.ts' as string)) as typeof import('../app/stream-paint');
+    let n = 0;
+    const busy = (ms: number) => {
+      const t = performance.now();
+      while (performance.now() - t < ms);
+    };
+    const p = streamPainter(() => {
+      n++;
+      busy(40);
+    });
+    // A token every 5 ms for 1.2 s.
+    await new Promise<void>((done) => {
+      const t0 = performance.now();
+      const tick = () => {
+        p.schedule();
+        if (performance.now() - t0 < 1200) setTimeout(tick, 5);
+        else done();
+      };
+      tick();
+    });
+    p.cancel();
+    return n;
+  });
+  // 40 ms paints: every frame would be ~25 paints in 1.2 s; paced at 3x their cost, at most ~8.
+  expect(paints).toBeGreaterThan(2);
+  expect(paints).toBeLessThanOrEqual(9);
 });

@@ -17,7 +17,8 @@
  */
 import type { GenerateResult } from './engine/engine';
 import { extractAnswer, vote } from './engine/answers';
-import type { ChainReply, ChatDelta, ChatMessage, ChatRequest, ChatResult, KvStats, SamplingOptions, Timing } from './protocol';
+import { fitConversation } from './fit-conversation';
+import type { ChainReply, ChatDelta, ChatMessage, ChatRequest, ChatResult, ContextDropped, KvStats, SamplingOptions, Timing } from './protocol';
 
 export interface ChatTokenizer {
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
@@ -130,7 +131,7 @@ export class ChatSession {
     const maxContext = this.engine.info.maxContext;
     // Room kept for the reply when fitting the prompt: maxTokens, but never more than half the context.
     const reserve = Math.min(wanted, Math.floor(maxContext / 2));
-    const { ids: promptIds } = this.promptFor(req.messages, maxContext - reserve);
+    const { ids: promptIds, dropped } = this.promptFor(req.messages, maxContext - reserve);
     const maxTokens = Math.max(1, Math.min(wanted, maxContext - promptIds.length));
     const cachedTokens = this.reusable(promptIds);
     const eos = new Set(this.engine.config.eosTokenIds);
@@ -185,6 +186,10 @@ export class ChatSession {
         onToken,
       });
     } catch (e) {
+      // What was generated before the failure (e.g. non-finite logits) stays the reply's: bytes the
+      // decoder still held go out before the error.
+      const tail = decoder.flush();
+      if (tail && this.lastKv) onDelta({ content: tail, tokenIds: [], kv: this.lastKv, decodeTokensPerSecond: 0 });
       // The cache state is unknown after a failure: start over next time.
       this.cached = null;
       this.resetAfterFailure();
@@ -201,6 +206,7 @@ export class ChatSession {
     this.cached = { messages: req.messages.map((m) => ({ role: m.role, content: m.content })), reply: content, ids: promptIds.concat(result.ids), finishReason: result.finishReason };
     return {
       content,
+      ...(dropped ? { dropped } : {}),
       finishReason: result.finishReason,
       promptTokens: promptIds.length,
       completionTokens: result.ids.filter((id) => !eos.has(id)).length,
@@ -225,7 +231,7 @@ export class ChatSession {
     }
     const wanted = Math.max(1, Math.floor(req.maxTokens ?? DEFAULT_MAX_TOKENS));
     const maxContext = this.engine.info.maxContext;
-    const promptIds = this.fullPrompt(req.messages, maxContext - Math.min(wanted, Math.floor(maxContext / 2)));
+    const { ids: promptIds, dropped } = fitConversation(tok, req.messages, maxContext - Math.min(wanted, Math.floor(maxContext / 2)));
     const maxTokens = Math.max(1, Math.min(wanted, maxContext - promptIds.length));
     const eos = new Set(this.engine.config.eosTokenIds);
     this.cached = null;
@@ -278,6 +284,7 @@ export class ChatSession {
     const pick = chains[v.chain];
     return {
       content: pick.content,
+      ...(dropped ? { dropped } : {}),
       finishReason: pick.finishReason,
       promptTokens: promptIds.length,
       completionTokens: chains.reduce((n, c) => n + c.completionTokens, 0),
@@ -302,7 +309,7 @@ export class ChatSession {
    * The prompt ids for `messages`, and how many of them extend the previous turn's tokens.
    * Exposed for tests; `budget` is the most prompt tokens allowed.
    */
-  promptFor(messages: ChatMessage[], budget: number): { ids: number[]; cachedTokens: number } {
+  promptFor(messages: ChatMessage[], budget: number): { ids: number[]; cachedTokens: number; dropped: ContextDropped | null } {
     const tok = this.engine.tokenizer!;
     const c = this.cached;
     const n = c ? c.messages.length : 0;
@@ -315,10 +322,10 @@ export class ChatSession {
         // The reply already ends with the token that closes the turn: do not close it twice.
         if (c.finishReason === 'stop' && eos.includes(last) && bridgeIds[0] === last) bridgeIds = bridgeIds.slice(1);
         const ids = c.ids.concat(bridgeIds);
-        if (ids.length <= budget) return { ids, cachedTokens: c.ids.length };
+        if (ids.length <= budget) return { ids, cachedTokens: c.ids.length, dropped: null };
       }
     }
-    return { ids: this.fullPrompt(messages, budget), cachedTokens: 0 };
+    return { ...fitConversation(tok, messages, budget), cachedTokens: 0 };
   }
 
   /**
@@ -348,23 +355,5 @@ export class ChatSession {
     const rest = continued.slice(b + SENTINEL.length);
     if (!rest.startsWith(closing)) return null;
     return rest;
-  }
-
-  /** Renders the whole conversation; drops the oldest turns (after any system message) until it fits. */
-  private fullPrompt(messages: ChatMessage[], budget: number): number[] {
-    const tok = this.engine.tokenizer!;
-    const system = messages[0]?.role === 'system' ? [messages[0]] : [];
-    let rest = messages.slice(system.length);
-    for (;;) {
-      const ids = tok.encode(tok.applyChatTemplate(system.concat(rest), { addGenerationPrompt: true }), false);
-      if (ids.length <= budget) return ids;
-      // Drop the oldest user turn and the replies up to the next user message.
-      let cut = 1;
-      while (cut < rest.length && rest[cut].role !== 'user') cut++;
-      if (cut >= rest.length) {
-        throw new ChatError(`The message is too long: ${ids.length} prompt tokens, and this model's context leaves room for ${budget} with the reply's max tokens.`);
-      }
-      rest = rest.slice(cut);
-    }
   }
 }

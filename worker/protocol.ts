@@ -142,8 +142,17 @@ export interface ChainVote {
   chain: number;
 }
 
+/** The oldest turns left out because the conversation outgrew the context. */
+export interface ContextDropped {
+  messages: number;
+  /** Prompt tokens the full conversation had beyond the one that was sent. */
+  tokens: number;
+}
+
 export interface ChatResult {
   content: string;
+  /** Set when the oldest turns no longer fit the context and were left out of this turn's prompt. */
+  dropped?: ContextDropped;
   finishReason: 'stop' | 'length' | 'abort';
   promptTokens: number;
   /** Prompt tokens continued from the cached conversation instead of being prefilled again. */
@@ -162,9 +171,28 @@ export interface Timing {
   decodeTokensPerSecond: number;
 }
 
+/** Where a model would come from and what loading it would download (WorkerApi.describeModel). */
+export interface ModelOrigin {
+  /** The model's base URL. */
+  base: string;
+  /** Its scheme, host and port. */
+  origin: string;
+  /** Total bytes of its files, or null when that could not be learned. */
+  bytes: number | null;
+  files: number;
+  /** A complete copy is already in this browser's storage. */
+  stored: boolean;
+  /** Why the size is unknown (the address has no model, the server cannot be reached). */
+  problem?: string;
+}
+
 /** What worker/worker.ts exposes. Callbacks are passed with Comlink.proxy. */
 export interface WorkerApi {
-  load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
+  /**
+   * `onDeviceLost` is called if the GPU device of this model is lost later (driver reset, GPU process
+   * crash): the model is gone, and the next load makes a new device.
+   */
+  load(req: LoadRequest, onProgress?: (p: LoadProgress) => void, onDeviceLost?: (message: string) => void): Promise<ModelInfo>;
   /** Streams deltas; resolves when the reply ends. A new chat turn continues the cached conversation when its messages extend the last ones. */
   chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult>;
   /** Stops the running chat at the next token; the engine stays usable. */
@@ -176,4 +204,6 @@ export interface WorkerApi {
   /** Models kept in the browser's storage, most recently used first. */
   listStored(): Promise<StoredModelInfo[]>;
   deleteStored(id: string): Promise<void>;
+  /** Where a model spec points and how much it would download, without loading or storing anything. */
+  describeModel(model: string): Promise<ModelOrigin>;
 }

@@ -12,7 +12,8 @@ import { deleteModel, listModels } from './store';
 import { loadModel } from './load-model';
 import { ChatSession } from './chat-session';
 import { generateChains } from './engine/chains';
-import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, StoredModelInfo, WorkerApi } from './protocol';
+import { describeModel } from './model-origin';
+import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, ModelOrigin, StoredModelInfo, WorkerApi } from './protocol';
 
 /** Where the embedded model lives, relative to this script (dev: /worker/, build: /assets/). */
 const DEFAULT_MODEL_PATH = '../models/webdms-default/';
@@ -120,7 +121,7 @@ function dropEngine(): void {
 }
 
 const api: WorkerApi = {
-  async load(req: LoadRequest, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+  async load(req: LoadRequest, onProgress?: (p: LoadProgress) => void, onDeviceLost?: (message: string) => void): Promise<ModelInfo> {
     const mine = ++generation;
     cancelLoad();
     const ctl = (loading = new AbortController());
@@ -150,10 +151,17 @@ const api: WorkerApi = {
     engine = e;
     const chains = Math.max(1, Math.floor(req.chains ?? 1));
     session = new ChatSession(e, (ids, o) => generateChains(e, ids, o), chains);
+    // A lost device takes the model with it: tell the page, which reloads it on the next message.
+    g.device.lost.then((lost) => {
+      if (engine !== e) return;
+      dropEngine();
+      Promise.resolve(onDeviceLost?.(`The GPU device was lost (${lost.reason}${lost.message ? `: ${lost.message}` : ''})`)).catch(() => undefined);
+    });
     return info;
   },
 
   async chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
+    if (gpu?.lost && !engine) throw new Error(`${gpu.lost}. Load the model again.`);
     if (!session) throw new Error('No model is loaded yet.');
     return session.chat(req, (d) => {
       Promise.resolve(onDelta(d)).catch(() => undefined);
@@ -186,6 +194,10 @@ const api: WorkerApi = {
 
   async deleteStored(id: string): Promise<void> {
     await deleteModel(id);
+  },
+
+  async describeModel(model: string): Promise<ModelOrigin> {
+    return describeModel(modelBaseUrl(model));
   },
 };
 

@@ -14,7 +14,8 @@ import css from './widget.css?inline';
 import workerUrl from '../../worker/worker.ts?worker&url';
 import { EngineClient, TabLock } from '../engine-client';
 import { renderMessage } from '../render';
-import { formatBytes, formatDuration } from '../format';
+import { streamPainter } from '../stream-paint';
+import { droppedText, formatBytes, formatDuration } from '../format';
 import type { ChatMessage, LoadProgress, ModelInfo } from '../../worker/protocol';
 
 const NO_WEBGPU = 'This chat needs WebGPU: Chrome or Edge 113+, Safari 26+, or Firefox 141+ on Windows.';
@@ -65,6 +66,8 @@ export class WebDmsChat extends HTMLElement {
   private loading: Promise<void> | null = null;
   private messages: ChatMessage[] = [];
   private running: { stopped: boolean; done: Promise<void> } | null = null;
+  /** The GPU device was lost: the model is gone and loads again on the next send. */
+  private lost = false;
 
   constructor() {
     super();
@@ -198,7 +201,13 @@ export class WebDmsChat extends HTMLElement {
     progress.hidden = false;
     const t0 = performance.now();
     try {
-      const info = await this.client.load({ model: spec }, (p: LoadProgress) => this.progress(p, t0));
+      const info = await this.client.load({ model: spec }, (p: LoadProgress) => this.progress(p, t0), (message) => {
+        if (this.info !== info) return;
+        // The model went with the GPU device: the next message loads it again.
+        this.lost = true;
+        this.setState('error');
+        this.showError(`${message}. The model loads again with your next message.`);
+      });
       if (this.loadedSpec !== spec) return;
       this.info = info;
       const name = /^https?:/.test(info.name) ? info.name.replace(/\/+$/, '').split('/').slice(-2).join('/') : info.name;
@@ -236,6 +245,11 @@ export class WebDmsChat extends HTMLElement {
 
   private async send(): Promise<void> {
     const input = this.$<HTMLTextAreaElement>('textarea');
+    if (this.lost && input.value.trim()) {
+      this.lost = false;
+      this.loadedSpec = null;
+      await this.ensureModel();
+    }
     const text = input.value.trim();
     if (!text || !this.info || !this.client) return;
     if (this.running) await this.running.done;
@@ -247,26 +261,31 @@ export class WebDmsChat extends HTMLElement {
     out.parentElement!.classList.add('streaming');
     const log = this.$('.log');
     let content = '';
-    let frame = 0;
     const run = { stopped: false, done: Promise.resolve() };
+    const painter = streamPainter(() => {
+      if (!run.stopped) renderMessage(out, content, { streaming: true });
+      log.scrollTop = log.scrollHeight;
+    });
     run.done = (async () => {
       try {
         const maxTokens = Number(this.getAttribute('max-tokens')) || 512;
         const res = await this.client!.chat({ messages: this.messages.slice(), maxTokens }, (d) => {
           if (run.stopped) return;
           content += d.content;
-          frame ||= requestAnimationFrame(() => {
-            frame = 0;
-            if (!run.stopped) renderMessage(out, content, { streaming: true });
-            log.scrollTop = log.scrollHeight;
-          });
+          painter.schedule();
         });
         content = res.content;
         if (content) this.messages.push({ role: 'assistant', content });
+        if (res.dropped) {
+          const note = document.createElement('div');
+          note.className = 'notice';
+          note.textContent = droppedText(res.dropped);
+          out.parentElement!.before(note);
+        }
       } catch (e) {
         this.showError((e as Error)?.message ?? String(e));
       } finally {
-        if (frame) cancelAnimationFrame(frame);
+        painter.cancel();
         renderMessage(out, content, { streaming: false });
         out.parentElement!.classList.remove('streaming');
         if (!content) out.parentElement!.remove();

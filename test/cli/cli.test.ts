@@ -92,6 +92,31 @@ describe('dms generate', () => {
   });
 });
 
+describe('dms generate --messages', () => {
+  it('fits a conversation into the context, dropping the oldest turns, and says so on stderr and in the JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'webdms-msgs-'));
+    const file = join(dir, 'chat.json');
+    const turn = (i: number) => [{ role: 'user', content: `question ${i}: ${'tell me more '.repeat(6)}` }, { role: 'assistant', content: `answer ${i}: ${'and so on '.repeat(6)}` }];
+    writeFileSync(file, JSON.stringify([{ role: 'system', content: 'Be brief.' }, ...turn(1), ...turn(2), ...turn(3), { role: 'user', content: 'last question' }]));
+    const r = await dms('generate', '--model', DMS, '--messages', file, '--max-context', '128', '--max-new-tokens', '4', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.dropped.messages).toBeGreaterThanOrEqual(2);
+    expect(out.dropped.messages % 2).toBe(0);
+    expect(out.dropped.tokens).toBeGreaterThan(0);
+    expect(out.promptTokens).toBeLessThanOrEqual(128 - 4);
+    expect(r.stderr).toMatch(/\[Earlier turns no longer fit: \d+ tokens dropped/);
+    // One that fits reports nothing dropped.
+    writeFileSync(file, JSON.stringify([{ role: 'user', content: 'hi' }]));
+    const small = JSON.parse((await dms('generate', '--model', DMS, '--messages', file, '--max-new-tokens', '2', '--json')).stdout);
+    expect(small.dropped).toBeNull();
+    writeFileSync(file, '[{"role": "robot", "content": 1}]');
+    const bad = await dms('generate', '--model', DMS, '--messages', file);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/expected a non-empty JSON list/);
+  });
+});
+
 describe('dms perplexity', () => {
   it('scores a text file under full and dms caches', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ppl-'));

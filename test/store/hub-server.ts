@@ -35,6 +35,10 @@ export interface Faults {
   noCors: boolean;
   /** Hide the SHA-256 headers (what a browser sees after the Hub's redirect of an LFS file to its CDN). */
   noShaHeaders: boolean;
+  /** A plain static file server: no X-Repo-Commit, no X-Linked-*, an ETag per file from its bytes. */
+  staticHost: boolean;
+  /** Answer Range requests with 200 and the whole file, as many plain file servers do. */
+  ignoreRange: boolean;
 }
 
 export interface Hub {
@@ -54,7 +58,7 @@ const isLfs = (file: string) => file.endsWith('.safetensors');
 export async function startHub(initial: Record<string, Repo> = {}): Promise<Hub> {
   const repos = new Map(Object.entries(initial));
   const hits: Hit[] = [];
-  const freshFaults = (): Faults => ({ declaredSha: new Map(), cut: new Map(), slow: null, status: new Map(), noCors: false, noShaHeaders: false });
+  const freshFaults = (): Faults => ({ declaredSha: new Map(), cut: new Map(), slow: null, status: new Map(), noCors: false, noShaHeaders: false, staticHost: false, ignoreRange: false });
   const hub = { repos, hits, faults: freshFaults() } as Hub;
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -103,7 +107,10 @@ export async function startHub(initial: Record<string, Repo> = {}): Promise<Hub>
     if (!body) return send(404, { 'X-Error-Code': 'EntryNotFound' }, 'Entry not found');
 
     const h: Record<string, string> = { 'Accept-Ranges': 'bytes', 'X-Repo-Commit': repo.commit, 'Content-Type': 'application/octet-stream' };
-    if (isLfs(file) && f.noShaHeaders) {
+    if (f.staticHost) {
+      delete h['X-Repo-Commit'];
+      h['ETag'] = `W/"${sha('sha1', body).slice(0, 16)}"`;
+    } else if (isLfs(file) && f.noShaHeaders) {
       h['ETag'] = `"${sha('sha1', body).slice(0, 32)}-1"`;
     } else if (isLfs(file)) {
       const s = f.declaredSha.get(file) ?? sha('sha256', body);
@@ -118,7 +125,7 @@ export async function startHub(initial: Record<string, Repo> = {}): Promise<Hub>
     let a = 0;
     let b = body.length - 1;
     let status = 200;
-    const r = req.headers.range ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range) : null;
+    const r = req.headers.range && !f.ignoreRange ? /^bytes=(\d+)-(\d*)$/.exec(req.headers.range) : null;
     if (r) {
       a = Number(r[1]);
       b = r[2] === '' ? body.length - 1 : Math.min(Number(r[2]), body.length - 1);

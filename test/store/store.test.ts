@@ -618,3 +618,16 @@ describe('openModelSource', () => {
     expect((await listModels({ backend }))[0].name).toBe(hub.base(repo));
   });
 });
+
+describe('StoredSource: hostile indexes', () => {
+  it('an index naming a shard on another host, by scheme, absolute path or .., is refused before any of it is fetched', async () => {
+    for (const shard of [`//127.0.0.1:${new URL(hub.url).port}/org/other/resolve/main/x.safetensors`, 'https://127.0.0.1:1/x.safetensors', '/etc/passwd', '../../other/resolve/main/x.safetensors']) {
+      const index = JSON.stringify({ weight_map: { 'model.embed_tokens.weight': 'model-00001-of-00002.safetensors', 'model.norm.weight': shard } });
+      files().set('model.safetensors.index.json', new TextEncoder().encode(index));
+      const before = hub.hits.length;
+      await expect(StoredSource.open(hub.base(repo), opts()), shard).rejects.toThrow(/refused/);
+      expect(hub.hits.slice(before).filter((h) => h.repo !== repo || h.file.includes('x.safetensors') || h.file.includes('passwd'))).toEqual([]);
+      expect(await listModels({ backend }).then((l) => l.filter((m) => m.complete))).toEqual([]);
+    }
+  });
+});

@@ -112,8 +112,11 @@ export async function generateChains(engine: Engine, promptIds: number[], opts: 
       rows.forEach((c, r) => {
         const id = next[r];
         const chain = chains[c];
+        const logProb = logits ? tokenLogProb(logits, fromRow[r], V, id) : 0;
+        // Out of the vocabulary, or scored from NaN/Inf logits: the model's output is not finite (see Engine.checkSampled).
+        if (id >= V || !Number.isFinite(logProb)) throw new EngineError(`the model produced non-finite logits at token ${chain.ids.length + 1} of chain ${c + 1}; generation stopped`);
         chain.ids.push(id);
-        if (logits) chain.logProb += tokenLogProb(logits, fromRow[r], V, id);
+        chain.logProb += logProb;
         opts.onToken?.(c, id);
         if (stop.has(id)) chain.finishReason = 'stop';
         else if (opts.signal?.aborted) chain.finishReason = 'abort';

@@ -7,7 +7,7 @@ import { Encoder } from '../gpu/encoder';
 import { sample } from '../kernels/sample';
 import { createKvCache } from '../kv/factory';
 import type { KvCache } from '../kv/cache';
-import { parseConfig } from '../model/config';
+import { readModelConfig } from '../model/config';
 import { listTensors } from '../model/safetensors';
 import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../model/converted';
 import { parameterCount, preflight } from '../model/preflight';
@@ -64,6 +64,9 @@ export interface GenerateResult {
   kv: KvStats;
 }
 
+/** What feedAndSample answers when the logits it sampled from are not finite (outside every vocabulary). */
+const NON_FINITE = 0xffffffff;
+
 export class EngineError extends Error {
   constructor(message: string) {
     super(message);
@@ -106,10 +109,7 @@ export class Engine {
     const t0 = performance.now();
     const source = new CountingSource(original);
     const progress = opts.onProgress ?? (() => {});
-    const { config, generation } = parseConfig(
-      JSON.parse(await source.text('config.json')),
-      (await source.exists('generation_config.json')) ? JSON.parse(await source.text('generation_config.json')) : undefined,
-    );
+    const { config, generation } = await readModelConfig(source);
     const tokenizer = (await source.exists('tokenizer.json')) ? await ModelTokenizer.load(source) : null;
     // A converted model (worker/model/converted.ts) fixes the format; the pre-flight checks it fits.
     const converted = await readConvertedManifest(source);
@@ -242,15 +242,30 @@ export class Engine {
     const dispatches = this.feed(ids, 1, (enc) => {
       sample(enc, this.forward.logits, 0, V, this.sampled, 0, { temperature, topK, topP, u });
       enc.copy(this.sampled, 0, this.readback, 0, 4);
+      // The row's first logit too: NaN logits can sample a valid-looking id (see checkSampled).
+      enc.copy(this.forward.logits, 0, this.readback, 4, 4);
       submits = enc.submits + 1;
     });
     const t1 = performance.now();
-    await this.readback.mapAsync(GPUMapMode.READ, 0, 4);
-    const id = new Uint32Array(this.readback.getMappedRange(0, 4))[0];
+    await this.readback.mapAsync(GPUMapMode.READ, 0, 8);
+    const mapped = this.readback.getMappedRange(0, 8);
+    const id = new Uint32Array(mapped, 0, 1)[0];
+    const finite = Number.isFinite(new Float32Array(mapped, 4, 1)[0]);
     this.readback.unmap();
     this.gpu.check();
     this.lastStep = { recordMs: t1 - t0, waitMs: performance.now() - t1, submits };
-    return { id, dispatches: dispatches + 1 };
+    return { id: finite ? id : NON_FINITE, dispatches: dispatches + 1 };
+  }
+
+  /**
+   * Non-finite logits (NaN or Inf weights, an f16 overflow) make the sampler answer an id outside the
+   * vocabulary, or a valid-looking one read from NaNs (feedAndSample then answers NON_FINITE): stop rather
+   * than feed it back as a token. `n` counts the reply's tokens from 1.
+   */
+  private checkSampled(id: number, n: number): void {
+    if (id >= this.config.vocabSize) {
+      throw new EngineError(`the model produced non-finite logits at token ${n} (NaN or Inf: broken weights, or an f16 overflow); generation stopped`);
+    }
   }
 
   private checkRoom(extra: number): void {
@@ -325,6 +340,7 @@ export class Engine {
     let id = (await this.feedAndSample(fresh, temperature, topK, topP, random())).id;
     const t1 = performance.now();
     while (true) {
+      this.checkSampled(id, out.length + 1);
       out.push(id);
       opts.onToken?.(id);
       if (stop.has(id)) {

@@ -4,6 +4,7 @@
  * Defaults follow the Hugging Face `transformers` config classes (LlamaConfig, Qwen2Config, Qwen3Config)
  * for the optional keys; the keys that fix the tensor shapes are required. Every error names the field.
  */
+import type { ModelSource } from './source';
 import type { Architecture, DmsConfig, GenerationDefaults, ModelConfig } from './types';
 
 export class ConfigError extends Error {
@@ -274,4 +275,23 @@ export function parseConfig(config: unknown, generationConfig?: unknown): { conf
     dms: parseDms(r),
   };
   return { config: out, generation: gen.generation };
+}
+
+/** The JSON in `text`, with an error that names the file (and says so when a server sent a web page instead). */
+export function parseJsonFile(text: string, file: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    if (/^\s*</.test(text)) throw new ConfigError(`${file} (${where}) is an HTML page, not JSON: the server answered with a web page (is the model address right?)`);
+    throw new ConfigError(`${file} (${where}) is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** config.json and, when present, generation_config.json of `source`, parsed and validated. */
+export async function readModelConfig(source: ModelSource): Promise<{ config: ModelConfig; generation: GenerationDefaults }> {
+  const config = parseJsonFile(await source.text('config.json'), 'config.json', source.name);
+  const generation = (await source.exists('generation_config.json'))
+    ? parseJsonFile(await source.text('generation_config.json'), 'generation_config.json', source.name)
+    : undefined;
+  return parseConfig(config, generation);
 }

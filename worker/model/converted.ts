@@ -20,7 +20,8 @@
  */
 import type { Gpu } from '../gpu/context';
 import { allocMatrix, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, streamWeights, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
-import { parseConfig } from './config';
+import { parseConfig, parseJsonFile } from './config';
+import { checkModelFileName } from './file-name';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
 import { ModelLoadError, type ModelSource } from './source';
@@ -95,6 +96,7 @@ export async function loadConverted(
   opts: StreamOptions = {},
 ): Promise<ModelWeights> {
   const where = `${MANIFEST_FILE} (${source.name})`;
+  for (const s of m.shards) checkModelFileName(s?.file, `${MANIFEST_FILE} (${source.name})`);
   const sizes = await Promise.all(m.shards.map((s) => source.size(s.file)));
   m.shards.forEach((s, i) => {
     if (sizes[i] !== s.bytes) throw new ConvertedError(`${s.file} (${source.name}) is ${sizes[i]} bytes, the manifest says ${s.bytes}: the upload is incomplete or stale`);
@@ -368,7 +370,7 @@ export class CountingSource implements ModelSource {
  * before the weight store downloads anything. Throws PreflightError with the numbers when it cannot fit.
  */
 export async function preflightSource(source: ModelSource, limits: PreflightLimits, opts: PreflightOptions = {}): Promise<PreflightReport & { converted: boolean }> {
-  const { config } = parseConfig(JSON.parse(await source.text('config.json')));
+  const { config } = parseConfig(parseJsonFile(await source.text('config.json'), 'config.json', source.name));
   const m = await readConvertedManifest(source);
   if (m && opts.weights && opts.weights !== m.weights) throw new ConvertedError(`${source.name} is converted to ${m.weights}; it cannot be loaded as ${opts.weights}`);
   return { ...preflight(config, limits, { ...opts, weights: m?.weights ?? opts.weights }), converted: !!m };

@@ -128,17 +128,14 @@ export function weightMatrices(c: ModelConfig): { name: string; rows: number; co
   return out;
 }
 
-/** f32 vectors (norms, biases) the engine uploads, in elements, summed. */
-function vectorBuffers(c: ModelConfig): number[] {
+/** Bytes of the f32 vectors (norms, biases) the engine uploads, each buffer rounded to 16 bytes; per layer times layers, never a per-layer list (num_hidden_layers may be 1e9). */
+function vectorBytes(c: ModelConfig): number {
   const H = c.hiddenSize, d = c.headDim;
   const per: number[] = [H, H];
   if (c.qkNorm) per.push(d, d);
   if (c.attentionBias) per.push((c.numHeads + 2 * c.numKvHeads) * d);
   if (c.dms?.separateAlpha) per.push(H);
-  const out: number[] = [];
-  for (let l = 0; l < c.numLayers; l++) out.push(...per);
-  out.push(H);
-  return out;
+  return c.numLayers * per.reduce((n, v) => n + round16(4 * v), 0) + round16(4 * H);
 }
 
 /** Rows per part, as matrixParts splits them (without needing a Gpu). */
@@ -154,14 +151,11 @@ export function matrixEstimate(name: string, rows: number, cols: number, format:
   const scaleBytes = rowScales(cols, format) * 4;
   if (per < 1) return { name, rows, cols, rowBytes, parts: 0, largestPartBytes: Math.max(rowBytes, scaleBytes), bytes: NaN };
   const parts = Math.max(1, Math.ceil(rows / per));
-  let bytes = 0, largest = 0;
-  for (let p = 0; p < parts; p++) {
-    const n = p === parts - 1 ? rows - per * (parts - 1) : per;
-    const data = round16(n * rowBytes);
-    const scales = scaleBytes ? round16(n * scaleBytes) : 0;
-    bytes += data + scales;
-    largest = Math.max(largest, data, scales);
-  }
+  // parts - 1 full parts and the rest, in closed form: a hostile config may ask for 1e15 rows.
+  const part = (n: number) => ({ data: round16(n * rowBytes), scales: scaleBytes ? round16(n * scaleBytes) : 0 });
+  const full = part(per), last = part(rows - per * (parts - 1));
+  const bytes = (parts - 1) * (full.data + full.scales) + last.data + last.scales;
+  const largest = Math.max(last.data, last.scales, parts > 1 ? Math.max(full.data, full.scales) : 0);
   return { name, rows, cols, rowBytes, parts, largestPartBytes: largest, bytes };
 }
 
@@ -211,7 +205,7 @@ export function weightEstimate(c: ModelConfig, format: WeightFormat, limits: Pre
     parts += e.parts * m.count;
     largest = Math.max(largest, e.largestPartBytes);
   }
-  for (const n of vectorBuffers(c)) bytes += round16(4 * n);
+  bytes += vectorBytes(c);
   return { bytes, parts, largestPartBytes: largest, problem };
 }
 
@@ -231,6 +225,11 @@ export function fmtBytes(n: number): string {
 export function preflight(c: ModelConfig, limits: PreflightLimits, opts: PreflightOptions = {}): PreflightReport {
   const maxContext = Math.min(opts.maxContext ?? 4096, c.maxPositionEmbeddings);
   const step = Math.min(opts.prefillChunk ?? 64, maxContext);
+  const sequences = opts.sequences ?? 1;
+  // Parallel chains advance one row each per step: refuse before sizing (and allocating) caches for them.
+  if (!Number.isSafeInteger(sequences) || sequences < 1 || sequences > step) {
+    throw new RangeError(`${sequences} parallel chains cannot run here: each chain takes one row of a forward step, and a step takes at most ${step} rows (the prefill chunk, capped by the context of ${maxContext} tokens)`);
+  }
   const policy = opts.kv ?? (c.dms ? 'dms' : 'full');
   const dtype = opts.kvDtype ?? DEFAULT_KV_DTYPE;
   const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step, dtype });

@@ -5,6 +5,7 @@
  * (`model.safetensors.index.json` with a `weight_map` from tensor name to shard file).
  */
 import { bf16ToF32, f16ToF32 } from './dtype';
+import { checkModelFileName } from './file-name';
 import { ModelLoadError, type ModelSource } from './source';
 
 export type TensorDtype = 'F32' | 'F16' | 'BF16';
@@ -89,6 +90,15 @@ export async function readHeader(src: ModelSource, file: string): Promise<Map<st
     }
     out.set(name, { name, dtype, shape: shape as number[], file, offset: dataStart + begin, byteLength: end - begin });
   }
+  // Two tensors must not share bytes: writing one would change the other, and a crafted header could make every tensor read the same data.
+  const spans = [...out.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < spans.length; i++) {
+    const [a, b] = [spans[i - 1], spans[i]];
+    if (b.offset < a.offset + a.byteLength) {
+      const range = (t: TensorInfo) => `[${t.offset - dataStart}, ${t.offset - dataStart + t.byteLength}]`;
+      throw new SafetensorsError(`${where}: tensors "${a.name}" ${range(a)} and "${b.name}" ${range(b)} overlap; each tensor must have its own bytes`);
+    }
+  }
   return out;
 }
 
@@ -110,11 +120,7 @@ export async function listTensors(src: ModelSource): Promise<Map<string, TensorI
     throw new SafetensorsError(`${INDEX_FILE} (${src.name}): missing "weight_map" object`);
   }
   const wm = weightMap as Record<string, unknown>;
-  for (const [name, file] of Object.entries(wm)) {
-    if (typeof file !== 'string' || file === '') {
-      throw new SafetensorsError(`${INDEX_FILE}: "weight_map" entry "${name}" is not a file name`);
-    }
-  }
+  for (const [name, file] of Object.entries(wm)) checkModelFileName(file, `${INDEX_FILE} (${src.name}), for tensor "${name}",`);
   const shards = [...new Set(Object.values(wm) as string[])].sort();
   const headers = await Promise.all(shards.map((f) => readHeader(src, f)));
   const out = new Map<string, TensorInfo>();

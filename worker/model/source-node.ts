@@ -1,6 +1,7 @@
 /** A model in a local folder (Node only: the CLI and tests). */
 import { open, readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { fileNameProblem } from './file-name';
 import { checkRange, ModelLoadError, type ModelSource } from './source';
 
 export class FolderSource implements ModelSource {
@@ -13,6 +14,8 @@ export class FolderSource implements ModelSource {
   }
 
   private path(file: string): string {
+    const problem = fileNameProblem(file);
+    if (problem) throw new ModelLoadError(`File name ${JSON.stringify(file)} is refused in ${this.root}: ${problem}`);
     const rel = normalize(file);
     if (isAbsolute(rel) || rel === '..' || rel.startsWith('..' + sep)) {
       throw new ModelLoadError(`File name ${JSON.stringify(file)} leaves the model folder ${this.root}`);

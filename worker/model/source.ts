@@ -4,6 +4,8 @@
  * folder source lives in ./source-node.ts.
  */
 
+import { fileNameProblem } from './file-name';
+
 export interface ModelSource {
   /** For messages: the URL or folder. */
   readonly name: string;
@@ -87,7 +89,10 @@ export class HttpSource implements ModelSource {
     this.maxCachedBody = opts.maxCachedBody ?? MAX_CACHED_BODY;
   }
 
+  /** The URL of `file` under the base; a name that would leave it (another host, a scheme, ..) is refused. */
   url(file: string): string {
+    const problem = fileNameProblem(file);
+    if (problem) throw new ModelLoadError(`Refusing to fetch ${JSON.stringify(file)} for ${this.base}: ${problem}`);
     return new URL(file.split('/').map(encodeURIComponent).join('/'), this.base).toString();
   }
 

@@ -20,7 +20,7 @@ import {
 import { Remote } from './remote';
 import { Sha256, sha256Hex } from './sha256';
 import {
-  DEFAULT_CHUNK_SIZE, StoredSource, errorText, quotaError, remoteVersion, sameVersion, storageNumbers, storeChunk,
+  DEFAULT_CHUNK_SIZE, StoredSource, errorText, quotaError, remoteVersion, sameVersion, storageNumbers, storeChunk, weightFilesId,
   type Ctx, type RemoteVersion, type StoreOpenOptions,
 } from './stored-source';
 
@@ -37,13 +37,17 @@ function context(base: string, format: WeightFormat, opts: QuantizedCopyOptions)
 }
 
 /**
- * The checkpoint's version at `base` (one HEAD of config.json), or null when the server cannot be
+ * The checkpoint's version at `base` (one HEAD of config.json, and of the weight files when there is no
+ * commit), or null when the server cannot be
  * reached; other errors (404, a web page instead of config.json) are thrown.
  */
 export async function checkpointVersion(base: string, opts: QuantizedCopyOptions = {}): Promise<RemoteVersion | null> {
   const remote = new Remote(base, { fetch: opts.fetchImpl, headers: opts.headers, stallTimeoutMs: opts.revalidateTimeoutMs ?? 10_000 });
   try {
-    return await remoteVersion(remote);
+    const v = await remoteVersion(remote);
+    // Without a commit, config.json's identity does not cover the weights (static hosting): add theirs.
+    if (!v.commit) v.weights = await weightFilesId(remote);
+    return v;
   } catch (e) {
     if ((e as { network?: boolean }).network) return null;
     throw e;
@@ -123,6 +127,7 @@ export async function saveQuantizedCopy(
       commit: version.commit,
       configEtag: version.etag,
       configSha256: version.sha256,
+      weightsId: version.weights,
       version: version.commit ?? version.etag ?? version.sha256 ?? `size-${version.info.size}`,
       files: sink.files,
       absent: [],

@@ -39,6 +39,8 @@ export interface Manifest {
   configEtag?: string;
   /** SHA-256 of config.json's bytes, when neither ETag nor commit could be read. */
   configSha256?: string;
+  /** Quantized copies without a commit: the digest of the checkpoint's weight files (weightFilesId). */
+  weightsId?: string;
   /** commit ?? configEtag ?? configSha256: what "the same version" means. */
   version: string;
   files: FileEntry[];

@@ -73,6 +73,8 @@ export class Remote {
   private readonly fetchFn: typeof fetch;
   private readonly headers: Record<string, string>;
   readonly stallTimeoutMs: number;
+  /** Set once the server answered a Range request with the whole file. */
+  rangesIgnored = false;
 
   constructor(baseUrl: string, opts: RemoteOptions = {}) {
     this.fetchFn = opts.fetch ?? ((...a: Parameters<typeof fetch>) => globalThis.fetch(...a));
@@ -165,13 +167,21 @@ export class Remote {
     }
   }
 
-  /** Size and identity of a file, or null when the server says 404. */
+  /** Files the server answered with a web page (taken as absent): errors can say so instead of "404". */
+  readonly htmlAnswers = new Set<string>();
+
+  private htmlInstead(file: string): null {
+    this.htmlAnswers.add(file);
+    return null;
+  }
+
+  /** Size and identity of a file, or null when the server says 404 (or sends a web page instead). */
   async probe(file: string): Promise<RemoteFileInfo | null> {
     const url = this.url(file);
     const head = await this.request(file, { method: 'HEAD' }, 'size');
     if (head.status === 404) return null;
     // A single-page app's fallback (e.g. Vite's dev server) answers any path with its index.html: not the file.
-    if (head.ok && isHtml(head) && !/\.html?$/i.test(file)) return null;
+    if (head.ok && isHtml(head) && !/\.html?$/i.test(file)) return this.htmlInstead(file);
     if (head.ok) {
       const linked = head.headers.get('x-linked-size');
       const len = head.headers.get('content-length');
@@ -189,7 +199,7 @@ export class Remote {
     }
     if ((res.status === 206 || res.ok) && isHtml(res) && !/\.html?$/i.test(file)) {
       await res.body?.cancel().catch(() => undefined);
-      return null;
+      return this.htmlInstead(file);
     }
     if (res.status === 206) {
       await res.arrayBuffer();
@@ -216,12 +226,24 @@ export class Remote {
    * reporting another total means the file changed under us. `onBytes` is called as bytes arrive.
    */
   async fetchRange(file: string, offset: number, length: number, fileSize: number, onBytes?: (n: number) => void): Promise<Uint8Array> {
+    const r = await this.fetchRangeOrWhole(file, offset, length, fileSize, onBytes, false);
+    return r as Uint8Array;
+  }
+
+  /**
+   * fetchRange, except that when the server ignores Range (200 with the whole file) and `whole` is set,
+   * the open response comes back as a WholeBody, so the caller takes every chunk from this one body
+   * instead of asking again for each chunk (which would download the whole file once per chunk).
+   */
+  async fetchRangeOrWhole(file: string, offset: number, length: number, fileSize: number, onBytes?: (n: number) => void, whole = true): Promise<Uint8Array | WholeBody> {
     const url = this.url(file);
     const end = offset + length - 1;
     const what = `bytes ${offset}-${end}`;
     if (length === 0) return new Uint8Array(0);
     const ctl = new AbortController();
     const res = await this.request(file, { headers: { Range: `bytes=${offset}-${end}` } }, what, ctl);
+    if (res.status === 200 && length < fileSize) this.rangesIgnored = true;
+    if (res.status === 200 && whole) return this.wholeBody(res, url, fileSize, ctl);
     let skip = 0;
     if (res.status === 206) {
       const crHeader = res.headers.get('content-range');
@@ -242,6 +264,27 @@ export class Remote {
       this.fail(res, url, what);
     }
     return this.readBody(res, url, what, skip, length, ctl, onBytes);
+  }
+
+  /** The whole of `file` (`size` bytes expected) as one streamed body: for a server that ignores Range. */
+  async fetchWhole(file: string, size: number): Promise<WholeBody> {
+    const url = this.url(file);
+    const ctl = new AbortController();
+    const res = await this.request(file, {}, 'the whole file', ctl);
+    if (res.status !== 200) {
+      await res.body?.cancel().catch(() => undefined);
+      this.fail(res, url, 'the whole file');
+    }
+    return this.wholeBody(res, url, size, ctl);
+  }
+
+  private async wholeBody(res: Response, url: string, size: number, ctl: AbortController): Promise<WholeBody> {
+    const len = res.headers.get('content-length');
+    if (len !== null && /^\d+$/.test(len) && Number(len) !== size && !res.headers.get('content-encoding')) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new FetchError(`${url} changed on the server while downloading: its size is now ${len}, was ${size}`, url, 200, false);
+    }
+    return new WholeBody(this, res, url, size, ctl);
   }
 
   private async readBody(res: Response, url: string, what: string, skip: number, length: number, ctl: AbortController, onBytes?: (n: number) => void): Promise<Uint8Array> {
@@ -306,5 +349,77 @@ export class Remote {
         `The connection was cut while downloading ${url} (${what}): got ${filled} of ${length} bytes`, url, res.status, true, true);
     }
     return out;
+  }
+}
+
+/** The whole body of a file from a server that ignores Range, read once, chunk by chunk. */
+export class WholeBody {
+  constructor(
+    private readonly remote: Remote,
+    private readonly res: Response,
+    private readonly url: string,
+    readonly size: number,
+    private readonly ctl: AbortController,
+  ) {}
+
+  /**
+   * Calls `onChunk(i, bytes)` for every chunk of `chunkSize` bytes, in order; awaited, so storing paces the
+   * download. A body that stalls, breaks or ends short throws a retriable FetchError.
+   */
+  async chunks(chunkSize: number, onChunk: (index: number, bytes: Uint8Array) => Promise<void>, onBytes?: (n: number) => void): Promise<void> {
+    const { url, size, ctl } = this;
+    const what = 'the whole file (the server ignores Range)';
+    const reader = this.res.body!.getReader();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stalled = false;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        ctl.abort(new Error('stalled'));
+        reader.cancel().catch(() => undefined);
+      }, this.remote.stallTimeoutMs);
+    };
+    let index = 0;
+    let chunk = new Uint8Array(Math.min(chunkSize, size));
+    let filled = 0;
+    let seen = 0;
+    try {
+      arm();
+      while (seen < size) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          throw new FetchError(stalled ? `The download of ${url} (${what}) stalled` : `The connection was lost while downloading ${url} (${what}) after ${seen} of ${size} bytes: ${(e as Error)?.message ?? e}`, url, 200, true, !stalled);
+        }
+        if (r.done) break;
+        let v = r.value.subarray(0, size - seen);
+        seen += v.length;
+        onBytes?.(v.length);
+        while (v.length > 0) {
+          const take = Math.min(v.length, chunk.length - filled);
+          chunk.set(v.subarray(0, take), filled);
+          filled += take;
+          v = v.subarray(take);
+          if (filled === chunk.length) {
+            clearTimeout(timer);
+            await onChunk(index++, chunk);
+            arm();
+            chunk = new Uint8Array(Math.max(0, Math.min(chunkSize, size - index * chunkSize)));
+            filled = 0;
+          }
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      await reader.cancel().catch(() => undefined);
+    }
+    if (seen < size) throw new FetchError(`The connection was cut while downloading ${url} (${what}): got ${seen} of ${size} bytes`, url, 200, true, true);
+  }
+
+  cancel(): void {
+    this.ctl.abort(new Error('not needed'));
+    this.res.body?.cancel().catch(() => undefined);
   }
 }

@@ -6,6 +6,7 @@
  * sizes and SHA-256, and only then marks files and the model complete. Reads come from the stored
  * chunks, one chunk at a time, each checked against its recorded hash the first time it is read.
  */
+import { checkModelFileName } from '../model/file-name';
 import { HttpSource, ModelLoadError, checkRange, type ModelSource } from '../model/source';
 import type { LoadProgress } from '../protocol';
 import { idbStoreBackend, type StoreBackend } from './backend';
@@ -15,7 +16,7 @@ import {
   chunkCount, chunkIndexOf, chunkKey, chunkLength, chunkPrefix, fileIdFor, fileKey, fileRecordKey, modelRecordKey,
   pendingRecordKey, revisionOf, type ChunkRecord, type FileEntry, type FileRecord, type Manifest,
 } from './records';
-import { FetchError, Remote, type RemoteFileInfo } from './remote';
+import { FetchError, Remote, WholeBody, type RemoteFileInfo } from './remote';
 import { Sha256, sha256Hex } from './sha256';
 
 /** LoadProgress plus file counts. */
@@ -338,18 +339,14 @@ export class StoredSource implements ModelSource {
   }
 }
 
-async function fetchWithRetries(ctx: Ctx, f: FileEntry, offset: number, length: number, onBytes?: (n: number) => void): Promise<Uint8Array> {
+/** One range of a stored file, fetched again to repair a damaged chunk, with retries. */
+async function fetchWithRetries(ctx: Ctx, f: FileEntry, offset: number, length: number): Promise<Uint8Array> {
   const retries = ctx.opts.retries ?? 4;
   const base = ctx.opts.retryDelayMs ?? 500;
   for (let attempt = 0; ; attempt++) {
-    let got = 0;
     try {
-      return await ctx.remote.fetchRange(f.name, offset, length, f.size, (n) => {
-        got += n;
-        onBytes?.(n);
-      });
+      return await ctx.remote.fetchRange(f.name, offset, length, f.size);
     } catch (e) {
-      onBytes?.(-got); // these bytes will come again
       if (!(e instanceof FetchError) || !e.retriable || attempt >= retries) throw e;
       await sleep(Math.min(base * 2 ** attempt, 8000));
     }
@@ -390,6 +387,8 @@ export interface RemoteVersion {
   commit?: string;
   etag?: string;
   sha256?: string;
+  /** Without a commit: a digest of the weight files' identities (quantized copies; see checkpointVersion). */
+  weights?: string;
   /** config.json's metadata. */
   info: RemoteFileInfo;
   /** config.json's bytes when they had to be read. */
@@ -407,7 +406,7 @@ export async function remoteVersion(remote: Remote): Promise<RemoteVersion> {
   return { sha256: await sha256Hex(body), info, body };
 }
 
-export function sameVersion(m: Pick<Manifest, 'commit' | 'configEtag' | 'configSha256'>, v: RemoteVersion): boolean {
+export function sameVersion(m: Pick<Manifest, 'commit' | 'configEtag' | 'configSha256' | 'weightsId'>, v: RemoteVersion): boolean {
   if (v.commit !== undefined || m.commit !== undefined) {
     if (v.commit !== m.commit) return false;
   }
@@ -415,7 +414,50 @@ export function sameVersion(m: Pick<Manifest, 'commit' | 'configEtag' | 'configS
     if (v.etag !== m.configEtag) return false;
   }
   if (v.sha256 !== undefined && v.sha256 !== m.configSha256) return false;
+  if ((v.weights !== undefined || m.weightsId !== undefined) && v.weights !== m.weightsId) return false;
   return true;
+}
+
+/**
+ * The stored files (config.json aside) whose identity at the remote (ETag, Last-Modified, size) is no
+ * longer the recorded one. Without a commit (static hosting) config.json's ETag says nothing about the
+ * other files: a changed model.safetensors beside an unchanged config.json must not be served stale.
+ */
+async function changedFiles(remote: Remote, m: Manifest): Promise<string[]> {
+  const files = m.files.filter((f) => f.name !== 'config.json');
+  const infos = await Promise.all(files.map((f) => remote.probe(f.name)));
+  return files.filter((f, i) => {
+    const info = infos[i];
+    if (!info || info.size !== f.size) return true;
+    if (f.fileId.startsWith('sha256-') && !info.sha256) return false; // the Hub tree's SHA-256: a commit covers it
+    return fileIdFor(info, m.version) !== f.fileId;
+  }).map((f) => f.name);
+}
+
+/**
+ * A digest of the identities of a checkpoint's weight files (model.safetensors, or the index and every
+ * shard it names), for versions without a commit.
+ */
+export async function weightFilesId(remote: Remote): Promise<string> {
+  const single = await remote.probe(SINGLE);
+  const infos: RemoteFileInfo[] = [];
+  if (single) infos.push(single);
+  else {
+    const index = await remote.probe(INDEX);
+    if (!index) return 'no-weights';
+    infos.push(index);
+    const body = await remote.fetchRange(INDEX, 0, index.size, index.size);
+    let shards: string[] = [];
+    try {
+      const wm = (JSON.parse(new TextDecoder().decode(body)) as { weight_map?: Record<string, unknown> }).weight_map ?? {};
+      shards = [...new Set(Object.values(wm).filter((x): x is string => typeof x === 'string'))].sort();
+    } catch {
+      /* not an index: its own identity stands for it */
+    }
+    for (const s of shards) checkModelFileName(s, remote.url(INDEX));
+    infos.push(...(await Promise.all(shards.map((f) => remote.probe(f)))).filter((i): i is RemoteFileInfo => i !== null));
+  }
+  return (await sha256Hex(new TextEncoder().encode(infos.map((i) => `${i.file}:${fileIdFor(i, '')}`).join('\n')))).slice(0, 32);
 }
 
 /** A small file already stored and verified (e.g. an unchanged index), or undefined. */
@@ -464,6 +506,7 @@ async function plan(ctx: Ctx, v: RemoteVersion): Promise<{ manifest: Manifest; p
     } catch (e) {
       throw new ModelLoadError(`${remote.url(CONVERTED_MANIFEST)} is not a valid converted-model manifest: ${errorText(e)}`, remote.url(CONVERTED_MANIFEST));
     }
+    for (const s of shards) checkModelFileName(s.file, remote.url(CONVERTED_MANIFEST));
     const shardInfos = await Promise.all(shards.map((s) => remote.probe(s.file)));
     shards.forEach((s, i) => {
       const si = shardInfos[i];
@@ -493,6 +536,7 @@ async function plan(ctx: Ctx, v: RemoteVersion): Promise<{ manifest: Manifest; p
     } catch (e) {
       throw new ModelLoadError(`${remote.url(INDEX)} is not a valid safetensors index: ${errorText(e)}`, remote.url(INDEX));
     }
+    for (const s of shards) checkModelFileName(s, remote.url(INDEX));
     const shardInfos = await Promise.all(shards.map((s) => remote.probe(s)));
     shards.forEach((s, i) => {
       const si = shardInfos[i];
@@ -642,23 +686,86 @@ async function download(ctx: Ctx, m: Manifest, prefetched: Map<string, Uint8Arra
     }
     // Once more from scratch: a chunk may have been damaged on the way or in storage.
     retriedWhole.add(f.name);
+    wholeFiles.delete(f.name);
+    for (let i = 0; i < chunkCount(f.size, f.chunkSize); i++) stored.delete(`${f.name}#${i}`);
+    wanted.set(f.name, new Set(Array.from({ length: chunkCount(f.size, f.chunkSize) }, (_, i) => i)));
     const n = chunkCount(f.size, f.chunkSize);
     progress.add(-f.size);
     left.set(f.name, n);
     for (let i = 0; i < n; i++) queue.push({ f, i });
   };
 
+  // A server that ignores Range answers a chunk request with the whole file: that one body then gives every
+  // chunk of the file (wholeFiles: its download), instead of one full download per chunk.
+  const wholeFiles = new Map<string, Promise<void>>();
+  const stored = new Set<string>();
+  const wanted = new Map(missing.map(({ f, idx }) => [f.name, new Set(idx)]));
+  const put = async (f: FileEntry, i: number, bytes: Uint8Array): Promise<void> => {
+    await storeChunk(ctx, chunkKey(fileKey(ctx.key, f), i), bytes, await sha256Hex(bytes), m.totalBytes, need - storedNow);
+    stored.add(`${f.name}#${i}`);
+  };
+  const storeWhole = (f: FileEntry, body: WholeBody): Promise<void> =>
+    body.chunks(f.chunkSize, async (j, bytes) => {
+      if (!wanted.get(f.name)?.has(j) || stored.has(`${f.name}#${j}`)) return;
+      await put(f, j, bytes);
+      progress.add(bytes.length, f.name);
+    });
+  const retries = ctx.opts.retries ?? 4;
+  const backoff = (attempt: number) => sleep(Math.min((ctx.opts.retryDelayMs ?? 500) * 2 ** attempt, 8000));
+  const retriable = (e: unknown, attempt: number) => e instanceof FetchError && e.retriable && attempt < retries;
+  /** Stores every chunk of f from whole bodies, starting with `first`; a body cut short is asked for again. */
+  const downloadWhole = async (f: FileEntry, first: WholeBody): Promise<void> => {
+    let body: WholeBody | null = first;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        body ??= await ctx.remote.fetchWhole(f.name, f.size);
+        return await storeWhole(f, body);
+      } catch (e) {
+        body = null;
+        if (!retriable(e, attempt)) throw e;
+        await backoff(attempt);
+      }
+    }
+  };
+  /** Chunk i of f, stored: by a Range request, or from the file's whole body when the server ignores Range. */
+  const fetchAndStore = async (f: FileEntry, i: number, len: number): Promise<void> => {
+    for (let attempt = 0; ; attempt++) {
+      const running = wholeFiles.get(f.name);
+      if (running) return running;
+      let got = 0;
+      let r: Uint8Array | WholeBody;
+      try {
+        r = await ctx.remote.fetchRangeOrWhole(f.name, i * f.chunkSize, len, f.size, (n) => {
+          got += n;
+          progress.add(n, f.name);
+        });
+      } catch (e) {
+        progress.add(-got); // these bytes will come again
+        if (!retriable(e, attempt)) throw e;
+        await backoff(attempt);
+        continue;
+      }
+      if (r instanceof Uint8Array) return put(f, i, r);
+      const other = wholeFiles.get(f.name);
+      if (other) {
+        r.cancel();
+        return other;
+      }
+      const p = downloadWhole(f, r);
+      wholeFiles.set(f.name, p);
+      return p;
+    }
+  };
+
   const runTask = async ({ f, i }: Task): Promise<void> => {
     const len = chunkLength(f.size, f.chunkSize, i);
     const pre = prefetched.get(f.name);
-    let bytes: Uint8Array;
     if (pre && pre.length === f.size && !retriedWhole.has(f.name)) {
-      bytes = pre.subarray(i * f.chunkSize, i * f.chunkSize + len);
+      await put(f, i, pre.subarray(i * f.chunkSize, i * f.chunkSize + len));
       progress.add(len, f.name);
-    } else {
-      bytes = await fetchWithRetries(ctx, f, i * f.chunkSize, len, (n) => progress.add(n, f.name));
+    } else if (!stored.has(`${f.name}#${i}`)) {
+      await fetchAndStore(f, i, len);
     }
-    await storeChunk(ctx, chunkKey(fileKey(ctx.key, f), i), bytes, await sha256Hex(bytes), m.totalBytes, need - storedNow);
     storedNow += len;
     const l = left.get(f.name)! - 1;
     left.set(f.name, l);
@@ -750,7 +857,15 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
 
   let target: Manifest;
   let prefetched = new Map<string, Uint8Array>();
-  if (current && sameVersion(current, v)) target = current;
+  let stale: string[] = [];
+  if (current && sameVersion(current, v) && !v.commit) {
+    try {
+      stale = await changedFiles(new Remote(ctx.key, { fetch: opts.fetchImpl, headers: opts.headers, stallTimeoutMs: opts.revalidateTimeoutMs ?? 10_000 }), current);
+    } catch (e) {
+      return useCurrent(`could not check for updates: ${errorText(e)}`);
+    }
+  }
+  if (current && sameVersion(current, v) && stale.length === 0) target = current;
   else if (pending && !pending.stale && sameVersion(pending, v)) target = pending;
   else {
     try {
