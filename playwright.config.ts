@@ -1,5 +1,5 @@
 /**
- * Playwright for the app, per /work/shared/notes/webgpu-here.md: the system Chromium with WebGPU on
+ * Playwright for the app, per ../shared/notes/webgpu-here.md: the system Chromium with WebGPU on
  * SwiftShader (only --enable-unsafe-webgpu matters for the adapter), one worker, generous timeouts,
  * since SwiftShader runs the model at a fraction of a GFLOP/s.
  */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The 8B-shape load and decode measurements of docs/benchmarks.md ("Real checkpoint load, 8B shape"), as
-# run on the GPU machine (see /work/shared/gpu/README.md): there, with carry [".gpu", ".cache"],
+# run on the GPU machine (see ../shared/gpu/README.md): there, with carry [".gpu", ".cache"],
 #
 #   source .gpu/setup.sh && bash scripts/device-8b.sh load      # checkpoint, cold q4 load + 4K/32K rows, convert, converted load
 #   source .gpu/setup.sh && bash scripts/device-8b.sh more      # q8 load at 4K, random-weight rows, 64-step rows

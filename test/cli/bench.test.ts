@@ -24,6 +24,13 @@ describe('dms bench', () => {
     expect(full.residentTokens).toBeGreaterThanOrEqual(192 * 4 * 2);
     expect(dms.residentTokens).toBeLessThan(full.residentTokens / 3);
     expect(dms.bytesPerToken).toBeLessThan(full.bytesPerToken);
+    // A decode layer is 7 dispatches (docs/contributing.md, "The decode step"): 4 layers + embed, lm_head, sample.
+    for (const row of r.rows) expect(row.dispatchesPerToken).toBeLessThanOrEqual(7 * 4 + 8);
+    // The adapter has timestamp-query: a decode step's GPU time, and its kernels, every dispatch counted once.
+    for (const row of r.rows) {
+      expect(row.gpuStepMs).toBeGreaterThan(0);
+      expect(row.kernels.reduce((n: number, k: { dispatches: number }) => n + k.dispatches, 0)).toBe(row.dispatchesPerToken - 1);
+    }
     // The default K/V storage is f16: 2 x headDim (32) x 2 bytes read per resident token.
     expect(full.kvDtype).toBe('f16');
     expect(full.kvBytesRead).toBe(full.residentTokens * 2 * 32 * 2);

@@ -1,5 +1,5 @@
 /**
- * CPU references of the KV cache (docs/kv-cache.md, /work/shared/DMS.md sections 2-3).
+ * CPU references of the KV cache (docs/kv-cache.md, ../shared/DMS.md sections 2-3).
  *
  * dmsVisible is the visibility rule, as a dense mask: query i sees key j <= i iff i - j <= w or the
  * decision that applies to key j (the one computed at token j+1, shift by one) is "keep".
