@@ -254,7 +254,7 @@ export class Engine {
     this.readback.unmap();
     this.gpu.check();
     this.lastStep = { recordMs: t1 - t0, waitMs: performance.now() - t1, submits };
-    return { id: finite ? id : NON_FINITE, dispatches: dispatches + 1 };
+    return { id: finite ? id : NON_FINITE, dispatches };
   }
 
   /**
