@@ -7,8 +7,8 @@
 //         y[r] = silu(gate · x) * (up · x)
 //   ADD   y[r] += the result (the residual stream is y)
 // The format file prepended before this body (linear_mv_<format>.wgsl) declares GV (vec4<u32> words per
-// 32-column group of a row), QUANT, and prepX() / dotGroup(): how a group's 32 x values are prepared once
-// for all rows and dotted with one row's group. Constants R (physical rows per workgroup: OUT output rows,
+// 32-column group of a row) and dotGroup(): one row's group dotted with the group's 32 x values as prepX()
+// prepared them once for all rows (q4/q8 also XSCALE and CODE_OFFSET, see prepX). Constants R (physical rows per workgroup: OUT output rows,
 // and as many up rows with SILU), L (lanes) and KU (groups per lane step) are prepended by
 // worker/kernels/linear.ts, which keeps or
 // drops the `// #if` blocks SUBGROUPS, NORM, SILU, ADD, QUANT.
@@ -38,6 +38,28 @@ struct Params {
 // #if NORM
 @group(0) @binding(5) var<storage, read> nw: array<vec4f>;
 // #endif
+// #endif
+
+// #if QUANT
+// q4/q8 unpack their codes as u * 2^-k (per column of a vec4: XSCALE undoes the power of two, applied to x
+// once per group) and offset by CODE_OFFSET (q - 8, or the sign-flipped int8 + 128): the offset is taken out
+// of the group's dot product as CODE_OFFSET * sum(x).
+struct XPrep { xs: array<vec4f, 8>, offset: f32 }
+
+fn prepX(xs: array<vec4f, 8>) -> XPrep {
+  var o: XPrep;
+  var sx = vec4f(0.0);
+  for (var j = 0u; j < 8u; j++) {
+    sx += xs[j];
+    o.xs[j] = xs[j] * XSCALE;
+  }
+  o.offset = CODE_OFFSET * (sx.x + sx.y + sx.z + sx.w);
+  return o;
+}
+// #else
+struct XPrep { xs: array<vec4f, 8> }
+
+fn prepX(xs: array<vec4f, 8>) -> XPrep { return XPrep(xs); }
 // #endif
 
 // #if SILU

@@ -2,10 +2,6 @@
 // c is even), unpacked with unpack2x16float (no shader-f16).
 const GV: u32 = 4u;
 
-struct XPrep { xs: array<vec4f, 8> }
-
-fn prepX(xs: array<vec4f, 8>) -> XPrep { return XPrep(xs); }
-
 fn dotGroup(wv: array<vec4u, GV>, scale: f32, xp: XPrep) -> f32 {
   var d = vec4f(0.0);
   for (var i = 0u; i < 4u; i++) {

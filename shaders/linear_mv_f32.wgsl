@@ -1,10 +1,6 @@
 // f32 groups for linear_mv.wgsl: 32 floats in eight vec4<u32> (bit patterns).
 const GV: u32 = 8u;
 
-struct XPrep { xs: array<vec4f, 8> }
-
-fn prepX(xs: array<vec4f, 8>) -> XPrep { return XPrep(xs); }
-
 fn dotGroup(wv: array<vec4u, GV>, scale: f32, xp: XPrep) -> f32 {
   var d = vec4f(0.0);
   for (var i = 0u; i < 8u; i++) { d = fma(bitcast<vec4f>(wv[i]), xp.xs[i], d); }

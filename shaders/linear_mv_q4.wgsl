@@ -7,20 +7,8 @@
 const GV: u32 = 1u;
 const MASK = vec4u(0xFu, 0xF0u, 0xF00u, 0xF000u);
 const ONE = vec4u(0x3F800000u);
+const CODE_OFFSET: f32 = 8.0;
 const XSCALE = vec4f(8388608.0, 524288.0, 32768.0, 2048.0); // 2^23, 2^19, 2^15, 2^11
-
-struct XPrep { xs: array<vec4f, 8>, offset: f32 }
-
-fn prepX(xs: array<vec4f, 8>) -> XPrep {
-  var o: XPrep;
-  var sx = vec4f(0.0);
-  for (var j = 0u; j < 8u; j++) {
-    sx += xs[j];
-    o.xs[j] = xs[j] * XSCALE;
-  }
-  o.offset = 8.0 * (sx.x + sx.y + sx.z + sx.w);
-  return o;
-}
 
 fn dotGroup(wv: array<vec4u, GV>, scale: f32, xp: XPrep) -> f32 {
   var d = vec4f(0.0);

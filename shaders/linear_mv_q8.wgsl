@@ -7,20 +7,8 @@
 const GV: u32 = 2u;
 const MASK = vec4u(0xFFu, 0xFF00u, 0xFFu, 0xFF00u);
 const ONE = vec4u(0x3F800000u);
+const CODE_OFFSET: f32 = 128.0;
 const XSCALE = vec4f(8388608.0, 32768.0, 8388608.0, 32768.0); // 2^23, 2^15, 2^23, 2^15
-
-struct XPrep { xs: array<vec4f, 8>, offset: f32 }
-
-fn prepX(xs: array<vec4f, 8>) -> XPrep {
-  var o: XPrep;
-  var sx = vec4f(0.0);
-  for (var j = 0u; j < 8u; j++) {
-    sx += xs[j];
-    o.xs[j] = xs[j] * XSCALE;
-  }
-  o.offset = 128.0 * (sx.x + sx.y + sx.z + sx.w);
-  return o;
-}
 
 fn dotGroup(wv: array<vec4u, GV>, scale: f32, xp: XPrep) -> f32 {
   var d = vec4f(0.0);
