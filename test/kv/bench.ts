@@ -5,7 +5,7 @@
  */
 import { Encoder } from '../../worker/gpu/encoder';
 import { nodeGpu } from '../../worker/gpu/node';
-import { createKvCache } from '../../worker/kv/factory';
+import { SlotKvCache } from '../../worker/kv/slot-cache';
 import type { KvDtype, KvPolicyName } from '../../worker/model/types';
 
 const hq = 32, hkv = 8, d = 128;
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   }
   for (const r of runs) {
     const maxTokens = r.ctx + 200;
-    const kv = createKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms }, { policy: r.policy, maxTokens, maxStepTokens: chunk, budget: r.budget, dtype: r.dtype });
+    const kv = new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms }, { policy: r.policy, maxTokens, maxStepTokens: chunk, budget: r.budget, dtype: r.dtype });
     const useAlpha = r.policy === 'dms' ? alpha : null;
     let pos = 0;
     const step = (enc: Encoder, T: number) => {

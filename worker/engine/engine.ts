@@ -5,8 +5,8 @@
 import type { Gpu } from '../gpu/context';
 import { Encoder } from '../gpu/encoder';
 import { sample } from '../kernels/sample';
-import { createKvCache } from '../kv/factory';
 import type { KvCache } from '../kv/cache';
+import { SlotKvCache } from '../kv/slot-cache';
 import { readModelConfig } from '../model/config';
 import { listTensors } from '../model/safetensors';
 import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../model/converted';
@@ -159,7 +159,7 @@ export class Engine {
       throw new EngineError(`--kv dms needs a DMS checkpoint (config.json has no dms_window_size); use full, window, tova or h2o`);
     }
     const forward = new Forward(gpu, config, weights, chunk, chunk);
-    const kv = createKvCache(
+    const kv = new SlotKvCache(
       gpu,
       { numLayers: config.numLayers, numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim, dms: config.dms },
       { policy, maxTokens: maxContext, budget: opts.kvBudget, maxStepTokens: chunk, sequences: opts.sequences, dtype: opts.kvDtype },

@@ -112,5 +112,3 @@ export interface KvCacheOptions {
    */
   dtype?: KvDtype;
 }
-
-export { createKvCache } from './factory';

@@ -359,11 +359,6 @@ export class SlotKvCache implements KvCache {
     return { tokens, layers: this.L, kvHeads: this.hkv, window: this.policy === 'dms' ? this.window : null, bits };
   }
 
-  /** Tokens each sequence has seen (the next pos0 of each). */
-  positions(): readonly number[] {
-    return this.seqLen;
-  }
-
   /**
    * Benchmarks only: makes sequence `seq` look as if it had seen `tokens` tokens, of which every
    * token of the last w+1 and a `keptFraction` of the older ones are resident (evenly spread), without
