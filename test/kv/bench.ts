@@ -55,19 +55,17 @@ async function main(): Promise<void> {
     const maxTokens = r.ctx + 200;
     const kv = new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms }, { policy: r.policy, maxTokens, maxStepTokens: chunk, budget: r.budget, dtype: r.dtype });
     const useAlpha = r.policy === 'dms' ? alpha : null;
-    let pos = 0;
     const step = (enc: Encoder, T: number) => {
-      kv.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: pos }]);
+      kv.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: kv.seen[0] }]);
       kv.write(enc, 0, qkv, useAlpha);
       kv.attend(enc, 0, qkv, out);
       kv.end(enc);
-      pos += T;
     };
     // Prefill to ctx in chunks, timing the chunks.
     let t0 = performance.now();
-    while (pos < r.ctx) {
+    while (kv.seen[0] < r.ctx) {
       const enc = new Encoder(gpu, 'prefill');
-      for (let i = 0; i < 4 && pos < r.ctx; i++) step(enc, Math.min(chunk, r.ctx - pos));
+      for (let i = 0; i < 4 && kv.seen[0] < r.ctx; i++) step(enc, Math.min(chunk, r.ctx - kv.seen[0]));
       enc.submit();
       await gpu.device.queue.onSubmittedWorkDone();
     }

@@ -10,6 +10,7 @@
  * activations as `worker/engine/forward.ts` allocates them.
  */
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from './types';
+import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
 import { DEFAULT_KV_DTYPE, kvValueBytes } from './dtype';
 import { rowScales, rowWords } from './pack';
@@ -230,7 +231,7 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
   if (!Number.isSafeInteger(sequences) || sequences < 1 || sequences > step) {
     throw new RangeError(`${sequences} parallel chains cannot run here: each chain takes one row of a forward step, and a step takes at most ${step} rows (the prefill chunk, capped by the context of ${maxContext} tokens)`);
   }
-  const policy = opts.kv ?? (c.dms ? 'dms' : 'full');
+  const policy = kvPolicy(opts.kv, c.dms);
   const dtype = opts.kvDtype ?? DEFAULT_KV_DTYPE;
   const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step, dtype });
   const act = activationBytes(c, step);

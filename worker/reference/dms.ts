@@ -132,11 +132,11 @@ export class KvCacheRef {
    * One step of one segment in one layer. qkv: [T][(hq + 2 hkv) d] rows of this segment; alpha:
    * [T][hkv] or null. Returns out [T][hq * d].
    */
-  step(layer: number, seq: number, p0: number, T: number, qkv: Float32Array, alpha: Float32Array | null): Float32Array {
+  step(layer: number, seq: number, pos0: number, T: number, qkv: Float32Array, alpha: Float32Array | null): Float32Array {
     const { numHeads: hq, numKvHeads: hkv, headDim: d } = this.shape;
     const stride = (hq + 2 * hkv) * d;
     const st = this.seqState(layer, seq);
-    if (st.k.length !== p0) throw new Error(`reference: sequence ${seq} is at ${st.k.length}, not ${p0}`);
+    if (st.k.length !== pos0) throw new Error(`reference: sequence ${seq} is at ${st.k.length}, not ${pos0}`);
     const f16 = (this.opts.dtype ?? DEFAULT_KV_DTYPE) === 'f16';
     const store = (x: Float32Array): Float32Array => (f16 ? roundF16Array(x, x) : x);
     for (let r = 0; r < T; r++) {
@@ -145,7 +145,7 @@ export class KvCacheRef {
       st.alpha.push(alpha ? alpha.slice(r * hkv, (r + 1) * hkv) : null);
     }
     // Attention over (resident before the step) + step tokens, dense over all positions.
-    const n = p0 + T;
+    const n = pos0 + T;
     const keys = new Float32Array(n * hkv * d);
     const values = new Float32Array(n * hkv * d);
     for (let j = 0; j < n; j++) { keys.set(st.k[j], j * hkv * d); values.set(st.v[j], j * hkv * d); }
@@ -153,18 +153,18 @@ export class KvCacheRef {
     for (let r = 0; r < T; r++) q.set(qkv.subarray(r * stride, r * stride + hq * d), r * hq * d);
     const before = st.resident.map((s) => new Set(s));
     const out = attentionRef(q, keys, values, { rows: T, nk: n, hq, hkv, d }, (r, j, h) =>
-      (j >= p0 || before[h].has(j)) && this.ruleVisible(st, p0 + r, j, h));
+      (j >= pos0 || before[h].has(j)) && this.ruleVisible(st, pos0 + r, j, h));
     if (T === 1) for (let h = 0; h < hkv; h++) this.tokenReads += before[h].size + 1;
     if (this.opts.policy === 'tova' || this.opts.policy === 'h2o') {
       const g = hq / hkv;
-      const wts = attentionWeights(q, keys, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => (j >= p0 || before[h].has(j)) && j <= p0 + r);
+      const wts = attentionWeights(q, keys, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => (j >= pos0 || before[h].has(j)) && j <= pos0 + r);
       const r0 = this.opts.policy === 'tova' ? T - 1 : 0;
       for (let h = 0; h < hkv; h++) {
-        for (const j of [...before[h], ...Array.from({ length: T }, (_, r) => p0 + r)]) {
+        for (const j of [...before[h], ...Array.from({ length: T }, (_, r) => pos0 + r)]) {
           let s = 0;
           for (let r = r0; r < T; r++) for (let hh = 0; hh < g; hh++) s += wts[(r * hq + h * g + hh) * n + j];
           s /= g;
-          const old = this.opts.policy === 'h2o' && j < p0 ? (st.score[h].get(j) ?? 0) : 0;
+          const old = this.opts.policy === 'h2o' && j < pos0 ? (st.score[h].get(j) ?? 0) : 0;
           st.score[h].set(j, old + s);
         }
       }
@@ -172,7 +172,7 @@ export class KvCacheRef {
     // Insert token by token.
     for (let h = 0; h < hkv; h++) {
       const res = st.resident[h];
-      for (let t = p0; t < p0 + T; t++) this.insert(st, res, h, t);
+      for (let t = pos0; t < pos0 + T; t++) this.insert(st, res, h, t);
     }
     this.peakResident = Math.max(this.peakResident, this.resident());
     return out;
