@@ -16,7 +16,7 @@
  * history, another conversation) is rendered in full and the engine starts over.
  */
 import type { GenerateResult } from './engine/engine';
-import { extractAnswer, vote } from './engine/answers';
+import { extractAnswer, vote } from './hyperscale/answers';
 import { fitConversation } from './fit-conversation';
 import type { ChainReply, ChatDelta, ChatMessage, ChatRequest, ChatResult, ContextDropped, KvStats, SamplingOptions, Timing } from './protocol';
 
@@ -39,7 +39,7 @@ export interface ChatEngine {
   reset(): void;
 }
 
-/** Parallel chains from one prompt (worker/engine/chains.ts's generateChains, bound to the engine). */
+/** Parallel chains from one prompt (worker/hyperscale/chains.ts's generateChains, bound to the engine). */
 export type ChainsRunner = (
   promptIds: number[],
   opts: SamplingOptions & { chains: number; signal?: AbortSignal; onToken?: (chain: number, id: number) => void },

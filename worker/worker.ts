@@ -11,7 +11,7 @@ import { resolveModelUrl } from './model/source';
 import { deleteModel, listModels } from './store';
 import { loadModel } from './load-model';
 import { ChatSession } from './chat-session';
-import { generateChains } from './engine/chains';
+import { generateChains } from './hyperscale/chains';
 import { describeModel } from './model-origin';
 import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, ModelOrigin, StoredModelInfo, WorkerApi } from './protocol';
 

@@ -29,7 +29,7 @@ export interface EngineOptions {
   maxContext?: number;
   /** Rows per prefill step (also the most sequences one step can advance). */
   prefillChunk?: number;
-  /** Sequences the KV cache holds at once (parallel chains; see ./chains.ts). Default 1. */
+  /** Sequences the KV cache holds at once (parallel chains; see ../hyperscale/chains.ts). Default 1. */
   sequences?: number;
   onProgress?: (p: LoadProgress) => void;
   /** GPU memory budget of the pre-flight (default: defaultMemoryBudget, worker/model/preflight.ts). */
@@ -385,7 +385,7 @@ export class Engine {
   }
 
   /**
-   * Parallel sequences (./chains.ts): one forward step in which each entry's ids continue sequence
+   * Parallel sequences (../hyperscale/chains.ts): one forward step in which each entry's ids continue sequence
    * `seq` where it stopped (the cache's seen[seq]); keeps the logits of every row (rows in entry order).
    */
   stepSequences(entries: { seq: number; ids: number[] }[], logitRows?: number): void {

@@ -10,16 +10,16 @@
  * call ends (memory is allocated up front anyway; peak KV tokens count it).
  *
  * With the same seed, chain i produces exactly the tokens `engine.generate(prompt, { seed: seed + i })`
- * would (test/engine/chains.test.ts): one batched row is computed as a single-row step would compute it.
+ * would (test/hyperscale/chains.test.ts): one batched row is computed as a single-row step would compute it.
  *
  * Each chain is also scored: the log-probability of every token it produced under the model's
  * untempered distribution (log-softmax of the logits read back after each step), summed and averaged.
  */
 import type { KvStats } from '../model/types';
 import type { SamplingOptions, Timing } from '../protocol';
-import type { Engine } from './engine';
-import { EngineError } from './engine';
-import { createRandom } from './random';
+import type { Engine } from '../engine/engine';
+import { EngineError } from '../engine/engine';
+import { createRandom } from '../engine/random';
 
 export interface ChainsOptions extends SamplingOptions {
   /** Number of chains W (≥ 1). The engine must hold ≥ W sequences and take ≥ W rows per step. */
