@@ -13,7 +13,7 @@ import type { Gpu } from './gpu/context';
 import { Engine, type EngineOptions } from './engine/engine';
 import { ConvertedError, preflightSource } from './model/converted';
 import { PreflightError, type PreflightReport } from './model/preflight';
-import { HttpSource } from './model/source';
+import { HttpSource } from './load/source';
 import type { LoadProgress, LoadReport, LoadRequest, ModelInfo, WeightFormat } from './protocol';
 import { StoredSource, type StoreOpenOptions } from './store/stored-source';
 import { RemoteSource } from './store/remote-source';

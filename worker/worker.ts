@@ -7,7 +7,7 @@
 import * as Comlink from 'comlink';
 import { Gpu } from './gpu/context';
 import { Engine } from './engine/engine';
-import { resolveModelUrl } from './model/source';
+import { resolveModelUrl } from './load/source';
 import { deleteModel, listModels } from './store';
 import { loadModel } from './load-model';
 import { ChatSession } from './chat-session';

@@ -15,7 +15,7 @@ import { FolderSink } from '../../cli/convert';
 import { Engine } from '../../worker/engine/engine';
 import { parseConfig } from '../../worker/model/config';
 import { convertModel } from '../../worker/model/converted';
-import { HttpSource } from '../../worker/model/source';
+import { HttpSource } from '../../worker/load/source';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { makeRandomCheckpoint, SHAPES } from '../../scripts/make-random-checkpoint.mjs';
 import { testGpu } from '../gpu';

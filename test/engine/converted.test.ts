@@ -14,8 +14,8 @@ import { Engine } from '../../worker/engine/engine';
 import type { ModelWeights } from '../../worker/engine/weights';
 import { parseConfig } from '../../worker/model/config';
 import { convertModel, MANIFEST_FILE, type ConvertedManifest } from '../../worker/model/converted';
-import { HttpSource } from '../../worker/model/source';
-import { FolderSource } from '../../worker/model/source-node';
+import { HttpSource } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
 import type { WeightFormat } from '../../worker/model/types';
 import { StoredSource } from '../../worker/store';
 // @ts-expect-error: a plain .mjs script without type declarations

@@ -3,8 +3,8 @@ import { expect } from 'vitest';
 import { assembleWeights, weightPlan, type ModelWeights } from '../../worker/engine/weights';
 import type { Gpu } from '../../worker/gpu/context';
 import { uploadMatrix } from '../../worker/model/pack';
-import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
-import { FolderSource } from '../../worker/model/source-node';
+import { listTensors, readTensorF32 } from '../../worker/load/safetensors';
+import { FolderSource } from '../../worker/load/source-node';
 import type { GpuMatrix, ModelConfig, WeightFormat } from '../../worker/model/types';
 
 export const SMALL_QWEN3 = {

@@ -7,7 +7,7 @@ import { parseConfig } from '../../worker/model/config';
 import { preflightSource } from '../../worker/model/converted';
 import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/model/preflight';
 import { findPreset, modelPresets, presetFit } from '../../worker/model/presets';
-import { FolderSource } from '../../worker/model/source-node';
+import { FolderSource } from '../../worker/load/source-node';
 import type { ModelConfig, WeightFormat } from '../../worker/model/types';
 import { testGpu } from '../gpu';
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadModel, type LoadModelOptions } from '../../worker/load-model';
 import { convertModel, MANIFEST_FILE, type ConvertSink } from '../../worker/model/converted';
 import { parseConfig } from '../../worker/model/config';
-import { HttpSource } from '../../worker/model/source';
+import { HttpSource } from '../../worker/load/source';
 import { listModels, StorageQuotaError, StoredSource } from '../../worker/store';
 import { openQuantizedCopy, quantizedKey } from '../../worker/store/quantized-copy';
 import { testGpu } from '../gpu';

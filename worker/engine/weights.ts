@@ -15,8 +15,8 @@
 import type { Gpu } from '../gpu/context';
 import { Encoder } from '../gpu/encoder';
 import { quantizeRows } from '../kernels/quantize';
-import { DTYPE_SIZE, readTensorF32, type TensorInfo } from '../model/safetensors';
-import type { ModelSource } from '../model/source';
+import { DTYPE_SIZE, readTensorF32, type TensorInfo } from '../load/safetensors';
+import type { ModelSource } from '../load/source';
 import { matrixBytes, matrixParts, rowScales, rowWords, uploadMatrix } from '../model/pack';
 import type { GpuMatrix, MatrixPart, ModelConfig, WeightFormat } from '../model/types';
 

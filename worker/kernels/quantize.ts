@@ -1,7 +1,7 @@
 import source from '../../shaders/quantize.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
 import { rowScales, rowWords } from '../model/pack';
-import type { TensorDtype } from '../model/safetensors';
+import type { TensorDtype } from '../load/safetensors';
 import type { WeightFormat } from '../model/types';
 import { specialize } from '../gpu/wgsl';
 

@@ -21,10 +21,10 @@
 import type { Gpu } from '../gpu/context';
 import { allocMatrix, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, streamWeights, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
 import { parseConfig, parseJsonFile } from './config';
-import { checkModelFileName } from './file-name';
+import { checkModelFileName } from '../load/file-name';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
-import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
-import { ModelLoadError, type ModelSource } from './source';
+import { listTensors, readTensorF32, type TensorInfo } from '../load/safetensors';
+import { ModelLoadError, type ModelSource } from '../load/source';
 import { rowScales, rowWords } from './pack';
 import type { GpuMatrix, ModelConfig, WeightFormat } from './types';
 

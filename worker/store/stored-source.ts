@@ -6,8 +6,8 @@
  * sizes and SHA-256, and only then marks files and the model complete. Reads come from the stored
  * chunks, one chunk at a time, each checked against its recorded hash the first time it is read.
  */
-import { checkModelFileName } from '../model/file-name';
-import { HttpSource, ModelLoadError, checkRange, type ModelSource } from '../model/source';
+import { checkModelFileName } from '../load/file-name';
+import { HttpSource, ModelLoadError, checkRange, type ModelSource } from '../load/source';
 import type { LoadProgress } from '../protocol';
 import { idbStoreBackend, type StoreBackend } from './backend';
 import { deleteModel, listModels } from './library';
