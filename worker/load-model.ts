@@ -11,7 +11,7 @@
  */
 import type { Gpu } from './gpu/context';
 import { Engine, type EngineOptions } from './engine/engine';
-import { ConvertedError, preflightSource } from './model/converted';
+import { ConvertedError, preflightSource } from './load/converted';
 import { PreflightError, type PreflightReport } from './model/preflight';
 import { HttpSource } from './load/source';
 import type { LoadProgress, LoadReport, LoadRequest, ModelInfo, WeightFormat } from './protocol';

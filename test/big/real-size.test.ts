@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FolderSink } from '../../cli/convert';
 import { Engine } from '../../worker/engine/engine';
 import { parseConfig } from '../../worker/model/config';
-import { convertModel } from '../../worker/model/converted';
+import { convertModel } from '../../worker/load/converted';
 import { HttpSource } from '../../worker/load/source';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { makeRandomCheckpoint, SHAPES } from '../../scripts/make-random-checkpoint.mjs';

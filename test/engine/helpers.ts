@@ -4,7 +4,7 @@ import { parseConfig } from '../../worker/model/config';
 import { listTensors, readTensorF32 } from '../../worker/load/safetensors';
 import { FolderSource } from '../../worker/load/source-node';
 import type { ModelConfig } from '../../worker/model/types';
-import { packRows } from '../../worker/model/pack';
+import { packRows } from '../../worker/load/pack';
 import type { WeightFormat } from '../../worker/model/types';
 import type { Tensors } from '../../worker/reference/model';
 import { dequantizeRows } from '../../worker/reference/quant';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from '../../worker/gpu/encoder';
 import { embed } from '../../worker/kernels/embed';
-import { packRows, uploadMatrix, matrixBytes } from '../../worker/model/pack';
+import { packRows, uploadMatrix, matrixBytes } from '../../worker/load/pack';
 import type { WeightFormat } from '../../worker/model/types';
 import { embedRef } from '../../worker/reference/embed';
 import { dequantizeRows } from '../../worker/reference/quant';

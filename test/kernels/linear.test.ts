@@ -3,7 +3,7 @@ import type { Gpu } from '../../worker/gpu/context';
 import { Encoder } from '../../worker/gpu/encoder';
 import { specialize } from '../../worker/gpu/wgsl';
 import { linear, linearTuning } from '../../worker/kernels/linear';
-import { packRows, uploadMatrix } from '../../worker/model/pack';
+import { packRows, uploadMatrix } from '../../worker/load/pack';
 import type { GpuMatrix, WeightFormat } from '../../worker/model/types';
 import { linearRef } from '../../worker/reference/linear';
 import { dequantizeRows } from '../../worker/reference/quant';

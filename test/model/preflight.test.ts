@@ -2,9 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { SHAPES } from '../../worker/bench/shapes';
 import { Engine } from '../../worker/engine/engine';
-import { allocMatrix, modelWeightBytes } from '../../worker/engine/weights';
+import { allocMatrix, modelWeightBytes } from '../../worker/load/weights';
 import { parseConfig } from '../../worker/model/config';
-import { preflightSource } from '../../worker/model/converted';
+import { preflightSource } from '../../worker/load/converted';
 import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/model/preflight';
 import { findPreset, modelPresets, presetFit } from '../../worker/model/presets';
 import { FolderSource } from '../../worker/load/source-node';

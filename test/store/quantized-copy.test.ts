@@ -8,7 +8,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadModel, type LoadModelOptions } from '../../worker/load-model';
-import { convertModel, MANIFEST_FILE, type ConvertSink } from '../../worker/model/converted';
+import { convertModel, MANIFEST_FILE, type ConvertSink } from '../../worker/load/converted';
 import { parseConfig } from '../../worker/model/config';
 import { HttpSource } from '../../worker/load/source';
 import { listModels, StorageQuotaError, StoredSource } from '../../worker/store';

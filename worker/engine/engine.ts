@@ -9,7 +9,7 @@ import { kvPolicy, type KvCache } from '../kv/cache';
 import { SlotKvCache } from '../kv/slot-cache';
 import { readModelConfig } from '../model/config';
 import { listTensors } from '../load/safetensors';
-import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../model/converted';
+import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../load/converted';
 import { parameterCount, preflight } from '../model/preflight';
 import type { ModelSource } from '../load/source';
 import { ModelTokenizer } from '../model/tokenizer';
@@ -17,7 +17,7 @@ import type { GenerationDefaults, KvDtype, KvPolicyName, KvResidency, KvStats, M
 import type { LoadProgress, ModelInfo, SamplingOptions, Timing } from '../protocol';
 import { Forward } from './forward';
 import { createRandom } from './random';
-import { destroyWeights, keyedWeights, loadWeights, type ModelWeights } from './weights';
+import { destroyWeights, keyedWeights, loadWeights, type ModelWeights } from '../load/weights';
 
 export interface EngineOptions {
   weights?: WeightFormat;
@@ -111,7 +111,7 @@ export class Engine {
     const progress = opts.onProgress ?? (() => {});
     const { config, generation } = await readModelConfig(source);
     const tokenizer = (await source.exists('tokenizer.json')) ? await ModelTokenizer.load(source) : null;
-    // A converted model (worker/model/converted.ts) fixes the format; the pre-flight checks it fits.
+    // A converted model (worker/load/converted.ts) fixes the format; the pre-flight checks it fits.
     const converted = await readConvertedManifest(source);
     if (converted && opts.weights && opts.weights !== converted.weights) {
       throw new EngineError(`${source.name} is converted to ${converted.weights}; it cannot be loaded as ${opts.weights}`);
@@ -433,7 +433,7 @@ export class Engine {
   }
 
   /**
-   * Writes the weights as they are on the GPU in the converted form (worker/model/converted.ts) to
+   * Writes the weights as they are on the GPU in the converted form (worker/load/converted.ts) to
    * `sink`, with config and tokenizer files copied from `source`: how a checkpoint quantized while it
    * streamed in is kept, so the next start reads only the quantized bytes.
    */

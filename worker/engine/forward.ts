@@ -17,7 +17,7 @@ import { rmsNorm } from '../kernels/rmsnorm';
 import type { KvCache, Segment } from '../kv/cache';
 import type { ModelConfig } from '../model/types';
 import { ropeInvFreq } from './rope';
-import type { ModelWeights } from './weights';
+import type { ModelWeights } from '../load/weights';
 
 /** Recorded decode step shapes kept per Forward (a chat needs one or two; chains one per width). */
 const MAX_PLANS = 16;

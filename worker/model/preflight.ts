@@ -4,7 +4,7 @@
  * policy, and whether that fits this adapter's buffer limits and a memory budget. `preflight()` picks
  * the format (or checks the one asked for) and throws a `PreflightError` carrying the numbers otherwise.
  *
- * Sizes follow the engine exactly: weights as `worker/engine/weights.ts` lays them out (q/k/v and
+ * Sizes follow the engine exactly: weights as `worker/load/weights.ts` lays them out (q/k/v and
  * gate/up concatenated, norms and biases f32, rows split into parts by `matrixParts`, each buffer
  * rounded up to 16 bytes); the KV cache as `worker/kv/layout.ts` lays it out (docs/kv-cache.md);
  * activations as `worker/engine/forward.ts` allocates them.
@@ -13,7 +13,7 @@ import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from './types';
 import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
 import { DEFAULT_KV_DTYPE, kvValueBytes } from './dtype';
-import { rowScales, rowWords } from './pack';
+import { rowScales, rowWords } from '../load/pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 /** The order tried when no format is asked for: best quality first. */

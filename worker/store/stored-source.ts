@@ -75,7 +75,7 @@ export const OPTIONAL_FILES = [
 ];
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
-/** The manifest of a converted model (MANIFEST_FILE in worker/model/converted.ts); it lists the weight shards. */
+/** The manifest of a converted model (MANIFEST_FILE in worker/load/converted.ts); it lists the weight shards. */
 const CONVERTED_MANIFEST = 'webdms-manifest.json';
 
 /** The stored model served from memory when storing was impossible. */

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../worker/engine/engine';
-import type { ModelWeights } from '../../worker/engine/weights';
+import type { ModelWeights } from '../../worker/load/weights';
 import { parseConfig } from '../../worker/model/config';
 import type { ModelSource } from '../../worker/load/source';
 import { FolderSource } from '../../worker/load/source-node';
