@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { nodeGpu } from '../worker/gpu/node';
 import { readModelConfig } from '../worker/model/config';
 import { convertModel, MANIFEST_FILE, type ConvertSink } from '../worker/load/converted';
-import { fmtBytes, preflight } from '../worker/model/preflight';
+import { fmtBytes, preflight } from '../worker/load/preflight';
 import type { WeightFormat } from '../worker/model/types';
 import { choiceArg, intArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';

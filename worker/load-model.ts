@@ -12,7 +12,7 @@
 import type { Gpu } from './gpu/context';
 import { Engine, type EngineOptions } from './engine/engine';
 import { ConvertedError, preflightSource } from './load/converted';
-import { PreflightError, type PreflightReport } from './model/preflight';
+import { PreflightError, type PreflightReport } from './load/preflight';
 import { HttpSource } from './load/source';
 import type { LoadProgress, LoadReport, LoadRequest, ModelInfo, WeightFormat } from './protocol';
 import { StoredSource, type StoreOpenOptions } from './store/stored-source';

@@ -10,7 +10,7 @@ import { SlotKvCache } from '../kv/slot-cache';
 import { readModelConfig } from '../model/config';
 import { listTensors } from '../load/safetensors';
 import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../load/converted';
-import { parameterCount, preflight } from '../model/preflight';
+import { parameterCount, preflight } from '../load/preflight';
 import type { ModelSource } from '../load/source';
 import { ModelTokenizer } from '../model/tokenizer';
 import type { GenerationDefaults, KvDtype, KvPolicyName, KvResidency, KvStats, ModelConfig, WeightFormat } from '../model/types';
@@ -32,7 +32,7 @@ export interface EngineOptions {
   /** Sequences the KV cache holds at once (parallel chains; see ../hyperscale/chains.ts). Default 1. */
   sequences?: number;
   onProgress?: (p: LoadProgress) => void;
-  /** GPU memory budget of the pre-flight (default: defaultMemoryBudget, worker/model/preflight.ts). */
+  /** GPU memory budget of the pre-flight (default: defaultMemoryBudget, worker/load/preflight.ts). */
   gpuMemoryBytes?: number;
   /** Largest weight part (default maxStorageBufferBindingSize; tests force small parts). */
   maxPartBytes?: number;

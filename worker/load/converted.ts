@@ -22,7 +22,7 @@ import type { Gpu } from '../gpu/context';
 import { allocMatrix, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, streamWeights, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from './weights';
 import { parseConfig, parseJsonFile } from '../model/config';
 import { checkModelFileName } from './file-name';
-import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from '../model/preflight';
+import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
 import { ModelLoadError, type ModelSource } from './source';
 import { rowScales, rowWords } from './pack';

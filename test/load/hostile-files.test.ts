@@ -11,12 +11,12 @@ import { describe, expect, it } from 'vitest';
 import { Engine } from '../../worker/engine/engine';
 import { fileNameProblem } from '../../worker/load/file-name';
 import { parseConfig, readModelConfig } from '../../worker/model/config';
-import { PreflightError, preflight } from '../../worker/model/preflight';
+import { PreflightError, preflight } from '../../worker/load/preflight';
 import { listTensors, readHeader } from '../../worker/load/safetensors';
 import { HttpSource } from '../../worker/load/source';
 import { FolderSource } from '../../worker/load/source-node';
 import { testGpu } from '../gpu';
-import { serveFiles, writeSafetensors } from '../load/helpers';
+import { serveFiles, writeSafetensors } from './helpers';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const DMS = join(ROOT, 'test/fixtures/golden/qwen3-dms');

@@ -5,7 +5,7 @@ import { Engine } from '../../worker/engine/engine';
 import { allocMatrix, modelWeightBytes } from '../../worker/load/weights';
 import { parseConfig } from '../../worker/model/config';
 import { preflightSource } from '../../worker/load/converted';
-import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/model/preflight';
+import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/load/preflight';
 import { findPreset, modelPresets, presetFit } from '../../worker/model/presets';
 import { FolderSource } from '../../worker/load/source-node';
 import type { ModelConfig, WeightFormat } from '../../worker/model/types';

@@ -9,11 +9,11 @@
  * rounded up to 16 bytes); the KV cache as `worker/kv/layout.ts` lays it out (docs/kv-cache.md);
  * activations as `worker/engine/forward.ts` allocates them.
  */
-import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from './types';
+import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/types';
 import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
-import { DEFAULT_KV_DTYPE, kvValueBytes } from './dtype';
-import { rowScales, rowWords } from '../load/pack';
+import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
+import { rowScales, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 /** The order tried when no format is asked for: best quality first. */
