@@ -19,7 +19,7 @@ import { HttpSource } from '../../worker/load/source';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { makeRandomCheckpoint, SHAPES } from '../../scripts/make-random-checkpoint.mjs';
 import { testGpu } from '../gpu';
-import { loadModel } from '../../worker/load-model';
+import { loadModel } from '../../worker/load/load-model';
 import { listModels } from '../../worker/store';
 import { MemoryBackend } from '../store/memory-backend';
 
