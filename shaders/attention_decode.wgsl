@@ -41,7 +41,7 @@ const CW: u32 = 2u;
 // #endif
 
 var<workgroup> wlen: u32;
-var<workgroup> wp0: u32;
+var<workgroup> wpos0: u32;
 var<workgroup> wmark: u32;
 var<workgroup> subgroups: atomic<u32>;
 var<workgroup> gm: array<f32, NG * G>;
@@ -93,12 +93,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   if (lid == 0u) {
     wlen = state[h];
-    wp0 = state[p.seenOff + h];
-    // DMS: the previous step's last token (p0 - 1) is marked by this step's decision (committed after).
+    wpos0 = state[p.seenOff + h];
+    // DMS: the previous step's last token (pos0 - 1) is marked by this step's decision (committed after).
     wmark = select(0u, 1u, p.w != NONE && alpha[p.rowBase * p.hkv + h] > 0.0);
   }
   let len = workgroupUniformLoad(&wlen);
-  let p0 = workgroupUniformLoad(&wp0);
+  let pos0 = workgroupUniformLoad(&wpos0);
   let markPrev = workgroupUniformLoad(&wmark) == 1u;
 
   // This lane's slices of the G queries, pre-scaled by 1/sqrt(d).
@@ -161,15 +161,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var x = 1u; x < LG; x <<= 1u) {
       for (var e = 0u; e < KB * G; e++) { sc[e] += subgroupShuffleXor(sc[e], x); }
     }
-    // Visibility (the query's position is p0): keys past the split and DMS-evicted ones are masked.
+    // Visibility (the query's position is pos0): keys past the split and DMS-evicted ones are masked.
     for (var b = 0u; b < KB; b++) {
       let k = k0 + b;
       var vis = k < kEnd;
       if (vis && k < len && p.w != NONE) {
         let ki = state[p.posOff + h * p.cap + k];
         let pos = ki & 0x7fffffffu;
-        let marked = (ki >> 31u) == 1u || (markPrev && p0 > 0u && pos == p0 - 1u);
-        vis = !marked || p0 - pos <= p.w;
+        let marked = (ki >> 31u) == 1u || (markPrev && pos0 > 0u && pos == pos0 - 1u);
+        vis = !marked || pos0 - pos <= p.w;
       }
       if (!vis) { for (var j = 0u; j < G; j++) { sc[b * G + j] = NEG; } }
     }

@@ -125,8 +125,8 @@ fn ringSlot(h: u32, t: u32, len: u32) -> u32 {
 fn destIndex(h: u32, r: u32) -> u32 { return p.destOff + h * p.maxStep + r; }
 
 // The token at position `pos` was evicted during this step: do not copy it.
-fn dropInStep(h: u32, pos: u32, p0: u32) {
-  if (pos >= p0) { scratch[destIndex(h, pos - p0)] = NONE; }
+fn dropInStep(h: u32, pos: u32, pos0: u32) {
+  if (pos >= pos0) { scratch[destIndex(h, pos - pos0)] = NONE; }
 }
 
 fn markPrev(h: u32, t: u32, row: u32, len: u32) {
@@ -157,9 +157,9 @@ fn commit(h: u32, lid: u32) {
   }
   if (lid == 0u) { wlen = state[h]; wseen = state[p.seenOff + h]; }
   let len0 = workgroupUniformLoad(&wlen);
-  let p0 = workgroupUniformLoad(&wseen);
+  let pos0 = workgroupUniformLoad(&wseen);
   for (var r = 0u; r < p.T; r++) {
-    let t = p0 + r;
+    let t = pos0 + r;
     if (lid == 0u) {
       var len = wlen;
       var slot = NONE;
@@ -169,7 +169,7 @@ fn commit(h: u32, lid: u32) {
           let cs = ringSlot(h, t - p.w1, len);
           if (cs != NONE && (state[p.posOff + h * p.cap + cs] >> 31u) == 1u) {
             slot = cs;
-            dropInStep(h, t - p.w1, p0);
+            dropInStep(h, t - p.w1, pos0);
           }
         }
       }
@@ -210,7 +210,7 @@ fn commit(h: u32, lid: u32) {
       if (lid == 0u) {
         let v = bs[0];
         if (v != NONE) {
-          dropInStep(h, bp[0], p0);
+          dropInStep(h, bp[0], pos0);
           if (p.policy == DMS) { atomicAdd(&counters[4], 1u); } else { atomicAdd(&counters[5], 1u); }
         }
         wslot = v;
@@ -232,7 +232,7 @@ fn commit(h: u32, lid: u32) {
   if (lid == 0u) {
     let len = wlen;
     state[h] = len;
-    state[p.seenOff + h] = p0 + p.T;
+    state[p.seenOff + h] = pos0 + p.T;
     let old = atomicAdd(&counters[0], len - len0);
     atomicMax(&counters[1], old + len - len0);
     if (p.T == 1u) { add64(2u, len0 + 1u); }
