@@ -20,13 +20,7 @@
 // vectors qv = lid / (D/2) + j * QG (QG = 64 / (D/2) groups of threads; D <= 128 so one pair each).
 // With p.stats = 1 the softmax max and sum (m, l) of each (row, query head) are kept in
 // part[statOff + (r * hq + head) * 2] for the attention-score kernel (kv_score.wgsl, tova/h2o).
-struct Params {
-  T: u32, rowBase: u32, seenOff: u32, hq: u32,
-  hkv: u32, d: u32, g: u32, cap: u32,
-  w: u32, _q: u32, nqb: u32, nsplit: u32,
-  _s: u32, scale: f32, stride: u32, posOff: u32,
-  mlOff: u32, stats: u32, statOff: u32, _p2: u32,
-}
+// struct Params: declared once as PARAMS in worker/kernels/attention.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
@@ -59,7 +53,8 @@ var<workgroup> wpos0: u32;
 // The step's first position (seen[h]), for keyInfo() and visible().
 var<private> pos0: u32;
 
-// rnd(), rnd2() and F16_MAX: f16_round.wgsl, appended by worker/kernels/attention.ts.
+// rnd(), rnd2() and F16_MAX:
+// #include f16_round.wgsl
 
 // Columns (2 cp, 2 cp + 1) of the value of resident slot k.
 fn cachedV(k: u32, h: u32, cp: u32) -> vec2f {

@@ -17,11 +17,7 @@
 // the shuffles run in uniform control flow.
 enable subgroups;
 
-struct Params {
-  rowBase: u32, seenOff: u32, hq: u32, hkv: u32,
-  cap: u32, w: u32, nsplit: u32, stride: u32,
-  posOff: u32, mlOff: u32, scale: f32, _p0: u32,
-}
+// struct Params: declared once as DECODE_PARAMS in worker/kernels/attention.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
@@ -48,7 +44,8 @@ var<workgroup> gm: array<f32, NG * G>;
 var<workgroup> gl: array<f32, NG * G>;
 var<workgroup> gacc: array<f32, G * D>;
 
-// rnd(): f16_round.wgsl, appended by worker/kernels/attention.ts.
+// rnd():
+// #include f16_round.wgsl
 
 // Values 8c .. 8c+7 of a cached key or value from its words: w0 (f16: all 8 halves), or w0 and w1 (f32).
 fn chunk(w0: vec4u, w1: vec4u) -> array<f32, 8> {

@@ -28,15 +28,7 @@
 // mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
 // Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
 // 5 policy evictions (training-free policies).
-struct Params {
-  T: u32, rowBase: u32, seenOff: u32, hq: u32,
-  hkv: u32, d: u32, cap: u32, w: u32,
-  w1: u32, stride: u32, posOff: u32, ringOff: u32,
-  policy: u32, mode: u32, maxStep: u32, sink: u32,
-  recent: u32, scoreOff: u32, destOff: u32, nMerge: u32,
-  nCommit: u32, nsplit: u32, mlOff: u32, stats: u32,
-  statOff: u32, _p0: u32, _p1: u32, _p2: u32,
-}
+// struct Params: declared once as PARAMS in worker/kernels/kv-commit.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> scratch: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -54,7 +46,8 @@ const TOVA: u32 = 3u;
 const H2O: u32 = 4u;
 const NONE: u32 = 0xffffffffu;
 const BIG: f32 = 3.0e38;
-// F16_MAX: f16_round.wgsl, appended by worker/kernels/kv-commit.ts.
+// F16_MAX:
+// #include f16_round.wgsl
 
 override F16: bool = false;
 

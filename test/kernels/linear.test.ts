@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Gpu } from '../../worker/gpu/context';
 import { Encoder } from '../../worker/gpu/encoder';
-import { specialize } from '../../worker/gpu/wgsl';
 import { linear, linearTuning } from '../../worker/kernels/linear';
 import { packRows, uploadMatrix } from '../../worker/load/pack';
 import type { GpuMatrix, WeightFormat } from '../../worker/model/types';
@@ -112,15 +111,4 @@ describe('linear quantization error', () => {
       if (format !== 'f32') expect(rel).toBeGreaterThan(0);
     });
   }
-});
-
-describe('specialize', () => {
-  it('keeps the right branches, nested', () => {
-    const src = ['a', '// #if X', 'b', '  // #if Y', 'c', '// #else', 'd', '// #endif', '// #else', 'e', '// #endif', 'f'].join('\n');
-    expect(specialize(src, { X: true, Y: true })).toBe('a\nb\nc\nf');
-    expect(specialize(src, { X: true, Y: false })).toBe('a\nb\nd\nf');
-    expect(specialize(src, { X: false, Y: true })).toBe('a\ne\nf');
-    expect(() => specialize(src, { X: true })).toThrow(/Y/);
-    expect(() => specialize('// #if X\na', { X: true })).toThrow(/unterminated/);
-  });
 });
