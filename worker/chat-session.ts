@@ -3,7 +3,7 @@
  * cached conversation across turns, stream-decode deltas, abort, and attach live KV stats to each delta.
  *
  * It depends on the engine only through the structural {@link ChatEngine} interface, so it can be
- * exercised with a fake engine (e2e/chat-session.spec.ts) as well as the real one (worker/worker.ts).
+ * exercised with a fake engine (test/chat-session.test.ts) as well as the real one (worker/worker.ts).
  *
  * Reusing the cache across turns. Chat templates do not render a conversation as a growing string:
  * Qwen3's, for one, drops the <think> part of earlier assistant turns, so the text of turn n+1 is not
