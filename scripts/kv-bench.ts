@@ -1,12 +1,15 @@
 /**
  * KV cache timing on a real GPU (not a test): decode and prefill steps of one layer with Qwen3-8B-like
  * attention shapes (Hq 32, Hkv 8, d 128), per policy, context length and K/V storage type (KV_DTYPE=f16|f32,
- * default both). Bundle with esbuild and run with Node + the `webgpu` package:  KV_BENCH=1 node bench.mjs
+ * default both; KV_CONTEXTS=1024,4096 narrows the contexts). Bundle with esbuild and run with Node and the
+ * `webgpu` package (docs/kv-cache.md, "Speed"):
+ *   npx esbuild scripts/kv-bench.ts --bundle --platform=node --format=esm --external:webgpu --loader:.wgsl=text --outfile=.cache/kv-bench.mjs
+ *   node .cache/kv-bench.mjs
  */
-import { Encoder } from '../../worker/gpu/encoder';
-import { nodeGpu } from '../../worker/gpu/node';
-import { SlotKvCache } from '../../worker/kv/slot-cache';
-import type { KvDtype, KvPolicyName } from '../../worker/model/types';
+import { Encoder } from '../worker/gpu/encoder';
+import { nodeGpu } from '../worker/gpu/node';
+import { SlotKvCache } from '../worker/kv/slot-cache';
+import type { KvDtype, KvPolicyName } from '../worker/model/types';
 
 const hq = 32, hkv = 8, d = 128;
 const stride = (hq + 2 * hkv) * d;
@@ -29,7 +32,7 @@ async function main(): Promise<void> {
 
   {
     // Floor: the cost of one tiny dispatch in a long pass (what a decode step pays per kernel).
-    const { add } = await import('../../worker/kernels/add');
+    const { add } = await import('../worker/kernels/add');
     const x = gpu.buffer('bench x', 1024), y = gpu.buffer('bench y', 1024);
     for (let rep = 0; rep < 2; rep++) {
       const enc = new Encoder(gpu, 'floor');
