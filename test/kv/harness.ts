@@ -5,7 +5,7 @@ import type { Gpu } from '../../worker/gpu/context';
 import type { KvCacheOptions, ModelShape, Segment } from '../../worker/kv/cache';
 import { SlotKvCache, type SlotCacheTuning } from '../../worker/kv/slot-cache';
 import { attentionRef } from '../../worker/reference/attention';
-import { dmsVisible, KvCacheRef } from '../../worker/reference/dms';
+import { dmsVisible, KvCacheRef } from '../../worker/reference/kv-cache';
 import { roundF16Array } from '../../worker/model/dtype';
 import type { KvDtype } from '../../worker/model/types';
 import { maxRelErr, randn } from '../gpu';
