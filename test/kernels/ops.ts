@@ -46,12 +46,12 @@ export class OpBuffers {
     return this.own(this.gpu.upload('op input', words));
   }
 
-  /** A buffer the kernel writes (in place when `init` is given, else n NaNs), then the sentinel tail that read() checks. */
-  output(n: number, init?: Float32Array): GPUBuffer {
-    const f = new Float32Array(n + TAIL).fill(NaN);
-    if (init) f.set(init);
-    new Uint32Array(f.buffer, 4 * n).set(SENTINEL);
-    const buf = this.own(this.gpu.upload('op output', f));
+  /** A buffer of n words the kernel writes (in place when `init` is given, else NaNs), then the sentinel tail that read() checks. */
+  output(n: number, init?: Float32Array | Uint32Array): GPUBuffer {
+    const words = new Uint32Array(new Float32Array(n + TAIL).fill(NaN).buffer);
+    if (init) words.set(new Uint32Array(init.buffer, init.byteOffset, init.length));
+    words.set(SENTINEL, n);
+    const buf = this.own(this.gpu.upload('op output', words));
     this.outputs.set(buf, n);
     return buf;
   }
@@ -73,12 +73,17 @@ export class OpBuffers {
     enc.submit();
   }
 
-  /** What the kernel wrote into an output, after checking that its sentinel tail came back bit for bit. */
+  /** What the kernel wrote into an output, as f32, after checking that its sentinel tail came back bit for bit. */
   async read(buf: GPUBuffer, what = 'output'): Promise<Float32Array> {
+    return new Float32Array((await this.words(buf, what)).buffer);
+  }
+
+  /** The same as u32 words. */
+  async words(buf: GPUBuffer, what = 'output'): Promise<Uint32Array> {
     const n = this.outputs.get(buf);
     if (n === undefined) throw new Error('OpBuffers.read: not an output');
-    const all = await this.gpu.readF32(buf, n + TAIL);
-    expect(Array.from(new Uint32Array(all.buffer, 4 * n)), `${what}: nothing written past its end`).toEqual(Array.from(SENTINEL));
+    const all = await this.gpu.readU32(buf, n + TAIL);
+    expect(Array.from(all.subarray(n)), `${what}: nothing written past its end`).toEqual(Array.from(SENTINEL));
     return all.slice(0, n);
   }
 
