@@ -1,5 +1,4 @@
 /** The chat page: wires the worker client, the conversation log, settings, model picker and memory panel. */
-import { modelPresets, presetFit } from '../worker/model/presets';
 import { drawKvMap, residentShare } from './kv-map';
 import './styles.css';
 import { EngineClient, TabLock } from './engine-client';
@@ -23,7 +22,7 @@ import {
   type Settings,
   type StoredMessage,
 } from './store';
-import type { ChatMessage, ChatRequest, KvStats, LoadProgress, LoadRequest, ModelInfo } from '../worker/protocol';
+import { modelPresets, presetFit, type ChatMessage, type ChatRequest, type KvStats, type LoadProgress, type LoadRequest, type ModelInfo } from '../worker/protocol';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
