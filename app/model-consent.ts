@@ -5,9 +5,8 @@
  * stored), and "Keep my model" loads the saved choice instead.
  */
 import type { ModelOrigin } from '../worker/protocol';
+import { $ } from './dom';
 import { formatBytes } from './format';
-
-const el = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
 function sizeText(o: ModelOrigin): string {
   if (o.problem) return o.problem;
@@ -17,7 +16,7 @@ function sizeText(o: ModelOrigin): string {
 
 /** Shows the dialog for `base`; resolves true when the user chose to load it. */
 export function askToLoadModel(base: string, describe: Promise<ModelOrigin>): Promise<boolean> {
-  const dialog = el<HTMLDialogElement>('consent-dialog');
+  const dialog = $<HTMLDialogElement>('consent-dialog');
   const showWhere = (where: string) => {
     let origin = where;
     try {
@@ -26,11 +25,11 @@ export function askToLoadModel(base: string, describe: Promise<ModelOrigin>): Pr
     } catch {
       /* a repo id: the worker tells its URL */
     }
-    el('consent-origin').textContent = origin;
-    el('consent-base').textContent = where;
+    $('consent-origin').textContent = origin;
+    $('consent-base').textContent = where;
   };
   showWhere(base);
-  const size = el('consent-size');
+  const size = $('consent-size');
   size.textContent = 'Checking…';
   describe.then(
     (o) => {

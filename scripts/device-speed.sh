@@ -74,7 +74,7 @@ if has split; then
   for s in ${SPLITS:-32x2048 128x512}; do bench split $B8 --context $CTX --kv full --steps 16 --ttft 0 --decode-split $s; done
 fi
 if has gemm; then
-  for g in ${GEMMS:-128x64x8 64x128x8 off}; do bench gemm $B8 --context ${CTX%%,*} --kv full --steps 4 --gemm $g; done
+  for g in ${GEMMS:-64x128x8x4 64x128x8x8 128x64x8x4 off}; do bench gemm $B8 --context ${CTX%%,*} --kv full --steps 4 --gemm $g; done
 fi
 if has flush; then
   for f in ${FLUSHES:-0 64}; do bench flush $B8 --context ${CTX%%,*} --kv dms --steps 32 --ttft 0 --flush $f; done

@@ -1,10 +1,17 @@
 /**
  * The contract between the UI (app/) and the model worker (worker/worker.ts), used through Comlink.
- * Both sides import these types and nothing else from each other.
+ * Both sides import these types, and the page the preset catalogue below, and nothing else from each other.
  */
 import type { KvDtype, KvPolicyName, KvResidency, KvStats, WeightFormat } from './model/types';
 
 export type { KvDtype, KvPolicyName, KvResidency, KvStats, WeightFormat };
+
+/**
+ * The models the page's model dialog offers, with their sizes and whether they fit an adapter's limits.
+ * Plain data and the pre-flight's arithmetic, no GPU or worker state, so the page computes them itself;
+ * this line is the one place that says where the catalogue lives in worker/.
+ */
+export { modelPresets, presetFit } from './model/presets';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';

@@ -16,6 +16,7 @@ import { EngineClient, TabLock } from '../engine-client';
 import { renderMessage } from '../render';
 import { streamPainter } from '../stream-paint';
 import { droppedText, formatBytes, formatDuration } from '../format';
+import { specForWorker } from '../model-spec';
 import type { ChatMessage, LoadProgress, ModelInfo } from '../../worker/protocol';
 
 const NO_WEBGPU = 'This chat needs WebGPU: Chrome or Edge 113+, Safari 26+, or Firefox 141+ on Windows.';
@@ -27,13 +28,8 @@ function startWorker(): Worker {
   return new Worker(URL.createObjectURL(shim), { type: 'module', name: 'webdms-model' });
 }
 
-/** The model attribute → what the worker understands: 'default', a repo id, or an absolute URL. */
-function resolveSpec(spec: string | null): string {
-  const s = (spec ?? '').trim();
-  if (s === '' || s === 'default') return 'default';
-  if (/^[\w.-]+\/[\w.-]+(@[\w.-]+)?$/.test(s) && !s.startsWith('.')) return s;
-  return new URL(s, document.baseURI).href;
-}
+/** The model attribute → what the worker understands (a path is relative to the embedding page). */
+const resolveSpec = (spec: string | null): string => specForWorker(spec ?? '', document.baseURI);
 
 const TEMPLATE = `
 <button class="launcher" part="launcher" type="button" aria-expanded="false" aria-label="Open chat">

@@ -11,9 +11,8 @@
 import type { Gpu } from '../gpu/context';
 import { Encoder, type StepPlan } from '../gpu/encoder';
 import { embed } from '../kernels/embed';
-import { linear, project } from '../kernels/linear';
+import { project } from '../kernels/linear';
 import { qkNormRope } from '../kernels/qk-norm-rope';
-import { rmsNorm } from '../kernels/rmsnorm';
 import type { KvCache, Segment } from '../kv/cache';
 import type { ModelConfig } from '../model/types';
 import { ropeInvFreq } from './rope';
@@ -136,15 +135,14 @@ export class Forward {
     }
     kv.end(enc);
     if (logitRows > 0) {
+      // The last rows' hidden states, moved to the front when they are not all of them.
       const first = rows - logitRows;
-      const norm = { weight: this.w.finalNorm, eps };
-      if (first === 0) {
-        project(enc, this.w.lmHead, this.x, this.logits, logitRows, { norm }, { normed: this.last });
-      } else {
+      let last = this.x;
+      if (first > 0) {
         enc.copy(this.x, first * H * 4, this.h, 0, logitRows * H * 4);
-        rmsNorm(enc, this.h, this.w.finalNorm, this.last, logitRows, H, eps);
-        linear(enc, this.w.lmHead, this.last, this.logits, logitRows);
+        last = this.h;
       }
+      project(enc, this.w.lmHead, last, this.logits, logitRows, { norm: { weight: this.w.finalNorm, eps } }, { normed: this.last });
     }
   }
 

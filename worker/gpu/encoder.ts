@@ -132,7 +132,8 @@ export class Encoder {
     this.state = stateOf(gpu);
     this.captured = opts.capture ? [] : null;
     this.enc = gpu.device.createCommandEncoder({ label });
-    this.arena = this.state.images.pop() ?? new Uint8Array(ARENA_BYTES);
+    // A capturing encoder keeps its parameters with the captured dispatches, not in the arena.
+    this.arena = this.captured ? new Uint8Array(0) : this.state.images.pop() ?? new Uint8Array(ARENA_BYTES);
   }
 
   /** Reserves a slot in the uniform arena for `params`; returns its offset. */
@@ -234,7 +235,6 @@ export class Encoder {
       return { pipeline: c.pipeline, group, x: c.workgroups[0], y: c.workgroups[1], z: c.workgroups[2] };
     });
     if (uniform) this.gpu.write(uniform, image);
-    this.state.images.push(this.arena);
     return new StepPlan(this.gpu, items, uniform, this.dispatches);
   }
 

@@ -1,0 +1,120 @@
+/**
+ * The banners above the conversation, and every one the page shows, with its words: WebGPU missing, the
+ * model failing to load or lacking storage, the model held by another tab, the GPU reset, a new version.
+ * One banner per key: a new one replaces the old. Their buttons run what the caller passes.
+ */
+import { $ } from './dom';
+
+type BannerKey = 'load' | 'lock' | 'gpu' | 'storage' | 'update';
+
+interface BannerAction {
+  label: string;
+  primary?: boolean;
+  run: () => void;
+}
+
+const banners = $('banners');
+
+function show(key: BannerKey, kind: 'error' | 'warn' | 'info', title: string, text: string, actions: BannerAction[] = []): void {
+  clear(key);
+  const b = document.createElement('div');
+  b.className = `banner banner-${kind}`;
+  b.dataset.key = key;
+  b.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  const body = document.createElement('div');
+  body.className = 'banner-body';
+  const h = document.createElement('strong');
+  h.textContent = title;
+  const p = document.createElement('p');
+  p.textContent = text;
+  body.append(h, p);
+  const acts = document.createElement('div');
+  acts.className = 'banner-actions';
+  for (const a of actions) {
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = `btn ${a.primary ? 'btn-primary' : 'btn-ghost'}`;
+    btn.textContent = a.label;
+    btn.addEventListener('click', () => {
+      clear(key);
+      a.run();
+    });
+    acts.append(btn);
+  }
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.className = 'btn btn-icon banner-close';
+  close.setAttribute('aria-label', 'Dismiss');
+  close.textContent = '×';
+  close.addEventListener('click', () => clear(key));
+  b.append(body, acts, close);
+  banners.append(b);
+}
+
+export function clear(key: BannerKey): void {
+  for (const b of banners.querySelectorAll<HTMLElement>('.banner')) if (b.dataset.key === key) b.remove();
+}
+
+export function noWebGpu(): void {
+  show(
+    'load',
+    'error',
+    'WebGPU is not available',
+    'WebGPU is not available in this browser, and WebDMS needs it to run the model on your GPU. ' +
+      'It works in Chrome or Edge 113+ (Windows, macOS, ChromeOS; Android 121+), Safari 26+ and Firefox 141+ on Windows.',
+  );
+}
+
+export function loadFailed(message: string, retry: () => void, chooseAnother: () => void): void {
+  show('load', 'error', 'The model could not be loaded', message, [
+    { label: 'Retry', primary: true, run: retry },
+    { label: 'Choose another model', run: chooseAnother },
+  ]);
+}
+
+export function noStorage(message: string, runWithoutStoring: () => void, freeSpace: () => void): void {
+  show('load', 'error', 'Not enough storage for this model', message, [
+    { label: 'Run without storing', primary: true, run: runWithoutStoring },
+    { label: 'Free up space', run: freeSpace },
+  ]);
+}
+
+/** The model loaded, but its weights are not (or not newly) kept in this browser. */
+export function storageWarning(stored: boolean | undefined, warning: string): void {
+  show('storage', 'info', stored ? 'Using the stored copy' : 'Running without storing', warning);
+}
+
+export function waitingForTab(): void {
+  show('lock', 'info', 'Waiting for the other tab', 'The model will load here as soon as the other WebDMS tab closes or unloads its model.');
+}
+
+export function tabBusy(useHere: () => void, wait: () => void): void {
+  show(
+    'lock',
+    'warn',
+    'WebDMS is already running in another tab',
+    'A model is loaded in another tab of this browser. Loading it here as well would hold a second copy in GPU memory, which can crash both tabs.',
+    [
+      { label: 'Use it here instead', primary: true, run: useHere },
+      { label: 'Wait for the other tab', run: wait },
+    ],
+  );
+}
+
+export function modelMoved(loadHere: () => void): void {
+  show('lock', 'warn', 'The model moved to another tab', 'Another WebDMS tab took over the model, and this tab let its copy go to free the GPU memory.', [
+    { label: 'Load it here again', primary: true, run: loadHere },
+  ]);
+}
+
+export function gpuReset(message: string, loadNow: () => void): void {
+  show('gpu', 'warn', 'The GPU was reset', `${message}. The model will load again when you send your next message.`, [
+    { label: 'Load it now', primary: true, run: loadNow },
+  ]);
+}
+
+export function newVersion(): void {
+  show('update', 'info', 'A new version of WebDMS is ready', 'Reload to use it. Your conversations and stored models are kept.', [
+    { label: 'Reload', primary: true, run: () => location.reload() },
+  ]);
+}

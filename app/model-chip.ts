@@ -1,0 +1,26 @@
+/** The model chip in the top bar: the model's name and size, and the status dot that shows the model's state. */
+import { $ } from './dom';
+import { formatCount } from './format';
+import { specLabel } from './model-spec';
+import { updateComposer } from './composer';
+import { currentSpec, state, type ModelState } from './state';
+
+export function setModelState(s: ModelState): void {
+  state.modelState = s;
+  $('status-dot').dataset.state = s;
+  updateComposer();
+}
+
+export function updateModelChip(): void {
+  const { modelInfo, modelState, loadedSpec } = state;
+  const name = $('model-name');
+  const meta = $('model-meta');
+  if (modelInfo && modelState === 'ready') {
+    name.textContent = !modelInfo.name || /^https?:/.test(modelInfo.name) ? specLabel(loadedSpec) : modelInfo.name;
+    name.title = modelInfo.name;
+    meta.textContent = [formatCount(modelInfo.parameters), modelInfo.weights, modelInfo.dms ? 'DMS' : null].filter(Boolean).join(' · ');
+  } else {
+    name.textContent = modelState === 'loading' ? `Loading ${specLabel(loadedSpec)}…` : modelState === 'elsewhere' ? 'In use in another tab' : specLabel(currentSpec());
+    meta.textContent = modelState === 'error' ? 'failed to load' : modelState === 'idle' ? 'not loaded' : modelState === 'lost' ? 'GPU lost: reloads on send' : '';
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The model dialog (the model chip opens it): the embedded model or a Hugging Face repo id / URL, the
+ * presets with their sizes and whether they fit this GPU, and the models stored in this browser.
+ * Choosing one saves it as the model and asks for it to be loaded.
+ */
+import { $ } from './dom';
+import { formatBytes, formatCount } from './format';
+import { specLabel } from './model-spec';
+import { client, currentSpec, removeModelParam, settings, state } from './state';
+import { saveSettings } from './store';
+import { modelPresets, presetFit } from '../worker/protocol';
+
+const modelDialog = $<HTMLDialogElement>('model-dialog');
+const modelForm = $<HTMLFormElement>('model-form');
+const specInput = $<HTMLInputElement>('model-spec');
+const source = () => modelForm.elements.namedItem('source') as RadioNodeList;
+
+export function openModelDialog(): void {
+  const spec = currentSpec();
+  const isDefault = spec === 'default' || spec === '';
+  source().value = isDefault ? 'default' : 'custom';
+  specInput.value = isDefault ? '' : spec;
+  const dl = $('recent-models');
+  dl.replaceChildren(
+    ...settings.recentModels.map((m) => {
+      const o = document.createElement('option');
+      o.value = m;
+      return o;
+    }),
+  );
+  $('model-note').textContent = state.modelInfo ? `Loaded now: ${specLabel(state.loadedSpec)} (${formatBytes(state.modelInfo.weightBytes)} of weights on the GPU).` : '';
+  void renderStored();
+  void renderPresets();
+  modelDialog.showModal();
+}
+
+/** This GPU's buffer limits, for the presets' fit (the worker runs the same pre-flight before loading). */
+let adapterLimits: Promise<{ maxBufferSize: number; maxStorageBufferBindingSize: number } | null> | null = null;
+function gpuLimits() {
+  adapterLimits ??= (async () => {
+    const a = await navigator.gpu?.requestAdapter().catch(() => null);
+    return a ? { maxBufferSize: a.limits.maxBufferSize, maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize } : null;
+  })();
+  return adapterLimits;
+}
+
+/** Presets: real models with their sizes and whether they fit this GPU; a click picks one. */
+async function renderPresets(): Promise<void> {
+  const box = $('model-presets');
+  const limits = await gpuLimits();
+  box.replaceChildren(
+    ...modelPresets().map((p) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'preset';
+      const left = document.createElement('span');
+      const name = document.createElement('strong');
+      name.textContent = p.label;
+      const sub = document.createElement('small');
+      sub.textContent = ` ${formatCount(p.parameters)} params · ${formatBytes(p.sizes.q4.downloadBytes)} at q4 · needs ${formatBytes(p.gpuMemory)}`;
+      left.append(name, sub);
+      const fit = document.createElement('small');
+      if (limits) {
+        const f = presetFit(p, limits);
+        fit.className = f.ok ? 'fit-yes' : 'fit-no';
+        fit.textContent = f.ok ? `fits (${f.report.format})` : 'too big here';
+        if (!f.ok) b.title = f.error.message;
+      }
+      b.append(left, fit);
+      b.addEventListener('click', () => {
+        specInput.value = p.id;
+        source().value = 'custom';
+      });
+      return b;
+    }),
+  );
+}
+
+/** The models kept in this browser's storage, each with a delete button. */
+async function renderStored(): Promise<void> {
+  const box = $('stored-models');
+  let list: Awaited<ReturnType<typeof client.listStored>> = [];
+  try {
+    list = await client.listStored();
+  } catch {
+    list = [];
+  }
+  box.replaceChildren();
+  $('stored-section').hidden = list.length === 0;
+  for (const m of list) {
+    const row = document.createElement('div');
+    row.className = 'stored-row';
+    const label = document.createElement('div');
+    label.className = 'stored-label';
+    const name = document.createElement('strong');
+    name.textContent = m.name === 'default' ? 'Embedded model' : specLabel(m.name);
+    name.title = m.id;
+    const size = document.createElement('small');
+    size.textContent = (m.complete ? formatBytes(m.bytes) : `${formatBytes(m.storedBytes)} of ${formatBytes(m.bytes)} (unfinished)`) + (m.weights ? ` · ${m.weights} copy` : '');
+    label.append(name, size);
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'btn btn-ghost';
+    del.textContent = 'Delete';
+    del.setAttribute('aria-label', `Delete stored model ${name.textContent}`);
+    del.addEventListener('click', async () => {
+      del.disabled = true;
+      await client.deleteStored(m.id).catch(() => undefined);
+      void renderStored();
+    });
+    row.append(label, del);
+    box.append(row);
+  }
+}
+
+/** The model chip opens the dialog; "Load" saves the choice and calls `load` with it. */
+export function initModelDialog(load: (spec: string) => void): void {
+  $('model-chip').addEventListener('click', openModelDialog);
+  specInput.addEventListener('input', () => {
+    source().value = 'custom';
+  });
+  modelDialog.addEventListener('close', () => {
+    if (modelDialog.returnValue !== 'load') return;
+    const spec = source().value === 'default' ? 'default' : specInput.value.trim();
+    if (!spec) return;
+    settings.model = spec;
+    if (spec !== 'default') settings.recentModels = [spec, ...settings.recentModels.filter((m) => m !== spec)].slice(0, 8);
+    saveSettings(settings);
+    // The page was opened for a given model; drop the override from the address so the choice sticks.
+    if (state.urlModel !== null) removeModelParam();
+    load(spec);
+  });
+}
