@@ -9,7 +9,7 @@ import { randomMatrix, randomWeights } from '../worker/bench/random-weights';
 import { benchMaxContext, benchRows, formatRow, keepBusy, measureBandwidth, timeToFirstToken, type BenchRow } from '../worker/bench/rows';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
-import type { ModelWeights } from '../worker/engine/weights';
+import type { ModelWeights } from '../worker/load/weights';
 import type { Gpu } from '../worker/gpu/context';
 import { applyTuning, TuningError } from '../worker/bench/tuning';
 import { Encoder } from '../worker/gpu/encoder';

@@ -1,6 +1,6 @@
 /**
  * `dms convert --model <folder|URL|repo id> --weights q4|q8|f16|f32 --out <folder>`: writes the converted
- * form of a checkpoint (worker/model/converted.ts): the GPU packing as raw shards of at most 64 MB, a
+ * form of a checkpoint (worker/load/converted.ts): the GPU packing as raw shards of at most 64 MB, a
  * manifest with per-shard SHA-256, and config.json / tokenizer files. Engine.load reads that folder (or
  * the same files on any static host) directly.
  */
@@ -9,8 +9,8 @@ import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writ
 import { join } from 'node:path';
 import { nodeGpu } from '../worker/gpu/node';
 import { readModelConfig } from '../worker/model/config';
-import { convertModel, MANIFEST_FILE, type ConvertSink } from '../worker/model/converted';
-import { fmtBytes, preflight } from '../worker/model/preflight';
+import { convertModel, MANIFEST_FILE, type ConvertSink } from '../worker/load/converted';
+import { fmtBytes, preflight } from '../worker/load/preflight';
 import type { WeightFormat } from '../worker/model/types';
 import { choiceArg, intArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';

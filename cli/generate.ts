@@ -1,11 +1,11 @@
 /** `dms generate`: one prompt in, generated tokens out. */
 import { readFile } from 'node:fs/promises';
-import { extractAnswer, vote } from '../worker/engine/answers';
+import { extractAnswer, vote } from '../worker/hyperscale/answers';
 import { droppedNotice, fitConversation } from '../worker/fit-conversation';
 import type { ChatMessage, ContextDropped } from '../worker/protocol';
-import { generateChains } from '../worker/engine/chains';
+import { generateChains } from '../worker/hyperscale/chains';
 import { Engine } from '../worker/engine/engine';
-import { budgetBytes, MB, plan, type MemoryLevel, type Plan } from '../worker/engine/planner';
+import { budgetBytes, MB, plan, type MemoryLevel, type Plan } from '../worker/hyperscale/planner';
 import { readModelConfig } from '../worker/model/config';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import { nodeGpu } from '../worker/gpu/node';

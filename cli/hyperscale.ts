@@ -1,12 +1,12 @@
 /**
  * `dms hyperscale`: inference-time hyper-scaling sweep (docs/hyperscaling.md). For every KV policy,
- * max length L and width W, each task is answered by W parallel chains (worker/engine/chains.ts) and a
+ * max length L and width W, each task is answered by W parallel chains (worker/hyperscale/chains.ts) and a
  * majority vote over their final answers; accuracy is reported against the measured peak KV tokens and
  * KV reads per problem, so that policies can be compared at equal memory or equal reads.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { extractAnswer, normalizeAnswer, vote } from '../worker/engine/answers';
-import { generateChains } from '../worker/engine/chains';
+import { extractAnswer, normalizeAnswer, vote } from '../worker/hyperscale/answers';
+import { generateChains } from '../worker/hyperscale/chains';
 import { Engine } from '../worker/engine/engine';
 import { createRandom } from '../worker/engine/random';
 import { nodeGpu } from '../worker/gpu/node';

@@ -5,8 +5,8 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { resolveModelUrl, type ModelSource } from '../worker/model/source';
-import { FolderSource } from '../worker/model/source-node';
+import { resolveModelUrl, type ModelSource } from '../worker/load/source';
+import { FolderSource } from '../worker/load/source-node';
 import { formatBytes } from '../worker/store/errors';
 import { RemoteSource } from '../worker/store/remote-source';
 import { intArg } from './args';

@@ -6,10 +6,10 @@
  */
 import { test, expect } from '@playwright/test';
 import { readFileSync } from 'node:fs';
-import { listTensors, readTensorF32 } from '../worker/model/safetensors';
-import { FolderSource } from '../worker/model/source-node';
+import { listTensors, readTensorF32 } from '../worker/load/safetensors';
+import { FolderSource } from '../worker/load/source-node';
 import { ModelTokenizer } from '../worker/model/tokenizer';
-import { writeSafetensors } from '../test/model/helpers';
+import { writeSafetensors } from '../test/load/helpers';
 import { startHub, type Hub } from '../test/store/hub-server';
 import { openWithModel } from './helpers';
 

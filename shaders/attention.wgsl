@@ -1,10 +1,10 @@
 // Attention of one step's rows over a KV cache stream (see docs/kv-cache.md).
 // Keys of KV head h = the cache's resident slots [0, len) of (layer, seq, h) followed by this step's own
-// keys, read straight from qkv (row r sees step keys 0..r). The step's first position p0 is the stream's
+// keys, read straight from qkv (row r sees step keys 0..r). The step's first position pos0 is the stream's
 // seen[h] (state word seenOff + h, advanced by kv_commit.wgsl after attention). Visibility: all resident keys and causal step
 // keys, and with DMS (p.w != NONE) a key at position j marked for eviction is hidden from query i once
 // i - j > w. A key's DMS mark: resident slots carry it in bit 31 of their position word, except the
-// previous step's last token (p0 - 1), marked iff alpha[first row][h] > 0; step key r' is marked iff
+// previous step's last token (pos0 - 1), marked iff alpha[first row][h] > 0; step key r' is marked iff
 // alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
 // One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
 // (flash-decoding: split s takes keys [s * S, (s + 1) * S), S = len + T spread over nsplit splits in tiles
@@ -20,13 +20,7 @@
 // vectors qv = lid / (D/2) + j * QG (QG = 64 / (D/2) groups of threads; D <= 128 so one pair each).
 // With p.stats = 1 the softmax max and sum (m, l) of each (row, query head) are kept in
 // part[statOff + (r * hq + head) * 2] for the attention-score kernel (kv_score.wgsl, tova/h2o).
-struct Params {
-  T: u32, rowBase: u32, seenOff: u32, hq: u32,
-  hkv: u32, d: u32, g: u32, cap: u32,
-  w: u32, _q: u32, nqb: u32, nsplit: u32,
-  _s: u32, scale: f32, stride: u32, posOff: u32,
-  mlOff: u32, stats: u32, statOff: u32, _p2: u32,
-}
+// struct Params: declared once as PARAMS in worker/kernels/attention.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
@@ -55,11 +49,12 @@ var<workgroup> mrow: array<f32, 16>;
 var<workgroup> lrow: array<f32, 16>;
 var<workgroup> corr: array<f32, 16>;
 var<workgroup> wlen: u32;
-var<workgroup> wp0: u32;
+var<workgroup> wpos0: u32;
 // The step's first position (seen[h]), for keyInfo() and visible().
-var<private> p0: u32;
+var<private> pos0: u32;
 
-// rnd(), rnd2() and F16_MAX: f16_round.wgsl, appended by worker/kernels/attention.ts.
+// rnd(), rnd2() and F16_MAX:
+// #include f16_round.wgsl
 
 // Columns (2 cp, 2 cp + 1) of the value of resident slot k.
 fn cachedV(k: u32, h: u32, cp: u32) -> vec2f {
@@ -82,7 +77,7 @@ fn keyInfo(k: u32, len: u32, h: u32) -> u32 {
   if (k < len) {
     let ki = state[p.posOff + h * p.cap + k];
     // The previous step's last token is marked by this step's first decision (committed after attention).
-    if (p.w != NONE && p0 > 0u && (ki & 0x7fffffffu) == p0 - 1u && alpha[p.rowBase * p.hkv + h] > 0.0) {
+    if (p.w != NONE && pos0 > 0u && (ki & 0x7fffffffu) == pos0 - 1u && alpha[p.rowBase * p.hkv + h] > 0.0) {
       return ki | 0x80000000u;
     }
     return ki;
@@ -90,13 +85,13 @@ fn keyInfo(k: u32, len: u32, h: u32) -> u32 {
   let rk = k - len;
   var m = 0u;
   if (rk + 1u < p.T && alpha[(p.rowBase + rk + 1u) * p.hkv + h] > 0.0) { m = 0x80000000u; }
-  return (p0 + rk) | m;
+  return (pos0 + rk) | m;
 }
 
 // Is a key with info `ki` visible to the query of step row r? (Resident keys are all older than the step.)
 fn visible(ki: u32, r: u32) -> bool {
   let pos = ki & 0x7fffffffu;
-  let i = p0 + r;
+  let i = pos0 + r;
   if (pos > i) { return false; }
   if (p.w == NONE || (ki >> 31u) == 0u) { return true; }
   return i - pos <= p.w;
@@ -124,9 +119,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     qs[e] = v;
   }
   if (lid < MAXQH) { mrow[lid] = NEG; lrow[lid] = 0.0; corr[lid] = 1.0; }
-  if (lid == 0u) { wlen = state[h]; wp0 = state[p.seenOff + h]; }
+  if (lid == 0u) { wlen = state[h]; wpos0 = state[p.seenOff + h]; }
   let len = workgroupUniformLoad(&wlen);
-  p0 = workgroupUniformLoad(&wp0);
+  pos0 = workgroupUniformLoad(&wpos0);
 
   let lastRow = (qb * QH + nq - 1u) / p.g;
   let nk = len + lastRow + 1u;

@@ -17,11 +17,7 @@
 // the shuffles run in uniform control flow.
 enable subgroups;
 
-struct Params {
-  rowBase: u32, seenOff: u32, hq: u32, hkv: u32,
-  cap: u32, w: u32, nsplit: u32, stride: u32,
-  posOff: u32, mlOff: u32, scale: f32, _p0: u32,
-}
+// struct Params: declared once as DECODE_PARAMS in worker/kernels/attention.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
@@ -41,14 +37,15 @@ const CW: u32 = 2u;
 // #endif
 
 var<workgroup> wlen: u32;
-var<workgroup> wp0: u32;
+var<workgroup> wpos0: u32;
 var<workgroup> wmark: u32;
 var<workgroup> subgroups: atomic<u32>;
 var<workgroup> gm: array<f32, NG * G>;
 var<workgroup> gl: array<f32, NG * G>;
 var<workgroup> gacc: array<f32, G * D>;
 
-// rnd(): f16_round.wgsl, appended by worker/kernels/attention.ts.
+// rnd():
+// #include f16_round.wgsl
 
 // Values 8c .. 8c+7 of a cached key or value from its words: w0 (f16: all 8 halves), or w0 and w1 (f32).
 fn chunk(w0: vec4u, w1: vec4u) -> array<f32, 8> {
@@ -93,12 +90,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   if (lid == 0u) {
     wlen = state[h];
-    wp0 = state[p.seenOff + h];
-    // DMS: the previous step's last token (p0 - 1) is marked by this step's decision (committed after).
+    wpos0 = state[p.seenOff + h];
+    // DMS: the previous step's last token (pos0 - 1) is marked by this step's decision (committed after).
     wmark = select(0u, 1u, p.w != NONE && alpha[p.rowBase * p.hkv + h] > 0.0);
   }
   let len = workgroupUniformLoad(&wlen);
-  let p0 = workgroupUniformLoad(&wp0);
+  let pos0 = workgroupUniformLoad(&wpos0);
   let markPrev = workgroupUniformLoad(&wmark) == 1u;
 
   // This lane's slices of the G queries, pre-scaled by 1/sqrt(d).
@@ -161,15 +158,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var x = 1u; x < LG; x <<= 1u) {
       for (var e = 0u; e < KB * G; e++) { sc[e] += subgroupShuffleXor(sc[e], x); }
     }
-    // Visibility (the query's position is p0): keys past the split and DMS-evicted ones are masked.
+    // Visibility (the query's position is pos0): keys past the split and DMS-evicted ones are masked.
     for (var b = 0u; b < KB; b++) {
       let k = k0 + b;
       var vis = k < kEnd;
       if (vis && k < len && p.w != NONE) {
         let ki = state[p.posOff + h * p.cap + k];
         let pos = ki & 0x7fffffffu;
-        let marked = (ki >> 31u) == 1u || (markPrev && p0 > 0u && pos == p0 - 1u);
-        vis = !marked || p0 - pos <= p.w;
+        let marked = (ki >> 31u) == 1u || (markPrev && pos0 > 0u && pos == pos0 - 1u);
+        vis = !marked || pos0 - pos <= p.w;
       }
       if (!vis) { for (var j = 0u; j < G; j++) { sc[b * G + j] = NEG; } }
     }

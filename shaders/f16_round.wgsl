@@ -1,5 +1,5 @@
-// f16 helpers shared by the kernels that read the KV cache in f16 (attention.wgsl, kv_score.wgsl) and the one
-// that writes it (kv_commit.wgsl); worker/kernels appends this file to their source.
+// f16 helpers shared by the kernels that read the KV cache in f16 (attention.wgsl, attention_decode.wgsl,
+// kv_score.wgsl) and the one that writes it (kv_commit.wgsl), which include it (worker/gpu/wgsl.ts).
 const F16_MAX: f32 = 65504.0;
 
 // x rounded to the nearest f16 (ties to even; clamped to ±65504), as kv_commit.wgsl stores it. Not

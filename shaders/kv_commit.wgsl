@@ -28,15 +28,7 @@
 // mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
 // Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
 // 5 policy evictions (training-free policies).
-struct Params {
-  T: u32, rowBase: u32, seenOff: u32, hq: u32,
-  hkv: u32, d: u32, cap: u32, w: u32,
-  w1: u32, stride: u32, posOff: u32, ringOff: u32,
-  policy: u32, mode: u32, maxStep: u32, sink: u32,
-  recent: u32, scoreOff: u32, destOff: u32, nMerge: u32,
-  nCommit: u32, nsplit: u32, mlOff: u32, stats: u32,
-  statOff: u32, _p0: u32, _p1: u32, _p2: u32,
-}
+// struct Params: declared once as PARAMS in worker/kernels/kv-commit.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> scratch: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -54,7 +46,8 @@ const TOVA: u32 = 3u;
 const H2O: u32 = 4u;
 const NONE: u32 = 0xffffffffu;
 const BIG: f32 = 3.0e38;
-// F16_MAX: f16_round.wgsl, appended by worker/kernels/kv-commit.ts.
+// F16_MAX:
+// #include f16_round.wgsl
 
 override F16: bool = false;
 
@@ -125,8 +118,8 @@ fn ringSlot(h: u32, t: u32, len: u32) -> u32 {
 fn destIndex(h: u32, r: u32) -> u32 { return p.destOff + h * p.maxStep + r; }
 
 // The token at position `pos` was evicted during this step: do not copy it.
-fn dropInStep(h: u32, pos: u32, p0: u32) {
-  if (pos >= p0) { scratch[destIndex(h, pos - p0)] = NONE; }
+fn dropInStep(h: u32, pos: u32, pos0: u32) {
+  if (pos >= pos0) { scratch[destIndex(h, pos - pos0)] = NONE; }
 }
 
 fn markPrev(h: u32, t: u32, row: u32, len: u32) {
@@ -157,9 +150,9 @@ fn commit(h: u32, lid: u32) {
   }
   if (lid == 0u) { wlen = state[h]; wseen = state[p.seenOff + h]; }
   let len0 = workgroupUniformLoad(&wlen);
-  let p0 = workgroupUniformLoad(&wseen);
+  let pos0 = workgroupUniformLoad(&wseen);
   for (var r = 0u; r < p.T; r++) {
-    let t = p0 + r;
+    let t = pos0 + r;
     if (lid == 0u) {
       var len = wlen;
       var slot = NONE;
@@ -169,7 +162,7 @@ fn commit(h: u32, lid: u32) {
           let cs = ringSlot(h, t - p.w1, len);
           if (cs != NONE && (state[p.posOff + h * p.cap + cs] >> 31u) == 1u) {
             slot = cs;
-            dropInStep(h, t - p.w1, p0);
+            dropInStep(h, t - p.w1, pos0);
           }
         }
       }
@@ -210,7 +203,7 @@ fn commit(h: u32, lid: u32) {
       if (lid == 0u) {
         let v = bs[0];
         if (v != NONE) {
-          dropInStep(h, bp[0], p0);
+          dropInStep(h, bp[0], pos0);
           if (p.policy == DMS) { atomicAdd(&counters[4], 1u); } else { atomicAdd(&counters[5], 1u); }
         }
         wslot = v;
@@ -232,7 +225,7 @@ fn commit(h: u32, lid: u32) {
   if (lid == 0u) {
     let len = wlen;
     state[h] = len;
-    state[p.seenOff + h] = p0 + p.T;
+    state[p.seenOff + h] = pos0 + p.T;
     let old = atomicAdd(&counters[0], len - len0);
     atomicMax(&counters[1], old + len - len0);
     if (p.T == 1u) { add64(2u, len0 + 1u); }

@@ -9,12 +9,7 @@
 // it into the slot the token receives.
 // Storage (pipeline constant F16, as attention.wgsl): cached keys f32, or two halves per u32; bound as
 // vec4u. With F16 the step's keys are rounded to f16 like the ones attention used.
-struct Params {
-  T: u32, rowBase: u32, hq: u32, hkv: u32,
-  d: u32, g: u32, cap: u32, stride: u32,
-  scoreOff: u32, statOff: u32, rowStart: u32, accumulate: u32,
-  maxStep: u32, scale: f32, tiles: u32, destOff: u32,
-}
+// struct Params: declared once as PARAMS in worker/kernels/kv-score.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<vec4u>;
@@ -23,7 +18,8 @@ struct Params {
 
 override F16: bool = false;
 
-// rnd(), rnd2() and F16_MAX: f16_round.wgsl, appended by worker/kernels/kv-score.ts.
+// rnd(), rnd2() and F16_MAX:
+// #include f16_round.wgsl
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {

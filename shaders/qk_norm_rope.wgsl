@@ -24,28 +24,7 @@ const Q_NORM = 1u;
 const K_NORM = 2u;
 const DMS = 4u;
 
-var<workgroup> red: array<f32, WG>;
-
-// #if SUBGROUPS
-fn headSum(v: f32, lid: u32, sgi: u32, sgs: u32) -> f32 {
-  let s = subgroupAdd(v);
-  if (sgi == 0u) { red[lid / sgs] = s; }
-  workgroupBarrier();
-  var t = 0.0;
-  for (var k = 0u; k < (WG + sgs - 1u) / sgs; k++) { t += red[k]; }
-  return t;
-}
-// #else
-fn headSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  return red[0];
-}
-// #endif
+// #include workgroup_sum.wgsl
 
 // cos and sin of an angle of any size, to about 1e-7 (WGSL's cos/sin are only bounded to 2^-11 on [-π, π]
 // and several GPUs use such approximations). Cody-Waite reduction by 2π = C1 + C2 + C3 (k * C1 and k * C2
@@ -107,9 +86,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let norm = select((p.flags & K_NORM) != 0u, (p.flags & Q_NORM) != 0u, isQ);
   if (norm) {
 // #if SUBGROUPS
-    let total = headSum(ss, lid, sgi, sgs);
+    let total = workgroupSum(ss, lid, sgi, sgs);
 // #else
-    let total = headSum(ss, lid);
+    let total = workgroupSum(ss, lid);
 // #endif
     let r = inverseSqrt(total / f32(d) + p.eps);
     for (var k = 0u; k < MAXP; k++) {

@@ -1,5 +1,5 @@
 // Converts checkpoint rows (f32, f16 or bf16, as raw words in a staging buffer) into the GPU weight
-// layouts of worker/model/types.ts (MatrixPart), bit for bit as packRows (worker/model/pack.ts) does on
+// layouts of worker/model/types.ts (MatrixPart), bit for bit as packRows (worker/load/pack.ts) does on
 // the CPU. Everything is integer arithmetic on the f32 bit patterns: no float conversion, division or
 // rounding of the GPU is trusted (WGSL allows 2.5 ulp division, either rounding direction for f32->f16,
 // and flushing subnormals), so the results do not depend on the adapter.

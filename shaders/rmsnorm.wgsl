@@ -10,30 +10,8 @@ struct Params { rows: u32, cols: u32, eps: f32 }
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 const WG = 256u;
-var<workgroup> red: array<f32, WG>;
 
-// #if SUBGROUPS
-// Subgroup sums, one partial per subgroup in workgroup memory (subgroups of a 1-D workgroup are
-// taken as consecutive invocation ranges), then every invocation adds the partials in order.
-fn rowSum(v: f32, lid: u32, sgi: u32, sgs: u32) -> f32 {
-  let s = subgroupAdd(v);
-  if (sgi == 0u) { red[lid / sgs] = s; }
-  workgroupBarrier();
-  var t = 0.0;
-  for (var k = 0u; k < (WG + sgs - 1u) / sgs; k++) { t += red[k]; }
-  return t;
-}
-// #else
-fn rowSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  return red[0];
-}
-// #endif
+// #include workgroup_sum.wgsl
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
@@ -50,9 +28,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     ss += v * v;
   }
 // #if SUBGROUPS
-  let total = rowSum(ss, lid, sgi, sgs);
+  let total = workgroupSum(ss, lid, sgi, sgs);
 // #else
-  let total = rowSum(ss, lid);
+  let total = workgroupSum(ss, lid);
 // #endif
   let r = inverseSqrt(total / f32(p.cols) + p.eps);
   for (var c = lid; c < p.cols; c += WG) {

@@ -3,7 +3,7 @@
  * cached conversation across turns, stream-decode deltas, abort, and attach live KV stats to each delta.
  *
  * It depends on the engine only through the structural {@link ChatEngine} interface, so it can be
- * exercised with a fake engine (e2e/chat-session.spec.ts) as well as the real one (worker/worker.ts).
+ * exercised with a fake engine (test/chat-session.test.ts) as well as the real one (worker/worker.ts).
  *
  * Reusing the cache across turns. Chat templates do not render a conversation as a growing string:
  * Qwen3's, for one, drops the <think> part of earlier assistant turns, so the text of turn n+1 is not
@@ -16,7 +16,7 @@
  * history, another conversation) is rendered in full and the engine starts over.
  */
 import type { GenerateResult } from './engine/engine';
-import { extractAnswer, vote } from './engine/answers';
+import { extractAnswer, vote } from './hyperscale/answers';
 import { fitConversation } from './fit-conversation';
 import type { ChainReply, ChatDelta, ChatMessage, ChatRequest, ChatResult, ContextDropped, KvStats, SamplingOptions, Timing } from './protocol';
 
@@ -39,7 +39,7 @@ export interface ChatEngine {
   reset(): void;
 }
 
-/** Parallel chains from one prompt (worker/engine/chains.ts's generateChains, bound to the engine). */
+/** Parallel chains from one prompt (worker/hyperscale/chains.ts's generateChains, bound to the engine). */
 export type ChainsRunner = (
   promptIds: number[],
   opts: SamplingOptions & { chains: number; signal?: AbortSignal; onToken?: (chain: number, id: number) => void },

@@ -7,12 +7,12 @@
 import * as Comlink from 'comlink';
 import { Gpu } from './gpu/context';
 import { Engine } from './engine/engine';
-import { resolveModelUrl } from './model/source';
+import { resolveModelUrl } from './load/source';
 import { deleteModel, listModels } from './store';
-import { loadModel } from './load-model';
+import { loadModel } from './load/load-model';
 import { ChatSession } from './chat-session';
-import { generateChains } from './engine/chains';
-import { describeModel } from './model-origin';
+import { generateChains } from './hyperscale/chains';
+import { describeModel } from './load/model-origin';
 import type { ChatDelta, ChatRequest, ChatResult, KvResidency, KvStats, LoadProgress, LoadRequest, ModelInfo, ModelOrigin, StoredModelInfo, WorkerApi } from './protocol';
 
 /** Where the embedded model lives, relative to this script (dev: /worker/, build: /assets/). */

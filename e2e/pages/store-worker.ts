@@ -3,7 +3,7 @@
  * page. Every result is a plain object, errors included, so the test sees their names and numbers.
  */
 import * as Comlink from 'comlink';
-import type { ModelSource } from '../../worker/model/source';
+import type { ModelSource } from '../../worker/load/source';
 import { Sha256, deleteAll, deleteModel, listModels, openModelSource, type OpenModelOptions, type StoreProgress } from '../../worker/store';
 
 export interface FileDigest {

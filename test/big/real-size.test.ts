@@ -14,12 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FolderSink } from '../../cli/convert';
 import { Engine } from '../../worker/engine/engine';
 import { parseConfig } from '../../worker/model/config';
-import { convertModel } from '../../worker/model/converted';
-import { HttpSource } from '../../worker/model/source';
+import { convertModel } from '../../worker/load/converted';
+import { HttpSource } from '../../worker/load/source';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { makeRandomCheckpoint, SHAPES } from '../../scripts/make-random-checkpoint.mjs';
 import { testGpu } from '../gpu';
-import { loadModel } from '../../worker/load-model';
+import { loadModel } from '../../worker/load/load-model';
 import { listModels } from '../../worker/store';
 import { MemoryBackend } from '../store/memory-backend';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtinTasks, parseTasks } from '../../cli/hyperscale';
-import { extractAnswer } from '../../worker/engine/answers';
+import { extractAnswer } from '../../worker/hyperscale/answers';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const DMS = join(ROOT, 'test/fixtures/golden/qwen3-dms');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { dmsVisibility, referenceForward } from '../../worker/reference/model';
 import { randn } from '../gpu';
-import { writeSafetensors, type TestTensor } from '../model/helpers';
+import { writeSafetensors, type TestTensor } from '../load/helpers';
 import { loadEngine, loadReference, maxAbsDiff } from './helpers';
 
 const FIXTURE = new URL('../fixtures/golden/qwen3-dms/', import.meta.url).pathname;

@@ -23,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { WeightFormat } from '../../worker/model/types';
 import { ModelTokenizer } from '../../worker/model/tokenizer';
-import { FolderSource } from '../../worker/model/source-node';
+import { FolderSource } from '../../worker/load/source-node';
 import { dmsVisibility, referenceForward } from '../../worker/reference/model';
 import { argmaxRow, asStored, loadEngine, loadReference, maxAbsDiff } from './helpers';
 

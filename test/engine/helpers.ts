@@ -1,10 +1,10 @@
 /** Loading checkpoints for engine tests: tensors as f32 for the CPU reference, and a GPU engine. */
 import { Engine, type EngineOptions } from '../../worker/engine/engine';
 import { parseConfig } from '../../worker/model/config';
-import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
-import { FolderSource } from '../../worker/model/source-node';
+import { listTensors, readTensorF32 } from '../../worker/load/safetensors';
+import { FolderSource } from '../../worker/load/source-node';
 import type { ModelConfig } from '../../worker/model/types';
-import { packRows } from '../../worker/model/pack';
+import { packRows } from '../../worker/load/pack';
 import type { WeightFormat } from '../../worker/model/types';
 import type { Tensors } from '../../worker/reference/model';
 import { dequantizeRows } from '../../worker/reference/quant';

@@ -8,10 +8,10 @@ import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { generateChains } from '../../worker/engine/chains';
-import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
-import { FolderSource } from '../../worker/model/source-node';
-import { writeSafetensors } from '../model/helpers';
+import { generateChains } from '../../worker/hyperscale/chains';
+import { listTensors, readTensorF32 } from '../../worker/load/safetensors';
+import { FolderSource } from '../../worker/load/source-node';
+import { writeSafetensors } from '../load/helpers';
 import { loadEngine } from './helpers';
 
 const ROOT = new URL('../../', import.meta.url).pathname;

@@ -1,43 +1,16 @@
+/** linear beyond the op table (./ops.test.ts): which reduction each path compiles, and the quantization error against f32 weights. */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Gpu } from '../../worker/gpu/context';
-import { Encoder } from '../../worker/gpu/encoder';
-import { specialize } from '../../worker/gpu/wgsl';
-import { linear, linearTuning } from '../../worker/kernels/linear';
-import { packRows, uploadMatrix } from '../../worker/model/pack';
-import type { GpuMatrix, WeightFormat } from '../../worker/model/types';
+import { linearTuning } from '../../worker/kernels/linear';
+import type { WeightFormat } from '../../worker/model/types';
 import { linearRef } from '../../worker/reference/linear';
-import { dequantizeRows } from '../../worker/reference/quant';
-import { maxRelErr, randn, testGpu } from '../gpu';
+import { testGpu } from '../gpu';
+import { runLinear, withBuffers } from './ops';
 
 const FORMATS: WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 
-function shapes(format: WeightFormat): Array<[number, number]> {
-  const s: Array<[number, number]> = [[1, 32], [33, 64], [1000, 96], [33, 100], [7, 40]];
-  if (format === 'f32' || format === 'f16') s.push([33, 31], [5, 1], [2, 13]);
-  else s.push([9, 31]); // logical cols below one group: padded internally
-  return s;
-}
-
-/** Runs linear on the GPU; returns y and the dequantized weights the GPU saw. */
-async function run(gpu: Gpu, format: WeightFormat, rows: number, cols: number, tokens: number, opts: { bias?: boolean; maxPartBytes?: number; seed?: number } = {}) {
-  const seed = opts.seed ?? rows * 131 + cols * 7 + tokens;
-  const w = randn(rows * cols, seed, 0.5);
-  const x = randn(tokens * cols, seed + 1);
-  const bias = opts.bias ? randn(rows, seed + 2) : null;
-  const m: GpuMatrix = uploadMatrix(gpu, 'w', w, rows, cols, format, opts.maxPartBytes);
-  const bx = gpu.upload('x', x);
-  const by = gpu.buffer('y', tokens * rows * 4);
-  gpu.write(by, new Float32Array(tokens * rows).fill(NaN));
-  const bb = bias ? gpu.upload('bias', bias) : null;
-  const enc = new Encoder(gpu);
-  linear(enc, m, bx, by, tokens, bb);
-  enc.submit();
-  const y = await gpu.readF32(by, tokens * rows);
-  for (const p of m.parts) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
-  gpu.destroy(bx); gpu.destroy(by); if (bb) gpu.destroy(bb);
-  const wq = dequantizeRows(packRows(w, rows, cols, format), rows, cols, format);
-  return { y, w, wq, x, bias, parts: m.parts.length };
-}
+/** Runs linear on the GPU; returns y and the weights (as given and as the GPU saw them). */
+const run = (gpu: Gpu, format: WeightFormat, rows: number, cols: number, tokens: number) => withBuffers(gpu, (t) => runLinear(t, format, rows, cols, tokens));
 
 afterEach(() => { linearTuning.allowSubgroups = true; });
 
@@ -54,34 +27,6 @@ for (const path of ['subgroups', 'fallback'] as const) {
       if (added.length) expect(added).toEqual([label]);
       else expect([...gpu.pipelines.keys()].some((k) => k.startsWith(`${label}\u0000`))).toBe(true);
     });
-    for (const format of FORMATS) {
-      for (const tokens of [1, 3, 17, 64]) {
-        it(`${format}, ${tokens} token(s), odd shapes, with and without bias`, async () => {
-          const gpu = await testGpu();
-          linearTuning.allowSubgroups = path === 'subgroups';
-          let k = 0;
-          for (const [rows, cols] of shapes(format)) {
-            const bias = k++ % 2 === 1;
-            const r = await run(gpu, format, rows, cols, tokens, { bias });
-            const ref = linearRef(r.x, r.wq, rows, cols, tokens, r.bias);
-            const err = maxRelErr(r.y, ref, 1e-5, 1e-4);
-            expect(err, `${format} rows=${rows} cols=${cols} tokens=${tokens} bias=${bias}`).toBeLessThanOrEqual(1);
-          }
-        });
-      }
-      it(`${format}, matrix in several parts`, async () => {
-        const gpu = await testGpu();
-        linearTuning.allowSubgroups = path === 'subgroups';
-        const rows = 301, cols = 72;
-        for (const tokens of [1, 9]) {
-          // ~1/3 of the matrix per part
-          const bytesPerRow = format === 'f32' ? cols * 4 : format === 'f16' ? cols * 2 : format === 'q8' ? 96 : 48;
-          const r = await run(gpu, format, rows, cols, tokens, { bias: tokens > 1, maxPartBytes: bytesPerRow * 110 });
-          expect(r.parts).toBeGreaterThanOrEqual(3);
-          expect(maxRelErr(r.y, linearRef(r.x, r.wq, rows, cols, tokens, r.bias))).toBeLessThanOrEqual(1);
-        }
-      });
-    }
   });
 }
 
@@ -112,15 +57,4 @@ describe('linear quantization error', () => {
       if (format !== 'f32') expect(rel).toBeGreaterThan(0);
     });
   }
-});
-
-describe('specialize', () => {
-  it('keeps the right branches, nested', () => {
-    const src = ['a', '// #if X', 'b', '  // #if Y', 'c', '// #else', 'd', '// #endif', '// #else', 'e', '// #endif', 'f'].join('\n');
-    expect(specialize(src, { X: true, Y: true })).toBe('a\nb\nc\nf');
-    expect(specialize(src, { X: true, Y: false })).toBe('a\nb\nd\nf');
-    expect(specialize(src, { X: false, Y: true })).toBe('a\ne\nf');
-    expect(() => specialize(src, { X: true })).toThrow(/Y/);
-    expect(() => specialize('// #if X\na', { X: true })).toThrow(/unterminated/);
-  });
 });

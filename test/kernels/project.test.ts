@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Gpu } from '../../worker/gpu/context';
 import { Encoder } from '../../worker/gpu/encoder';
 import { linearTuning, project, type ProjectOptions } from '../../worker/kernels/linear';
-import { packRows, uploadMatrix } from '../../worker/model/pack';
+import { packRows, uploadMatrix } from '../../worker/load/pack';
 import type { WeightFormat } from '../../worker/model/types';
 import { projectRef } from '../../worker/reference/project';
 import { dequantizeRows } from '../../worker/reference/quant';

@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from '../../worker/gpu/encoder';
 import { quantizeRows } from '../../worker/kernels/quantize';
-import { packRows, rowScales, rowWords } from '../../worker/model/pack';
-import { toF32, type TensorDtype } from '../../worker/model/safetensors';
+import { packRows, rowScales, rowWords } from '../../worker/load/pack';
+import { toF32, type TensorDtype } from '../../worker/load/safetensors';
 import type { WeightFormat } from '../../worker/model/types';
 import { testGpu } from '../gpu';
 

@@ -5,7 +5,7 @@ import type { Gpu } from '../../worker/gpu/context';
 import type { KvCacheOptions, ModelShape, Segment } from '../../worker/kv/cache';
 import { SlotKvCache, type SlotCacheTuning } from '../../worker/kv/slot-cache';
 import { attentionRef } from '../../worker/reference/attention';
-import { dmsVisible, KvCacheRef } from '../../worker/reference/dms';
+import { dmsVisible, KvCacheRef } from '../../worker/reference/kv-cache';
 import { roundF16Array } from '../../worker/model/dtype';
 import type { KvDtype } from '../../worker/model/types';
 import { maxRelErr, randn } from '../gpu';
@@ -63,7 +63,8 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
   });
   const f16 = cache.dtype === 'f16';
   const stride = (hq + 2 * hkv) * d;
-  const pos = new Map<number, number>();
+  /** Tokens each sequence has seen, counted here independently of the cache's own count. */
+  const seen = new Map<number, number>();
   let seed = o.seed ?? 1;
   // mulberry32: uniform [0, 1) for the alpha decisions.
   let rs = (seed * 0x9e3779b9) >>> 0;
@@ -77,7 +78,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
   const dms = o.cache.policy === 'dms' || !!o.shape.dms;
   // Dense history per (layer, seq) for the dense check: k, v [pos][hkv*d], alpha [pos][hkv].
   const hist = new Map<string, { k: Float32Array[]; v: Float32Array[]; a: Float32Array[] }>();
-  const denseStep = (l: number, seq: number, p0: number, T: number, qkv: Float32Array, alpha: Float32Array): Float32Array => {
+  const denseStep = (l: number, seq: number, pos0: number, T: number, qkv: Float32Array, alpha: Float32Array): Float32Array => {
     const key = `${l}/${seq}`;
     const hs = hist.get(key) ?? { k: [], v: [], a: [] };
     hist.set(key, hs);
@@ -87,13 +88,13 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
       hs.v.push(store(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride)));
       hs.a.push(alpha.slice(r * hkv, (r + 1) * hkv));
     }
-    const n = p0 + T;
+    const n = pos0 + T;
     const keys = new Float32Array(n * hkv * d), values = new Float32Array(n * hkv * d);
     for (let j = 0; j < n; j++) { keys.set(hs.k[j], j * hkv * d); values.set(hs.v[j], j * hkv * d); }
     const q = new Float32Array(T * hq * d);
     for (let r = 0; r < T; r++) q.set(qkv.subarray(r * stride, r * stride + hq * d), r * hq * d);
     const w = o.cache.policy === 'dms' ? o.shape.dms!.windowSize : Infinity;
-    return attentionRef(q, keys, values, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => dmsVisible(p0 + r, j, w, hs.a[j + 1]?.[h]));
+    return attentionRef(q, keys, values, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => dmsVisible(pos0 + r, j, w, hs.a[j + 1]?.[h]));
   };
   const driver: Driver = {
     cache,
@@ -103,7 +104,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
       const segments: Segment[] = [];
       let rows = 0;
       for (const s of specs) {
-        segments.push({ seq: s.seq, row: rows, tokens: s.tokens, pos0: pos.get(s.seq) ?? 0 });
+        segments.push({ seq: s.seq, row: rows, tokens: s.tokens, pos0: seen.get(s.seq) ?? 0 });
         rows += s.tokens;
       }
       const qkvs: Float32Array[] = [];
@@ -159,7 +160,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
           worst = Math.max(worst, err);
         }
       }
-      for (const s of segments) pos.set(s.seq, s.pos0 + s.tokens);
+      for (const s of segments) seen.set(s.seq, s.pos0 + s.tokens);
       for (const b of temps) gpu.destroy(b);
       driver.steps++;
       return worst;
@@ -168,7 +169,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
       cache.fork(src, dsts);
       for (const dst of dsts) {
         ref.fork(src, dst);
-        pos.set(dst, pos.get(src) ?? 0);
+        seen.set(dst, seen.get(src) ?? 0);
         for (let l = 0; l < L; l++) {
           const h = hist.get(`${l}/${src}`);
           if (h) hist.set(`${l}/${dst}`, { k: [...h.k], v: [...h.v], a: [...h.a] });
@@ -178,7 +179,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
     reset(seq) {
       cache.reset(seq);
       ref.reset(seq);
-      pos.set(seq, 0);
+      seen.set(seq, 0);
       for (let l = 0; l < L; l++) hist.delete(`${l}/${seq}`);
     },
   };

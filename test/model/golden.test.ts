@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../worker/model/config';
-import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
-import { FolderSource } from '../../worker/model/source-node';
+import { listTensors, readTensorF32 } from '../../worker/load/safetensors';
+import { FolderSource } from '../../worker/load/source-node';
 import { ModelTokenizer } from '../../worker/model/tokenizer';
 
 const root = new URL('../fixtures/golden/', import.meta.url).pathname;

@@ -2,11 +2,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelLoadError } from '../../worker/model/source';
-import { FolderSource } from '../../worker/model/source-node';
-import { HttpSource } from '../../worker/model/source';
+import { ModelLoadError } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
+import { HttpSource } from '../../worker/load/source';
 import { ModelTokenizer, TokenizerError } from '../../worker/model/tokenizer';
-import { serveFiles } from './helpers';
+import { serveFiles } from '../load/helpers';
 
 /** GPT-2's reversible byte → printable character map used by ByteLevel. */
 function byteChars(): string[] {

@@ -1,5 +1,5 @@
 /** A small Hugging Face style model repo (real safetensors shards) for the weight-store tests. */
-import { writeSafetensors } from '../model/helpers';
+import { writeSafetensors } from '../load/helpers';
 import { noise, type Repo } from './hub-server';
 
 const enc = (s: string) => new TextEncoder().encode(s);

@@ -1,5 +1,5 @@
 /**
- * The worker's load path for a plain checkpoint that runs quantized (worker/load-model.ts): the first
+ * The worker's load path for a plain checkpoint that runs quantized (worker/load/load-model.ts): the first
  * start streams the safetensors onto the GPU and stores only the quantized copy; the next start reads
  * that copy and requests no safetensors byte. Also: the copy equals what `dms convert` writes, a new
  * remote version rebuilds it, offline serves it, a full quota refuses before downloading (or runs
@@ -7,10 +7,10 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadModel, type LoadModelOptions } from '../../worker/load-model';
-import { convertModel, MANIFEST_FILE, type ConvertSink } from '../../worker/model/converted';
+import { loadModel, type LoadModelOptions } from '../../worker/load/load-model';
+import { convertModel, MANIFEST_FILE, type ConvertSink } from '../../worker/load/converted';
 import { parseConfig } from '../../worker/model/config';
-import { HttpSource } from '../../worker/model/source';
+import { HttpSource } from '../../worker/load/source';
 import { listModels, StorageQuotaError, StoredSource } from '../../worker/store';
 import { openQuantizedCopy, quantizedKey } from '../../worker/store/quantized-copy';
 import { testGpu } from '../gpu';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
-import { HttpSource, ModelLoadError } from '../../worker/model/source';
+import { listTensors, readTensorF32 } from '../../worker/load/safetensors';
+import { HttpSource, ModelLoadError } from '../../worker/load/source';
 import {
   IntegrityError, MemorySource, StorageQuotaError, StorageUnavailableError, StoredSource, deleteAll, deleteModel, listModels, modelBase, openModelSource,
   type StoreOpenOptions, type StoreProgress,

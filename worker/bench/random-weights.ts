@@ -5,9 +5,9 @@
 import source from '../../shaders/fill_random.wgsl';
 import type { Gpu } from '../gpu/context';
 import { Encoder, params } from '../gpu/encoder';
-import { matrixParts, rowScales, rowWords } from '../model/pack';
+import { matrixParts, rowScales, rowWords } from '../load/pack';
 import type { GpuMatrix, ModelConfig, WeightFormat } from '../model/types';
-import type { ModelWeights } from '../engine/weights';
+import type { ModelWeights } from '../load/weights';
 
 const MODE = { f32: 0, f16: 1, bits: 2, scales: 3 } as const;
 

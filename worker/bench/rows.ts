@@ -6,7 +6,7 @@
  */
 import copySource from '../../shaders/copy_bandwidth.wgsl';
 import { Engine } from '../engine/engine';
-import type { ModelWeights } from '../engine/weights';
+import type { ModelWeights } from '../load/weights';
 import type { Gpu } from '../gpu/context';
 import { Encoder, params } from '../gpu/encoder';
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/types';

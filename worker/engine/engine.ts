@@ -5,19 +5,19 @@
 import type { Gpu } from '../gpu/context';
 import { Encoder } from '../gpu/encoder';
 import { sample } from '../kernels/sample';
-import { createKvCache } from '../kv/factory';
-import type { KvCache } from '../kv/cache';
+import { kvPolicy, type KvCache } from '../kv/cache';
+import { SlotKvCache } from '../kv/slot-cache';
 import { readModelConfig } from '../model/config';
-import { listTensors } from '../model/safetensors';
-import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../model/converted';
-import { parameterCount, preflight } from '../model/preflight';
-import type { ModelSource } from '../model/source';
+import { listTensors } from '../load/safetensors';
+import { CountingSource, exportConverted, loadConverted, readConvertedManifest, type ConvertedManifest, type ConvertOptions, type ConvertSink } from '../load/converted';
+import { parameterCount, preflight } from '../load/preflight';
+import type { ModelSource } from '../load/source';
 import { ModelTokenizer } from '../model/tokenizer';
 import type { GenerationDefaults, KvDtype, KvPolicyName, KvResidency, KvStats, ModelConfig, WeightFormat } from '../model/types';
 import type { LoadProgress, ModelInfo, SamplingOptions, Timing } from '../protocol';
 import { Forward } from './forward';
 import { createRandom } from './random';
-import { destroyWeights, keyedWeights, loadWeights, type ModelWeights } from './weights';
+import { destroyWeights, keyedWeights, loadWeights, type ModelWeights } from '../load/weights';
 
 export interface EngineOptions {
   weights?: WeightFormat;
@@ -29,10 +29,10 @@ export interface EngineOptions {
   maxContext?: number;
   /** Rows per prefill step (also the most sequences one step can advance). */
   prefillChunk?: number;
-  /** Sequences the KV cache holds at once (parallel chains; see ./chains.ts). Default 1. */
+  /** Sequences the KV cache holds at once (parallel chains; see ../hyperscale/chains.ts). Default 1. */
   sequences?: number;
   onProgress?: (p: LoadProgress) => void;
-  /** GPU memory budget of the pre-flight (default: defaultMemoryBudget, worker/model/preflight.ts). */
+  /** GPU memory budget of the pre-flight (default: defaultMemoryBudget, worker/load/preflight.ts). */
   gpuMemoryBytes?: number;
   /** Largest weight part (default maxStorageBufferBindingSize; tests force small parts). */
   maxPartBytes?: number;
@@ -75,7 +75,7 @@ export class EngineError extends Error {
 }
 
 export class Engine {
-  /** Tokens whose K/V are in the cache, in order. */
+  /** Ids of the tokens whose K/V are in the cache (sequence 0), in order; their position is the cache's seen[0]. */
   private cached: number[] = [];
   private readonly sampled: GPUBuffer;
   /** The sampled id's way back to the CPU, reused every step (mapped and unmapped around each read). */
@@ -111,7 +111,7 @@ export class Engine {
     const progress = opts.onProgress ?? (() => {});
     const { config, generation } = await readModelConfig(source);
     const tokenizer = (await source.exists('tokenizer.json')) ? await ModelTokenizer.load(source) : null;
-    // A converted model (worker/model/converted.ts) fixes the format; the pre-flight checks it fits.
+    // A converted model (worker/load/converted.ts) fixes the format; the pre-flight checks it fits.
     const converted = await readConvertedManifest(source);
     if (converted && opts.weights && opts.weights !== converted.weights) {
       throw new EngineError(`${source.name} is converted to ${converted.weights}; it cannot be loaded as ${opts.weights}`);
@@ -154,12 +154,12 @@ export class Engine {
   ): Engine {
     const maxContext = Math.min(opts.maxContext ?? 4096, config.maxPositionEmbeddings);
     const chunk = Math.min(opts.prefillChunk ?? 64, maxContext);
-    const policy = opts.kv ?? (config.dms ? 'dms' : 'full');
+    const policy = kvPolicy(opts.kv, config.dms);
     if (policy === 'dms' && !config.dms) {
       throw new EngineError(`--kv dms needs a DMS checkpoint (config.json has no dms_window_size); use full, window, tova or h2o`);
     }
     const forward = new Forward(gpu, config, weights, chunk, chunk);
-    const kv = createKvCache(
+    const kv = new SlotKvCache(
       gpu,
       { numLayers: config.numLayers, numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim, dms: config.dms },
       { policy, maxTokens: maxContext, budget: opts.kvBudget, maxStepTokens: chunk, sequences: opts.sequences, dtype: opts.kvDtype },
@@ -214,7 +214,7 @@ export class Engine {
     let dispatches = 0;
     for (let i = 0; i < ids.length; i += chunk) {
       const rows = Math.min(chunk, ids.length - i);
-      const pos0 = this.cached.length;
+      const pos0 = this.kv.seen[0];
       const positions = Array.from({ length: rows }, (_, k) => pos0 + k);
       this.forward.setRows(ids.slice(i, i + rows), positions);
       const t = this.gpuTiming;
@@ -270,8 +270,8 @@ export class Engine {
 
   private checkRoom(extra: number): void {
     const max = this.info.maxContext;
-    if (this.cached.length + extra > max) {
-      throw new EngineError(`the conversation would reach ${this.cached.length + extra} tokens, over this engine's context of ${max}; start a new conversation or load with a larger context`);
+    if (this.kv.seen[0] + extra > max) {
+      throw new EngineError(`the conversation would reach ${this.kv.seen[0] + extra} tokens, over this engine's context of ${max}; start a new conversation or load with a larger context`);
     }
   }
 
@@ -351,7 +351,7 @@ export class Engine {
         finishReason = 'abort';
         break;
       }
-      if (out.length >= maxTokens || this.cached.length >= this.info.maxContext) break;
+      if (out.length >= maxTokens || this.kv.seen[0] >= this.info.maxContext) break;
       id = (await this.feedAndSample([id], temperature, topK, topP, random())).id;
     }
     const t2 = performance.now();
@@ -380,20 +380,20 @@ export class Engine {
 
   /** Benchmarks: the pipeline label of each dispatch of the decode step step([id]) replays next (null before one was recorded). */
   decodeLabels(): string[] | null {
-    const seg = { seq: 0, row: 0, tokens: 1, pos0: this.cached.length };
+    const seg = { seq: 0, row: 0, tokens: 1, pos0: this.kv.seen[0] };
     return this.forward.plan(this.kv, [seg], 1)?.labels() ?? null;
   }
 
   /**
-   * Parallel sequences (./chains.ts): one forward step in which each entry's ids continue sequence
-   * `seq` at position `pos0`; keeps the logits of every row (rows in entry order).
+   * Parallel sequences (../hyperscale/chains.ts): one forward step in which each entry's ids continue sequence
+   * `seq` where it stopped (the cache's seen[seq]); keeps the logits of every row (rows in entry order).
    */
-  stepSequences(entries: { seq: number; ids: number[]; pos0: number }[], logitRows?: number): void {
+  stepSequences(entries: { seq: number; ids: number[] }[], logitRows?: number): void {
     const rows = entries.reduce((n, e) => n + e.ids.length, 0);
     const ids: number[] = [], positions: number[] = [];
     const segments = entries.map((e) => {
-      const seg = { seq: e.seq, row: ids.length, tokens: e.ids.length, pos0: e.pos0 };
-      e.ids.forEach((id, k) => (ids.push(id), positions.push(e.pos0 + k)));
+      const seg = { seq: e.seq, row: ids.length, tokens: e.ids.length, pos0: this.kv.seen[e.seq] };
+      e.ids.forEach((id, k) => (ids.push(id), positions.push(seg.pos0 + k)));
       return seg;
     });
     this.forward.setRows(ids, positions);
@@ -433,7 +433,7 @@ export class Engine {
   }
 
   /**
-   * Writes the weights as they are on the GPU in the converted form (worker/model/converted.ts) to
+   * Writes the weights as they are on the GPU in the converted form (worker/load/converted.ts) to
    * `sink`, with config and tokenizer files copied from `source`: how a checkpoint quantized while it
    * streamed in is kept, so the next start reads only the quantized bytes.
    */

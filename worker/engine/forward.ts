@@ -16,7 +16,7 @@ import { qkNormRope } from '../kernels/qk-norm-rope';
 import type { KvCache, Segment } from '../kv/cache';
 import type { ModelConfig } from '../model/types';
 import { ropeInvFreq } from './rope';
-import type { ModelWeights } from './weights';
+import type { ModelWeights } from '../load/weights';
 
 /** Recorded decode step shapes kept per Forward (a chat needs one or two; chains one per width). */
 const MAX_PLANS = 16;

@@ -100,11 +100,6 @@ function stateOf(gpu: Gpu): DeviceState {
  */
 export const encoderTuning = { flushEvery: 64 };
 
-/** Bind groups currently cached for `gpu` (tests and the benchmark's diagnostics). */
-export function cachedBindGroups(gpu: Gpu): number {
-  return states.get(gpu)?.groups.size ?? 0;
-}
-
 export class Encoder {
   private enc: GPUCommandEncoder;
   private pass: GPUComputePassEncoder | null = null;

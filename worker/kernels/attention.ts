@@ -1,13 +1,21 @@
 import kernelSource from '../../shaders/attention.wgsl';
 import decodeSource from '../../shaders/attention_decode.wgsl';
-import f16Source from '../../shaders/f16_round.wgsl';
 import type { Gpu } from '../gpu/context';
-import { params, type Binding, type Encoder } from '../gpu/encoder';
-import { specialize, u32Constants } from '../gpu/wgsl';
+import type { Binding, Encoder } from '../gpu/encoder';
+import { include, paramLayout, specialize, u32Constants } from '../gpu/wgsl';
 import type { KvDtype } from '../model/types';
 
-/** The kernels with the shared f16 helpers (f16_round.wgsl) appended. */
-const source = `${kernelSource}\n${f16Source}`;
+/** attention.wgsl's parameters (see the kernel's header; its struct Params is made from this list). */
+const PARAMS = paramLayout({
+  T: 'u32', rowBase: 'u32', seenOff: 'u32', hq: 'u32', hkv: 'u32', d: 'u32', g: 'u32', cap: 'u32', w: 'u32', nqb: 'u32', nsplit: 'u32',
+  scale: 'f32', stride: 'u32', posOff: 'u32', mlOff: 'u32', stats: 'u32', statOff: 'u32',
+});
+/** attention_decode.wgsl's parameters. */
+const DECODE_PARAMS = paramLayout({
+  rowBase: 'u32', seenOff: 'u32', hq: 'u32', hkv: 'u32', cap: 'u32', w: 'u32', nsplit: 'u32', stride: 'u32', posOff: 'u32', mlOff: 'u32', scale: 'f32',
+});
+
+const source = PARAMS.struct + include(kernelSource);
 
 /** No DMS masking (window value in the kernels' parameters). */
 export const NO_WINDOW = 0xffffffff;
@@ -65,13 +73,11 @@ export function attention(
   const g = a.hq / a.hkv;
   const qh = queryBlock(a.d);
   const nqb = Math.ceil((a.T * g) / qh);
-  const pr = params(
-    a.T, a.rowBase, a.seenOff, a.hq,
-    a.hkv, a.d, g, a.cap,
-    a.w, 0, nqb, a.nsplit,
-    0, { f32: 1 / Math.sqrt(a.d) }, (a.hq + 2 * a.hkv) * a.d, a.posOff,
-    partialStatsOffset(a.T, a.hq, a.d, a.nsplit), a.statOff >= 0 ? 1 : 0, Math.max(0, a.statOff), 0,
-  );
+  const pr = PARAMS.pack({
+    T: a.T, rowBase: a.rowBase, seenOff: a.seenOff, hq: a.hq, hkv: a.hkv, d: a.d, g, cap: a.cap, w: a.w, nqb, nsplit: a.nsplit,
+    scale: 1 / Math.sqrt(a.d), stride: (a.hq + 2 * a.hkv) * a.d, posOff: a.posOff,
+    mlOff: partialStatsOffset(a.T, a.hq, a.d, a.nsplit), stats: a.statOff >= 0 ? 1 : 0, statOff: Math.max(0, a.statOff),
+  });
   const constants = { QH: qh, D: a.d, F16: a.dtype === 'f16' ? 1 : 0 };
   enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * a.nsplit));
 }
@@ -105,13 +111,12 @@ export function attentionDecode(
   if (!lanes) throw new Error('attentionDecode: the decode kernel cannot run on this device');
   const kb = decodeTuning.keysPerStep;
   const code = 'enable subgroups;\n'
-    + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb })
-    + specialize(`${decodeSource}\n${f16Source}`, { F16: a.dtype === 'f16' }).replace('enable subgroups;\n', '');
+    + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb }) + DECODE_PARAMS.struct
+    + specialize(include(decodeSource), { F16: a.dtype === 'f16' }).replace('enable subgroups;\n', '');
   const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}`, code);
-  const pr = params(
-    a.rowBase, a.seenOff, a.hq, a.hkv,
-    a.cap, a.w, a.nsplit, (a.hq + 2 * a.hkv) * a.d,
-    a.posOff, partialStatsOffset(1, a.hq, a.d, a.nsplit), { f32: 1 / Math.sqrt(a.d) }, 0,
-  );
+  const pr = DECODE_PARAMS.pack({
+    rowBase: a.rowBase, seenOff: a.seenOff, hq: a.hq, hkv: a.hkv, cap: a.cap, w: a.w, nsplit: a.nsplit, stride: (a.hq + 2 * a.hkv) * a.d,
+    posOff: a.posOff, mlOff: partialStatsOffset(1, a.hq, a.d, a.nsplit), scale: 1 / Math.sqrt(a.d),
+  });
   enc.dispatch(pipe, pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.part], enc.grid(a.hkv * a.nsplit));
 }

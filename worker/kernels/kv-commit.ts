@@ -1,10 +1,16 @@
 import kernelSource from '../../shaders/kv_commit.wgsl';
-import f16Source from '../../shaders/f16_round.wgsl';
-import { params, type Binding, type Encoder } from '../gpu/encoder';
+import type { Binding, Encoder } from '../gpu/encoder';
+import { include, paramLayout } from '../gpu/wgsl';
 import type { KvDtype } from '../model/types';
 
-/** The kernel with the shared f16 helpers (f16_round.wgsl) appended. */
-const source = `${kernelSource}\n${f16Source}`;
+/** kv_commit.wgsl's parameters (see the kernel's header; its struct Params is made from this list). */
+const PARAMS = paramLayout({
+  T: 'u32', rowBase: 'u32', seenOff: 'u32', hq: 'u32', hkv: 'u32', d: 'u32', cap: 'u32', w: 'u32', w1: 'u32', stride: 'u32',
+  posOff: 'u32', ringOff: 'u32', policy: 'u32', mode: 'u32', maxStep: 'u32', sink: 'u32', recent: 'u32', scoreOff: 'u32', destOff: 'u32',
+  nMerge: 'u32', nCommit: 'u32', nsplit: 'u32', mlOff: 'u32', stats: 'u32', statOff: 'u32',
+});
+
+const source = PARAMS.struct + include(kernelSource);
 
 export const POLICY_CODE = { full: 0, dms: 1, window: 2, tova: 3, h2o: 4 } as const;
 export const COMMIT = 0;
@@ -63,15 +69,13 @@ export function kvCommit(
 ): void {
   const c = commit;
   const w1 = c && c.policy === POLICY_CODE.dms ? c.w + 1 : 1;
-  const pr = params(
-    a.T, a.rowBase, c?.seenOff ?? 0, a.hq,
-    a.hkv, a.d, c?.cap ?? 0, c?.w ?? 0,
-    w1, (a.hq + 2 * a.hkv) * a.d, c?.posOff ?? 0, c?.ringOff ?? 0,
-    c?.policy ?? 0, c?.mode ?? 0, c?.maxStep ?? 0, c?.sink ?? 0,
-    c?.recent ?? 0, c?.scoreOff ?? 0, c?.destOff ?? 0, merge ? a.T * a.hq : 0,
-    c ? a.hkv : 0, merge?.nsplit ?? 1, merge?.mlOff ?? 0, merge && merge.statOff >= 0 ? 1 : 0,
-    Math.max(0, merge?.statOff ?? 0), 0, 0, 0,
-  );
+  const pr = PARAMS.pack({
+    T: a.T, rowBase: a.rowBase, seenOff: c?.seenOff ?? 0, hq: a.hq, hkv: a.hkv, d: a.d, cap: c?.cap ?? 0, w: c?.w ?? 0, w1,
+    stride: (a.hq + 2 * a.hkv) * a.d, posOff: c?.posOff ?? 0, ringOff: c?.ringOff ?? 0, policy: c?.policy ?? 0, mode: c?.mode ?? 0,
+    maxStep: c?.maxStep ?? 0, sink: c?.sink ?? 0, recent: c?.recent ?? 0, scoreOff: c?.scoreOff ?? 0, destOff: c?.destOff ?? 0,
+    nMerge: merge ? a.T * a.hq : 0, nCommit: c ? a.hkv : 0, nsplit: merge?.nsplit ?? 1, mlOff: merge?.mlOff ?? 0,
+    stats: merge && merge.statOff >= 0 ? 1 : 0, statOff: Math.max(0, merge?.statOff ?? 0),
+  });
   const count = (merge ? a.T * a.hq : 0) + (c ? a.hkv : 0);
   const pipe = enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0 });
   enc.dispatch(pipe, pr, [bufs.scratch, bufs.out, bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.counters], enc.grid(count));

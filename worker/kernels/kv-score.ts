@@ -1,10 +1,15 @@
 import kernelSource from '../../shaders/kv_score.wgsl';
-import f16Source from '../../shaders/f16_round.wgsl';
-import { params, type Encoder } from '../gpu/encoder';
+import type { Encoder } from '../gpu/encoder';
+import { include, paramLayout } from '../gpu/wgsl';
 import type { KvDtype } from '../model/types';
 
-/** The kernel with the shared f16 helpers (f16_round.wgsl) appended. */
-const source = `${kernelSource}\n${f16Source}`;
+/** kv_score.wgsl's parameters (see the kernel's header; its struct Params is made from this list). */
+const PARAMS = paramLayout({
+  T: 'u32', rowBase: 'u32', hq: 'u32', hkv: 'u32', d: 'u32', g: 'u32', cap: 'u32', stride: 'u32',
+  scoreOff: 'u32', statOff: 'u32', rowStart: 'u32', accumulate: 'u32', maxStep: 'u32', scale: 'f32', tiles: 'u32', destOff: 'u32',
+});
+
+const source = PARAMS.struct + include(kernelSource);
 
 export interface ScoreArgs {
   T: number;
@@ -31,11 +36,10 @@ export interface ScoreArgs {
 /** Records kv_score.wgsl: attention weights of the step's queries as per-key eviction scores. */
 export function kvScore(enc: Encoder, a: ScoreArgs, bufs: { qkv: GPUBuffer; k: GPUBuffer; state: GPUBuffer; scratch: GPUBuffer }): void {
   const tiles = Math.ceil(a.keysUpper / 64);
-  const pr = params(
-    a.T, a.rowBase, a.hq, a.hkv,
-    a.d, a.hq / a.hkv, a.cap, (a.hq + 2 * a.hkv) * a.d,
-    a.scoreOff, a.statOff, a.rowStart, a.accumulate ? 1 : 0,
-    a.maxStep, { f32: 1 / Math.sqrt(a.d) }, tiles, a.destOff,
-  );
+  const pr = PARAMS.pack({
+    T: a.T, rowBase: a.rowBase, hq: a.hq, hkv: a.hkv, d: a.d, g: a.hq / a.hkv, cap: a.cap, stride: (a.hq + 2 * a.hkv) * a.d,
+    scoreOff: a.scoreOff, statOff: a.statOff, rowStart: a.rowStart, accumulate: a.accumulate ? 1 : 0, maxStep: a.maxStep,
+    scale: 1 / Math.sqrt(a.d), tiles, destOff: a.destOff,
+  });
   enc.dispatch(enc.gpu.pipeline('kv_score', source, { F16: a.dtype === 'f16' ? 1 : 0 }), pr, [bufs.qkv, bufs.k, bufs.state, bufs.scratch], enc.grid(a.hkv * tiles));
 }

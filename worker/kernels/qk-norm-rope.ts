@@ -1,7 +1,7 @@
 import source from '../../shaders/qk_norm_rope.wgsl';
 import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
-import { specialize } from '../gpu/wgsl';
+import { include, specialize } from '../gpu/wgsl';
 
 /** Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups. */
 export const qkNormRopeTuning = { allowSubgroups: true };
@@ -44,7 +44,7 @@ export function qkNormRope(enc: Encoder, qkv: GPUBuffer, positions: GPUBuffer, i
   if (a.dms && !alpha) throw new Error('qkNormRope: DMS needs an alpha buffer');
   if (rows <= 0) return;
   const subgroups = enc.gpu.caps.subgroups && qkNormRopeTuning.allowSubgroups;
-  const pipeline = enc.gpu.pipeline(subgroups ? 'qk_norm_rope sg' : 'qk_norm_rope', specialize(source, { SUBGROUPS: subgroups }));
+  const pipeline = enc.gpu.pipeline(subgroups ? 'qk_norm_rope sg' : 'qk_norm_rope', specialize(include(source), { SUBGROUPS: subgroups }));
   const flags = (a.qNorm ? FLAG_Q_NORM : 0) | (a.kNorm ? FLAG_K_NORM : 0) | (a.dms ? FLAG_DMS : 0);
   const p = params(rows, numHeads, numKvHeads, headDim, { f32: a.eps }, flags, { f32: a.dms?.scale ?? 0 }, { f32: a.dms?.offset ?? 0 });
   // Absent norm weights: invFreq stands in (read-only, never read since the flag is off).

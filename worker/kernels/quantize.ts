@@ -1,7 +1,7 @@
 import source from '../../shaders/quantize.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
-import { rowScales, rowWords } from '../model/pack';
-import type { TensorDtype } from '../model/safetensors';
+import { rowScales, rowWords } from '../load/pack';
+import type { TensorDtype } from '../load/safetensors';
 import type { WeightFormat } from '../model/types';
 import { specialize } from '../gpu/wgsl';
 
@@ -24,7 +24,7 @@ function pipeline(enc: Encoder, dtype: TensorDtype, format: WeightFormat): GPUCo
 }
 
 /**
- * Packs `rows` rows of `cols` elements into `format`, exactly as packRows (worker/model/pack.ts) packs
+ * Packs `rows` rows of `cols` elements into `format`, exactly as packRows (worker/load/pack.ts) packs
  * their f32 values: element (r, c) is element `srcBase + r * cols + c` of `src` (raw `dtype` values:
  * f32 words, or two f16/bf16 halves per u32, low half first); the packed row r is written as row
  * `dstRow + r` of `data` (and of `scales` for q8/q4), the buffers of one MatrixPart.

@@ -1,6 +1,6 @@
 import source from '../../shaders/rmsnorm.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
-import { specialize } from '../gpu/wgsl';
+import { include, specialize } from '../gpu/wgsl';
 
 /** Tests set `allowSubgroups = false` to exercise the workgroup-memory reduction on adapters with subgroups. */
 export const rmsNormTuning = { allowSubgroups: true };
@@ -13,7 +13,7 @@ export function rmsNorm(enc: Encoder, x: GPUBuffer, weight: GPUBuffer, y: GPUBuf
   if (x === y) throw new Error('rmsNorm: x and y must be distinct buffers');
   if (rows <= 0) return;
   const subgroups = enc.gpu.caps.subgroups && rmsNormTuning.allowSubgroups;
-  const code = specialize(source, { SUBGROUPS: subgroups });
+  const code = specialize(include(source), { SUBGROUPS: subgroups });
   const pipeline = enc.gpu.pipeline(subgroups ? 'rmsnorm sg' : 'rmsnorm', code);
   enc.dispatch(pipeline, params(rows, cols, { f32: eps }), [x, weight, y], enc.grid(rows));
 }

@@ -39,8 +39,8 @@ export interface Segment {
   /** Rows (new tokens) of this segment. */
   tokens: number;
   /**
-   * Position of its first token in the sequence. It must equal the number of tokens the sequence has
-   * seen so far (the cache continues where it stopped; reset(seq) starts a sequence again at 0).
+   * Position of its first token in the sequence. It must equal `seen[seq]` of the cache (the cache
+   * continues where it stopped; reset(seq) starts a sequence again at 0).
    */
   pos0: number;
 }
@@ -49,6 +49,12 @@ export interface KvCache {
   readonly policy: KvPolicyName;
   /** How K and V are stored on the GPU. */
   readonly dtype: KvDtype;
+  /**
+   * Tokens each sequence has seen, i.e. the position of its next token: the one count of it on the CPU
+   * (the engine derives every position from it; the GPU keeps its own copy per stream, seen[h], so that
+   * no dispatch of a step takes the position as a parameter). Advanced by end(), fork(), reset(), prime().
+   */
+  readonly seen: readonly number[];
   /** Starts a step. At most one segment per sequence; segments may not overlap in rows. */
   begin(enc: Encoder, segments: Segment[]): void;
   /**
@@ -92,6 +98,11 @@ export interface KvCache {
   destroy(): void;
 }
 
+/** The policy when none is asked for: the checkpoint's own DMS when it has one, else the full cache. */
+export function kvPolicy(asked: KvPolicyName | undefined, dms: DmsConfig | null): KvPolicyName {
+  return asked ?? (dms ? 'dms' : 'full');
+}
+
 export interface KvCacheOptions {
   policy: KvPolicyName;
   /** Most tokens a sequence may reach (prompt + generated). */
@@ -112,5 +123,3 @@ export interface KvCacheOptions {
    */
   dtype?: KvDtype;
 }
-
-export { createKvCache } from './factory';

@@ -79,8 +79,8 @@ export class SlotKvCache implements KvCache {
   private readonly scored: boolean;
   private readonly sink: number;
   private readonly recent: number;
-  /** Tokens each sequence has seen (CPU-known, no readback). */
-  private readonly seqLen: number[];
+  /** Tokens each sequence has seen (the position of its next token; CPU-known, no readback). */
+  readonly seen: number[];
   private segments: Segment[] = [];
   private alpha: GPUBuffer | null = null;
   private destroyed = false;
@@ -112,7 +112,7 @@ export class SlotKvCache implements KvCache {
     this.maxStep = opts.maxStepTokens;
     this.maxTokens = opts.maxTokens;
     this.sequences = opts.sequences ?? 1;
-    this.seqLen = new Array(this.sequences).fill(0);
+    this.seen = new Array(this.sequences).fill(0);
     this.splitKeys = opts.tuning?.splitKeys ?? 0;
 
     let w = NO_WINDOW;
@@ -170,7 +170,7 @@ export class SlotKvCache implements KvCache {
       if (seen.has(s.seq)) throw new Error(`KV cache: sequence ${s.seq} appears twice in one step`);
       seen.add(s.seq);
       if (!(s.tokens >= 1)) throw new Error('KV cache: a segment needs at least one token');
-      if (s.pos0 !== this.seqLen[s.seq]) throw new Error(`KV cache: sequence ${s.seq} continues at position ${this.seqLen[s.seq]}, not ${s.pos0}`);
+      if (s.pos0 !== this.seen[s.seq]) throw new Error(`KV cache: sequence ${s.seq} continues at position ${this.seen[s.seq]}, not ${s.pos0}`);
       if (s.pos0 + s.tokens > this.maxTokens) throw new Error(`KV cache: sequence ${s.seq} would exceed maxTokens ${this.maxTokens}`);
       rows += s.tokens;
     }
@@ -269,10 +269,10 @@ export class SlotKvCache implements KvCache {
     this.check();
     for (const seg of this.segments) {
       if (seg.tokens === 1) this.tokenReadsFull += (seg.pos0 + 1) * this.L * this.hkv;
-      this.seqLen[seg.seq] += seg.tokens;
+      this.seen[seg.seq] += seg.tokens;
       this.tokensSeen += seg.tokens;
     }
-    this.peakFull = Math.max(this.peakFull, this.seqLen.reduce((a, b) => a + b, 0) * this.L * this.hkv);
+    this.peakFull = Math.max(this.peakFull, this.seen.reduce((a, b) => a + b, 0) * this.L * this.hkv);
     this.segments = [];
     this.alpha = null;
   }
@@ -344,7 +344,7 @@ export class SlotKvCache implements KvCache {
 
   async residency(seq = 0): Promise<KvResidency> {
     this.check();
-    const tokens = this.seqLen[seq];
+    const tokens = this.seen[seq];
     const bits = new Uint8Array(this.L * this.hkv * tokens);
     for (let l = 0; l < this.L; l++) {
       const st = await this.gpu.readU32(this.stream(l, seq).state, this.st.posOff + this.hkv * this.capacity);
@@ -357,11 +357,6 @@ export class SlotKvCache implements KvCache {
       }
     }
     return { tokens, layers: this.L, kvHeads: this.hkv, window: this.policy === 'dms' ? this.window : null, bits };
-  }
-
-  /** Tokens each sequence has seen (the next pos0 of each). */
-  positions(): readonly number[] {
-    return this.seqLen;
   }
 
   /**
@@ -395,22 +390,22 @@ export class SlotKvCache implements KvCache {
       });
     }
     for (let l = 0; l < this.L; l++) this.gpu.write(this.stream(l, seq).state, state);
-    this.seqLen[seq] = tokens;
+    this.seen[seq] = tokens;
     this.tokensSeen += tokens;
-    this.peakFull = Math.max(this.peakFull, this.seqLen.reduce((a, b) => a + b, 0) * this.L * this.hkv);
+    this.peakFull = Math.max(this.peakFull, this.seen.reduce((a, b) => a + b, 0) * this.L * this.hkv);
     const counters = new Uint32Array(COUNTERS);
-    counters[0] = counters[1] = resident.length * this.L * this.hkv * this.seqLen.filter((n) => n > 0).length;
+    counters[0] = counters[1] = resident.length * this.L * this.hkv * this.seen.filter((n) => n > 0).length;
     this.gpu.write(this.counters, counters);
   }
 
   reset(seq?: number): void {
     this.check();
-    const seqs = seq === undefined ? [...this.seqLen.keys()] : [seq];
+    const seqs = seq === undefined ? [...this.seen.keys()] : [seq];
     const enc = new Encoder(this.gpu, 'kv reset');
     for (const s of seqs) {
       if (!(s >= 0 && s < this.sequences)) throw new Error(`KV cache: sequence ${s} out of range`);
       for (let l = 0; l < this.L; l++) this.recordMode(enc, RESET, this.stream(l, s).state);
-      this.seqLen[s] = 0;
+      this.seen[s] = 0;
     }
     enc.submit();
     if (seq === undefined) {
@@ -436,10 +431,10 @@ export class SlotKvCache implements KvCache {
         enc.copy(a.state, 0, b.state, 0, a.state.size);
         this.recordMode(enc, FORKED, b.state);
       }
-      this.seqLen[dst] = this.seqLen[src];
+      this.seen[dst] = this.seen[src];
     }
     enc.submit();
-    this.peakFull = Math.max(this.peakFull, this.seqLen.reduce((x, y) => x + y, 0) * this.L * this.hkv);
+    this.peakFull = Math.max(this.peakFull, this.seen.reduce((x, y) => x + y, 0) * this.L * this.hkv);
   }
 
   /** Records a stream bookkeeping pass of kv_commit.wgsl (RESET or FORKED) on one state buffer. */

@@ -4,7 +4,7 @@
  * Defaults follow the Hugging Face `transformers` config classes (LlamaConfig, Qwen2Config, Qwen3Config)
  * for the optional keys; the keys that fix the tensor shapes are required. Every error names the field.
  */
-import type { ModelSource } from './source';
+import type { ModelSource } from '../load/source';
 import type { Architecture, DmsConfig, GenerationDefaults, ModelConfig } from './types';
 
 export class ConfigError extends Error {

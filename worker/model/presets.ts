@@ -8,7 +8,7 @@
  * adapter, or the PreflightError message.
  */
 import { parseConfig } from './config';
-import { preflight, PreflightError, type PreflightLimits, type PreflightReport, WEIGHT_FORMATS } from './preflight';
+import { preflight, PreflightError, type PreflightLimits, type PreflightReport, WEIGHT_FORMATS } from '../load/preflight';
 import type { KvPolicyName, ModelConfig, WeightFormat } from './types';
 
 export interface ModelPreset {

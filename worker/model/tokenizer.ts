@@ -4,7 +4,7 @@
  */
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { ModelLoadError, type ModelSource } from './source';
+import { ModelLoadError, type ModelSource } from '../load/source';
 
 export interface ChatMessage {
   role: string;

@@ -1,5 +1,5 @@
-/** CPU inverse of worker/model/pack.ts `packRows`: the exact values the GPU kernels see. */
-import { f16BitsToF32, rowScales, rowWords } from '../model/pack';
+/** CPU inverse of worker/load/pack.ts `packRows`: the exact values the GPU kernels see. */
+import { f16BitsToF32, rowScales, rowWords } from '../load/pack';
 import type { WeightFormat } from '../model/types';
 
 export function dequantizeRows(packed: { data: Uint32Array | Float32Array; scales: Float32Array | null }, rows: number, cols: number, format: WeightFormat): Float32Array {

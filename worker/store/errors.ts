@@ -1,5 +1,5 @@
 /** Typed errors of the weight store. Each carries what the UI needs to offer a way out. */
-import { ModelLoadError } from '../model/source';
+import { ModelLoadError } from '../load/source';
 
 export const formatBytes = (n: number): string => {
   if (!Number.isFinite(n)) return String(n);

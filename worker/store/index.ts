@@ -2,7 +2,7 @@
  * The weight store: models downloaded once into IndexedDB, checked, resumable, listed and deletable.
  * See docs/weight-store.md. Everything here runs in a Web Worker.
  */
-import { resolveModelUrl, type ModelSource } from '../model/source';
+import { resolveModelUrl, type ModelSource } from '../load/source';
 import { MemorySource, StoredSource, type StoreOpenOptions } from './stored-source';
 
 export { StoredSource, MemorySource, DEFAULT_CHUNK_SIZE, OPTIONAL_FILES } from './stored-source';

@@ -3,12 +3,12 @@
  *
  * The first start streams the checkpoint's bf16/f16/f32 shards from the network onto the GPU, where
  * they are quantized as they arrive (nothing of the original is stored), then writes the quantized
- * weights back out in the converted form (worker/model/converted.ts) into the store, under the key
+ * weights back out in the converted form (worker/load/converted.ts) into the store, under the key
  * `<base>#webdms-<format>`. The next start reads only those bytes: ~4.6 GB for an 8B model at q4,
  * not 16 GB. The copy records the checkpoint's version (commit, ETag or config.json hash); when the
  * remote version changes the copy is stale and is rebuilt, offline it is served with a warning.
  */
-import type { ConvertedManifest, ConvertSink } from '../model/converted';
+import type { ConvertedManifest, ConvertSink } from '../load/converted';
 import type { WeightFormat } from '../model/types';
 import { idbStoreBackend, type StoreBackend } from './backend';
 import { StorageQuotaError, formatBytes, isQuotaExceeded } from './errors';

@@ -4,7 +4,7 @@
  * Unlike the plain HttpSource it survives a flaky connection: each range read is retried with backoff
  * when the error says a retry can help (network loss, stall, 5xx, 429), and it counts what it fetched.
  */
-import { ModelLoadError, checkRange, type ModelSource } from '../model/source';
+import { ModelLoadError, checkRange, type ModelSource } from '../load/source';
 import { FetchError, Remote, type RemoteFileInfo, type RemoteOptions } from './remote';
 
 export interface RemoteSourceOptions extends RemoteOptions {

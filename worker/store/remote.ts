@@ -2,11 +2,11 @@
  * The network side of the weight store: metadata of a remote file (size, SHA-256, ETag, commit) and
  * byte-range downloads that stream (for progress) and give up on a stalled connection.
  *
- * URLs and the plain ranged reader come from ../model/source (HttpSource, resolveModelUrl); this
+ * URLs and the plain ranged reader come from ../load/source (HttpSource, resolveModelUrl); this
  * module adds what storing needs and HttpSource does not expose: response headers, streaming progress,
  * stall timeouts, and errors that say whether a retry can help.
  */
-import { HttpSource, ModelLoadError, parseContentRange } from '../model/source';
+import { HttpSource, ModelLoadError, parseContentRange } from '../load/source';
 
 export interface RemoteOptions {
   fetch?: typeof fetch;

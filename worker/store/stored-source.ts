@@ -6,8 +6,8 @@
  * sizes and SHA-256, and only then marks files and the model complete. Reads come from the stored
  * chunks, one chunk at a time, each checked against its recorded hash the first time it is read.
  */
-import { checkModelFileName } from '../model/file-name';
-import { HttpSource, ModelLoadError, checkRange, type ModelSource } from '../model/source';
+import { checkModelFileName } from '../load/file-name';
+import { HttpSource, ModelLoadError, checkRange, type ModelSource } from '../load/source';
 import type { LoadProgress } from '../protocol';
 import { idbStoreBackend, type StoreBackend } from './backend';
 import { deleteModel, listModels } from './library';
@@ -75,7 +75,7 @@ export const OPTIONAL_FILES = [
 ];
 const SINGLE = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
-/** The manifest of a converted model (MANIFEST_FILE in worker/model/converted.ts); it lists the weight shards. */
+/** The manifest of a converted model (MANIFEST_FILE in worker/load/converted.ts); it lists the weight shards. */
 const CONVERTED_MANIFEST = 'webdms-manifest.json';
 
 /** The stored model served from memory when storing was impossible. */

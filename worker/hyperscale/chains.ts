@@ -10,16 +10,16 @@
  * call ends (memory is allocated up front anyway; peak KV tokens count it).
  *
  * With the same seed, chain i produces exactly the tokens `engine.generate(prompt, { seed: seed + i })`
- * would (test/engine/chains.test.ts): one batched row is computed as a single-row step would compute it.
+ * would (test/hyperscale/chains.test.ts): one batched row is computed as a single-row step would compute it.
  *
  * Each chain is also scored: the log-probability of every token it produced under the model's
  * untempered distribution (log-softmax of the logits read back after each step), summed and averaged.
  */
 import type { KvStats } from '../model/types';
 import type { SamplingOptions, Timing } from '../protocol';
-import type { Engine } from './engine';
-import { EngineError } from './engine';
-import { createRandom } from './random';
+import type { Engine } from '../engine/engine';
+import { EngineError } from '../engine/engine';
+import { createRandom } from '../engine/random';
 
 export interface ChainsOptions extends SamplingOptions {
   /** Number of chains W (≥ 1). The engine must hold ≥ W sequences and take ≥ W rows per step. */
@@ -97,7 +97,7 @@ export async function generateChains(engine: Engine, promptIds: number[], opts: 
     const chunk = engine.maxStepTokens;
     for (let i = 0; i < P; i += chunk) {
       const ids = promptIds.slice(i, i + chunk);
-      engine.stepSequences([{ seq: 0, ids, pos0: i }], i + ids.length >= P ? 1 : 0);
+      engine.stepSequences([{ seq: 0, ids }], i + ids.length >= P ? 1 : 0);
     }
     if (W > 1) engine.forkSequence(0, Array.from({ length: W - 1 }, (_, i) => i + 1));
     // The first token of every chain is drawn from the prompt's last row.
@@ -108,7 +108,7 @@ export async function generateChains(engine: Engine, promptIds: number[], opts: 
     const t1 = performance.now();
     let steps = 0;
     for (;;) {
-      const feed: { seq: number; ids: number[]; pos0: number }[] = [];
+      const feed: { seq: number; ids: number[] }[] = [];
       rows.forEach((c, r) => {
         const id = next[r];
         const chain = chains[c];
@@ -121,9 +121,7 @@ export async function generateChains(engine: Engine, promptIds: number[], opts: 
         if (stop.has(id)) chain.finishReason = 'stop';
         else if (opts.signal?.aborted) chain.finishReason = 'abort';
         else if (chain.ids.length >= maxTokens || P + chain.ids.length - 1 >= maxContext) chain.finishReason = 'length';
-        else {
-          feed.push({ seq: c, ids: [id], pos0: P + chain.ids.length - 1 });
-        }
+        else feed.push({ seq: c, ids: [id] });
       });
       if (feed.length === 0) break;
       engine.stepSequences(feed);

@@ -1,5 +1,7 @@
 /**
- * CPU references of the KV cache (docs/kv-cache.md, ../shared/DMS.md sections 2-3).
+ * CPU reference of the KV cache (docs/kv-cache.md, ../shared/DMS.md sections 2-3), composed of the
+ * references of its kernels as the cache composes the kernels: attention (./attention.ts), the eviction
+ * scores (./kv-score.ts) and the commit (./kv-commit.ts).
  *
  * dmsVisible is the visibility rule, as a dense mask: query i sees key j <= i iff i - j <= w or the
  * decision that applies to key j (the one computed at token j+1, shift by one) is "keep".
@@ -7,23 +9,20 @@
  * KvCacheRef simulates the cache token by token with plain sets of positions and dense attention
  * (no slots): per step, each row attends over the tokens resident before the step plus the step's
  * tokens up to itself, filtered by the visibility rule; then the step's tokens are inserted one by one
- * with the policy's eviction. For DMS without budget pressure its attention equals the dense mask.
- *
- * Eviction when a token is inserted into a full stream (capacity slots), victim = smallest (score, pos):
- *   dms     oldest kept token outside the window of the inserted token t (pos < t - w); budgetEvictions
- *   window  oldest token that is not one of the `sink` first tokens (StreamingLLM)
- *   tova    lowest score = attention weight from the query of the segment's last row in this step,
- *           averaged over the g query heads of the group (all resident scores are refreshed each step)
- *   h2o     lowest score = attention weight accumulated over all query rows so far (mean over the g
- *           heads of the group, summed over rows), among tokens outside the `recent` newest positions
+ * with the policy's eviction (insertToken). For DMS without budget pressure its attention equals the
+ * dense mask. Scores (keyScore): tova, the attention weight from the query of the segment's last row in
+ * this step, averaged over the g query heads of the group (every resident score is refreshed each step);
+ * h2o, the attention weight accumulated over every query row so far.
  *
  * Storage: with dtype 'f16' (the GPU cache's default) every key and value is rounded to f16 as it enters
  * (roundF16), so attention and the eviction scores see the rounded numbers from the step they arrive in on,
  * as the GPU does; 'f32' keeps them exact.
  */
-import { DEFAULT_KV_DTYPE, roundF16Array } from '../model/dtype';
-import type { KvDtype, KvPolicyName } from '../model/types';
+import { DEFAULT_KV_DTYPE } from '../model/dtype';
+import type { KvDtype } from '../model/types';
 import { attentionRef, attentionWeights } from './attention';
+import { insertToken, storeKv, type CommitRule } from './kv-commit';
+import { keyScore } from './kv-score';
 
 /** DMS visibility of key j to query i (j <= i); alphaNext = decision logit computed at token j+1. */
 export function dmsVisible(i: number, j: number, w: number, alphaNext: number | undefined): boolean {
@@ -39,16 +38,8 @@ export interface RefShape {
   headDim: number;
 }
 
-export interface RefOptions {
-  policy: KvPolicyName;
-  /** Slots per (layer, seq, KV head). */
-  capacity: number;
-  /** DMS window (policy 'dms'). */
-  window?: number;
-  /** 'window': sink tokens. */
-  sink?: number;
-  /** 'h2o': recent tokens protected. */
-  recent?: number;
+/** The commit's rule (slots per (layer, seq, KV head), DMS window, sinks, recent tokens) and the storage. */
+export interface RefOptions extends CommitRule {
   /** How K and V are stored (default 'f16', as the GPU cache). */
   dtype?: KvDtype;
 }
@@ -132,20 +123,19 @@ export class KvCacheRef {
    * One step of one segment in one layer. qkv: [T][(hq + 2 hkv) d] rows of this segment; alpha:
    * [T][hkv] or null. Returns out [T][hq * d].
    */
-  step(layer: number, seq: number, p0: number, T: number, qkv: Float32Array, alpha: Float32Array | null): Float32Array {
+  step(layer: number, seq: number, pos0: number, T: number, qkv: Float32Array, alpha: Float32Array | null): Float32Array {
     const { numHeads: hq, numKvHeads: hkv, headDim: d } = this.shape;
     const stride = (hq + 2 * hkv) * d;
     const st = this.seqState(layer, seq);
-    if (st.k.length !== p0) throw new Error(`reference: sequence ${seq} is at ${st.k.length}, not ${p0}`);
-    const f16 = (this.opts.dtype ?? DEFAULT_KV_DTYPE) === 'f16';
-    const store = (x: Float32Array): Float32Array => (f16 ? roundF16Array(x, x) : x);
+    if (st.k.length !== pos0) throw new Error(`reference: sequence ${seq} is at ${st.k.length}, not ${pos0}`);
+    const dtype = this.opts.dtype ?? DEFAULT_KV_DTYPE;
     for (let r = 0; r < T; r++) {
-      st.k.push(store(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d)));
-      st.v.push(store(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride)));
+      st.k.push(storeKv(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d), dtype));
+      st.v.push(storeKv(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride), dtype));
       st.alpha.push(alpha ? alpha.slice(r * hkv, (r + 1) * hkv) : null);
     }
     // Attention over (resident before the step) + step tokens, dense over all positions.
-    const n = p0 + T;
+    const n = pos0 + T;
     const keys = new Float32Array(n * hkv * d);
     const values = new Float32Array(n * hkv * d);
     for (let j = 0; j < n; j++) { keys.set(st.k[j], j * hkv * d); values.set(st.v[j], j * hkv * d); }
@@ -153,18 +143,15 @@ export class KvCacheRef {
     for (let r = 0; r < T; r++) q.set(qkv.subarray(r * stride, r * stride + hq * d), r * hq * d);
     const before = st.resident.map((s) => new Set(s));
     const out = attentionRef(q, keys, values, { rows: T, nk: n, hq, hkv, d }, (r, j, h) =>
-      (j >= p0 || before[h].has(j)) && this.ruleVisible(st, p0 + r, j, h));
+      (j >= pos0 || before[h].has(j)) && this.ruleVisible(st, pos0 + r, j, h));
     if (T === 1) for (let h = 0; h < hkv; h++) this.tokenReads += before[h].size + 1;
     if (this.opts.policy === 'tova' || this.opts.policy === 'h2o') {
-      const g = hq / hkv;
-      const wts = attentionWeights(q, keys, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => (j >= p0 || before[h].has(j)) && j <= p0 + r);
+      const wts = attentionWeights(q, keys, { rows: T, nk: n, hq, hkv, d }, (r, j, h) => (j >= pos0 || before[h].has(j)) && j <= pos0 + r);
       const r0 = this.opts.policy === 'tova' ? T - 1 : 0;
       for (let h = 0; h < hkv; h++) {
-        for (const j of [...before[h], ...Array.from({ length: T }, (_, r) => p0 + r)]) {
-          let s = 0;
-          for (let r = r0; r < T; r++) for (let hh = 0; hh < g; hh++) s += wts[(r * hq + h * g + hh) * n + j];
-          s /= g;
-          const old = this.opts.policy === 'h2o' && j < p0 ? (st.score[h].get(j) ?? 0) : 0;
+        for (const j of [...before[h], ...Array.from({ length: T }, (_, r) => pos0 + r)]) {
+          const s = keyScore(wts, { rows: T, hq, hkv, nk: n }, h, j, r0);
+          const old = this.opts.policy === 'h2o' && j < pos0 ? (st.score[h].get(j) ?? 0) : 0;
           st.score[h].set(j, old + s);
         }
       }
@@ -172,37 +159,16 @@ export class KvCacheRef {
     // Insert token by token.
     for (let h = 0; h < hkv; h++) {
       const res = st.resident[h];
-      for (let t = p0; t < p0 + T; t++) this.insert(st, res, h, t);
+      for (let t = pos0; t < pos0 + T; t++) this.insert(st, res, h, t);
     }
     this.peakResident = Math.max(this.peakResident, this.resident());
     return out;
   }
 
   private insert(st: SeqState, res: Set<number>, h: number, t: number): void {
-    const { policy, capacity } = this.opts;
-    if (policy === 'dms') {
-      const w = this.opts.window!;
-      const c = t - w - 1;
-      if (c >= 0 && res.has(c) && (st.alpha[c + 1]?.[h] ?? 0) > 0) {
-        res.delete(c);
-        res.add(t);
-        return;
-      }
-    }
-    if (res.size < capacity) { res.add(t); return; }
-    let victim = -1;
-    let best = Infinity;
-    for (const j of [...res].sort((a, b) => a - b)) {
-      if (policy === 'dms' && !(j + this.opts.window! < t)) continue;
-      if (policy === 'window' && j < (this.opts.sink ?? 0)) continue;
-      if (policy === 'h2o' && !(j + this.opts.recent! <= t)) continue;
-      const key = policy === 'tova' || policy === 'h2o' ? st.score[h].get(j)! : 0;
-      if (key < best) { best = key; victim = j; }
-    }
-    if (victim < 0) throw new Error(`reference: no victim for token ${t}`);
-    res.delete(victim);
-    if (policy === 'dms') this.budgetEvictions++;
+    const how = insertToken(res, t, this.opts, (j) => (st.alpha[j + 1]?.[h] ?? 0) > 0, (j) => st.score[h].get(j)!);
+    if (how !== 'evicted') return;
+    if (this.opts.policy === 'dms') this.budgetEvictions++;
     else this.policyEvictions++;
-    res.add(t);
   }
 }

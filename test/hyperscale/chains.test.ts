@@ -1,16 +1,16 @@
 /**
- * Parallel chains (worker/engine/chains.ts) on the golden qwen3-dms checkpoint: W chains decoded in one
+ * Parallel chains (worker/hyperscale/chains.ts) on the golden qwen3-dms checkpoint: W chains decoded in one
  * batched step each give exactly the tokens of W separate generate() runs with the chains' seeds, under
  * the full and the DMS cache, greedy and sampled; chains stop on their own; the vote and the planner.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { extractAnswer, normalizeAnswer, vote } from '../../worker/engine/answers';
-import { generateChains, tokenLogProb } from '../../worker/engine/chains';
-import { budgetBytes, dmsSlots, kvBytes, MB, plan, type PlanModel } from '../../worker/engine/planner';
+import { extractAnswer, normalizeAnswer, vote } from '../../worker/hyperscale/answers';
+import { generateChains, tokenLogProb } from '../../worker/hyperscale/chains';
+import { budgetBytes, dmsSlots, kvBytes, MB, plan, type PlanModel } from '../../worker/hyperscale/planner';
 import { ChatSession } from '../../worker/chat-session';
 import type { ChatDelta } from '../../worker/protocol';
-import { loadEngine } from './helpers';
+import { loadEngine } from '../engine/helpers';
 
 const DIR = new URL('../fixtures/golden/qwen3-dms/', import.meta.url).pathname;
 const golden = JSON.parse(readFileSync(`${DIR}golden.json`, 'utf8')) as { prompt_ids: number[]; greedy_ids: number[]; greedy_ids_dms: number[] };

@@ -3,8 +3,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpSource, ModelLoadError, parseContentRange, resolveModelUrl } from '../../worker/model/source';
-import { FolderSource } from '../../worker/model/source-node';
+import { HttpSource, ModelLoadError, parseContentRange, resolveModelUrl } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
 import { serveFiles, type TestServer } from './helpers';
 
 const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff);

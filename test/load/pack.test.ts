@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits, matrixBytes, packRows, uploadMatrix } from '../../worker/model/pack';
+import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits, matrixBytes, packRows, uploadMatrix } from '../../worker/load/pack';
 import type { WeightFormat } from '../../worker/model/types';
 import { dequantizeRows } from '../../worker/reference/quant';
 import { randn, testGpu } from '../gpu';

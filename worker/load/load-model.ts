@@ -3,22 +3,22 @@
  *
  * - a plain checkpoint that runs quantized (q8/q4): the first start streams the shards from the
  *   network onto the GPU, quantized as they arrive, and saves the quantized weights in the store
- *   (store/quantized-copy.ts); later starts read only that copy (a warm start, no checkpoint byte);
+ *   (worker/store/quantized-copy.ts); later starts read only that copy (a warm start, no checkpoint byte);
  * - anything else (a converted model, or f16/f32 weights): the store downloads the published files
- *   once (store/stored-source.ts) and the engine reads them from there.
+ *   once (worker/store/stored-source.ts) and the engine reads them from there.
  *
  * Every load reports its start (cold/warm), time and bytes as ModelInfo.load.
  */
-import type { Gpu } from './gpu/context';
-import { Engine, type EngineOptions } from './engine/engine';
-import { ConvertedError, preflightSource } from './model/converted';
-import { PreflightError, type PreflightReport } from './model/preflight';
-import { HttpSource } from './model/source';
-import type { LoadProgress, LoadReport, LoadRequest, ModelInfo, WeightFormat } from './protocol';
-import { StoredSource, type StoreOpenOptions } from './store/stored-source';
-import { RemoteSource } from './store/remote-source';
-import { QUANTIZED_FORMATS, checkQuantizedQuota, checkpointVersion, openQuantizedCopy, saveQuantizedCopy } from './store/quantized-copy';
-import { StorageQuotaError, StorageUnavailableError } from './store/errors';
+import type { Gpu } from '../gpu/context';
+import { Engine, type EngineOptions } from '../engine/engine';
+import { ConvertedError, preflightSource } from './converted';
+import { PreflightError, type PreflightReport } from './preflight';
+import { HttpSource } from './source';
+import type { LoadProgress, LoadReport, LoadRequest, ModelInfo, WeightFormat } from '../protocol';
+import { StoredSource, type StoreOpenOptions } from '../store/stored-source';
+import { RemoteSource } from '../store/remote-source';
+import { QUANTIZED_FORMATS, checkQuantizedQuota, checkpointVersion, openQuantizedCopy, saveQuantizedCopy } from '../store/quantized-copy';
+import { StorageQuotaError, StorageUnavailableError } from '../store/errors';
 
 export interface LoadModelOptions {
   /** What the user asked for ('default', 'org/name', a URL), kept in the store's library. */

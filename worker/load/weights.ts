@@ -10,14 +10,14 @@
  * biases (small) are read whole.
  *
  * `weightPlan()` describes the model's GPU buffers once; the safetensors loader here, the converted
- * loader and the converter (worker/model/converted.ts) all walk it.
+ * loader and the converter (worker/load/converted.ts) all walk it.
  */
 import type { Gpu } from '../gpu/context';
 import { Encoder } from '../gpu/encoder';
 import { quantizeRows } from '../kernels/quantize';
-import { DTYPE_SIZE, readTensorF32, type TensorInfo } from '../model/safetensors';
-import type { ModelSource } from '../model/source';
-import { matrixBytes, matrixParts, rowScales, rowWords, uploadMatrix } from '../model/pack';
+import { DTYPE_SIZE, readTensorF32, type TensorInfo } from './safetensors';
+import type { ModelSource } from './source';
+import { matrixBytes, matrixParts, rowScales, rowWords, uploadMatrix } from './pack';
 import type { GpuMatrix, MatrixPart, ModelConfig, WeightFormat } from '../model/types';
 
 export interface LayerWeights {

@@ -1,14 +1,14 @@
 /**
  * CPU packing and quantization of weight matrices into the GPU layouts described on `MatrixPart`
- * (./types.ts), and their upload as row-split `GpuMatrix`es.
+ * (../model/types.ts), and their upload as row-split `GpuMatrix`es.
  */
 import type { Gpu } from '../gpu/context';
 import { GpuError } from '../gpu/context';
-import { f32ToF16Bits } from './dtype';
-import type { GpuMatrix, MatrixPart, WeightFormat } from './types';
+import { f32ToF16Bits } from '../model/dtype';
+import type { GpuMatrix, MatrixPart, WeightFormat } from '../model/types';
 
-// The scalar conversions live in ./dtype (shared with the loader); re-exported for the packing API.
-export { f16BitsToF32, f32ToF16Bits } from './dtype';
+// The scalar conversions live in ../model/dtype (shared with the loader); re-exported for the packing API.
+export { f16BitsToF32, f32ToF16Bits } from '../model/dtype';
 
 /** Quantization group along cols for q8 and q4. */
 export const QUANT_GROUP = 32;

@@ -4,14 +4,14 @@
  * (continue when the prompt extends the cached tokens, else start over; the cache holds prompt + all
  * generated ids but the last one).
  */
-import { test, expect } from '@playwright/test';
+import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { ChatSession, type ChatEngine } from '../worker/chat-session';
 import type { GenerateResult } from '../worker/engine/engine';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import type { ChatDelta, ChatMessage, KvStats, SamplingOptions } from '../worker/protocol';
 
-const dir = new URL('../test/fixtures/golden/qwen3/', import.meta.url);
+const dir = new URL('./fixtures/golden/qwen3/', import.meta.url);
 const json = (f: string) => JSON.parse(readFileSync(new URL(f, dir), 'utf8'));
 const tokenizer = ModelTokenizer.fromJson(json('tokenizer.json'), json('tokenizer_config.json'));
 const IM_END = tokenizer.tokenToId('<|im_end|>')!;
@@ -81,8 +81,8 @@ class ScriptedEngine implements ChatEngine {
 const render = (m: ChatMessage[]) => tokenizer.applyChatTemplate(m, { addGenerationPrompt: true });
 const text = (ids: number[]) => tokenizer.decode(ids, false);
 
-test.describe('chat session', () => {
-  test('streams deltas whose text is the reply, without the end-of-turn token', async () => {
+describe('chat session', () => {
+  it('streams deltas whose text is the reply, without the end-of-turn token', async () => {
     const engine = new ScriptedEngine();
     engine.replies = ['Hello there, friend.'];
     const s = new ChatSession(engine);
@@ -98,7 +98,7 @@ test.describe('chat session', () => {
     expect(text(engine.calls[0].prompt)).toBe(render([{ role: 'user', content: 'hi' }]));
   });
 
-  test('a follow-up turn continues the cache, and its prompt is the template rendering', async () => {
+  it('a follow-up turn continues the cache, and its prompt is the template rendering', async () => {
     const engine = new ScriptedEngine();
     engine.replies = ['The sky is blue.', 'Because of scattering.'];
     const s = new ChatSession(engine);
@@ -118,7 +118,7 @@ test.describe('chat session', () => {
     expect(text(call.prompt)).toBe(render(m2));
   });
 
-  test('a reply with a <think> block is continued as generated, not re-rendered', async () => {
+  it('a reply with a <think> block is continued as generated, not re-rendered', async () => {
     const engine = new ScriptedEngine();
     engine.replies = ['<think>\nsmall sum\n</think>\n\nIt is 4.', 'Yes.'];
     const s = new ChatSession(engine);
@@ -134,7 +134,7 @@ test.describe('chat session', () => {
     expect(text(engine.calls[1].prompt).endsWith('<|im_start|>user\nSure?<|im_end|>\n<|im_start|>assistant\n')).toBe(true);
   });
 
-  test('abort stops mid-reply, keeps the engine usable, and the next turn closes the cut reply', async () => {
+  it('abort stops mid-reply, keeps the engine usable, and the next turn closes the cut reply', async () => {
     const engine = new ScriptedEngine();
     engine.tokenDelay = 5;
     engine.replies = ['one two three four five six seven eight nine ten eleven twelve', 'fine'];
@@ -155,7 +155,7 @@ test.describe('chat session', () => {
     expect(text(engine.calls[1].prompt)).toBe(render(m2));
   });
 
-  test('an edited history or another conversation starts over', async () => {
+  it('an edited history or another conversation starts over', async () => {
     const engine = new ScriptedEngine();
     engine.replies = ['A.', 'B.'];
     const s = new ChatSession(engine);
@@ -168,7 +168,7 @@ test.describe('chat session', () => {
     expect(text(engine.calls[1].prompt)).toBe(render(edited));
   });
 
-  test('a conversation longer than the context drops its oldest turns, and says how much', async () => {
+  it('a conversation longer than the context drops its oldest turns, and says how much', async () => {
     const engine = new ScriptedEngine();
     (engine.info as { maxContext: number }).maxContext = 120;
     const s = new ChatSession(engine);
@@ -196,7 +196,7 @@ test.describe('chat session', () => {
   });
 });
 
-test('max tokens larger than the context is cut to the room left, not refused', async () => {
+it('max tokens larger than the context is cut to the room left, not refused', async () => {
   const engine = new ScriptedEngine();
   (engine.info as { maxContext: number }).maxContext = 64;
   let asked = 0;

@@ -14,19 +14,19 @@
  *   "vectors": { "layers.0.input_norm": { "length": 1024, "shard": 3, "offset": 1234 }, ... } }
  * ```
  * A matrix's rows are split into pieces, each in one shard: the piece's packed data rows (rowWords x 4
- * bytes each, see MatrixPart in ./types.ts) at `data`, then its scale rows (q8/q4) at `scales`. Pieces are
+ * bytes each, see MatrixPart in ../model/types.ts) at `data`, then its scale rows (q8/q4) at `scales`. Pieces are
  * independent of the GPU parts: the loader splits rows into parts for the adapter it runs on. Vectors are
- * f32. Keys are those of weightPlan() (worker/engine/weights.ts).
+ * f32. Keys are those of weightPlan() (worker/load/weights.ts).
  */
 import type { Gpu } from '../gpu/context';
-import { allocMatrix, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, streamWeights, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from '../engine/weights';
-import { parseConfig, parseJsonFile } from './config';
+import { allocMatrix, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, streamWeights, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from './weights';
+import { parseConfig, parseJsonFile } from '../model/config';
 import { checkModelFileName } from './file-name';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
 import { ModelLoadError, type ModelSource } from './source';
 import { rowScales, rowWords } from './pack';
-import type { GpuMatrix, ModelConfig, WeightFormat } from './types';
+import type { GpuMatrix, ModelConfig, WeightFormat } from '../model/types';
 
 export const MANIFEST_FILE = 'webdms-manifest.json';
 export const CONVERTED_FORMAT = 'webdms-converted';

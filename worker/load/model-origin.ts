@@ -3,10 +3,10 @@
  * are (HEAD requests only, and the small index or manifest that lists the weight shards). The page shows
  * this when a link asks it to load a model that is not the user's saved choice (app/model-consent.ts).
  */
-import { checkModelFileName } from './model/file-name';
-import type { ModelOrigin } from './protocol';
-import { listModels } from './store';
-import { Remote, type RemoteFileInfo } from './store/remote';
+import { checkModelFileName } from './file-name';
+import type { ModelOrigin } from '../protocol';
+import { listModels } from '../store';
+import { Remote, type RemoteFileInfo } from '../store/remote';
 
 const FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'];
 

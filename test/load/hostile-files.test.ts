@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../worker/engine/engine';
-import { fileNameProblem } from '../../worker/model/file-name';
+import { fileNameProblem } from '../../worker/load/file-name';
 import { parseConfig, readModelConfig } from '../../worker/model/config';
-import { PreflightError, preflight } from '../../worker/model/preflight';
-import { listTensors, readHeader } from '../../worker/model/safetensors';
-import { HttpSource } from '../../worker/model/source';
-import { FolderSource } from '../../worker/model/source-node';
+import { PreflightError, preflight } from '../../worker/load/preflight';
+import { listTensors, readHeader } from '../../worker/load/safetensors';
+import { HttpSource } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
 import { testGpu } from '../gpu';
 import { serveFiles, writeSafetensors } from './helpers';
 

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../worker/engine/engine';
-import type { ModelWeights } from '../../worker/engine/weights';
+import type { ModelWeights } from '../../worker/load/weights';
 import { parseConfig } from '../../worker/model/config';
-import type { ModelSource } from '../../worker/model/source';
-import { FolderSource } from '../../worker/model/source-node';
+import type { ModelSource } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
 import type { WeightFormat } from '../../worker/model/types';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { makeRandomCheckpoint } from '../../scripts/make-random-checkpoint.mjs';

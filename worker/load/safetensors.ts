@@ -4,7 +4,7 @@
  * offsets relative to the byte after the header. Single-file (`model.safetensors`) or sharded
  * (`model.safetensors.index.json` with a `weight_map` from tensor name to shard file).
  */
-import { bf16ToF32, f16ToF32 } from './dtype';
+import { bf16ToF32, f16ToF32 } from '../model/dtype';
 import { checkModelFileName } from './file-name';
 import { ModelLoadError, type ModelSource } from './source';
 

@@ -2,12 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import { SHAPES } from '../../worker/bench/shapes';
 import { Engine } from '../../worker/engine/engine';
-import { allocMatrix, modelWeightBytes } from '../../worker/engine/weights';
+import { allocMatrix, modelWeightBytes } from '../../worker/load/weights';
 import { parseConfig } from '../../worker/model/config';
-import { preflightSource } from '../../worker/model/converted';
-import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/model/preflight';
+import { preflightSource } from '../../worker/load/converted';
+import { activationBytes, kvBytes, preflight, PreflightError, weightEstimate } from '../../worker/load/preflight';
 import { findPreset, modelPresets, presetFit } from '../../worker/model/presets';
-import { FolderSource } from '../../worker/model/source-node';
+import { FolderSource } from '../../worker/load/source-node';
 import type { ModelConfig, WeightFormat } from '../../worker/model/types';
 import { testGpu } from '../gpu';
 

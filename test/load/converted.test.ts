@@ -1,5 +1,5 @@
 /**
- * The converted form (worker/model/converted.ts, `dms convert`): a random checkpoint converted with small
+ * The converted form (worker/load/converted.ts, `dms convert`): a random checkpoint converted with small
  * shards and small parts round-trips to identical weights and logits, from a folder, over HTTP (Range
  * reads) and through the weight store, reading only the converted shards even when the original
  * safetensors sit beside them.
@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FolderSink } from '../../cli/convert';
 import { Engine } from '../../worker/engine/engine';
-import type { ModelWeights } from '../../worker/engine/weights';
+import type { ModelWeights } from '../../worker/load/weights';
 import { parseConfig } from '../../worker/model/config';
-import { convertModel, MANIFEST_FILE, type ConvertedManifest } from '../../worker/model/converted';
-import { HttpSource } from '../../worker/model/source';
-import { FolderSource } from '../../worker/model/source-node';
+import { convertModel, MANIFEST_FILE, type ConvertedManifest } from '../../worker/load/converted';
+import { HttpSource } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
 import type { WeightFormat } from '../../worker/model/types';
 import { StoredSource } from '../../worker/store';
 // @ts-expect-error: a plain .mjs script without type declarations

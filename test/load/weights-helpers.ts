@@ -1,10 +1,10 @@
 /** Shared by the streaming-load and converted tests: a small config, the CPU-packed load, buffer comparison. */
 import { expect } from 'vitest';
-import { assembleWeights, weightPlan, type ModelWeights } from '../../worker/engine/weights';
+import { assembleWeights, weightPlan, type ModelWeights } from '../../worker/load/weights';
 import type { Gpu } from '../../worker/gpu/context';
-import { uploadMatrix } from '../../worker/model/pack';
-import { listTensors, readTensorF32 } from '../../worker/model/safetensors';
-import { FolderSource } from '../../worker/model/source-node';
+import { uploadMatrix } from '../../worker/load/pack';
+import { listTensors, readTensorF32 } from '../../worker/load/safetensors';
+import { FolderSource } from '../../worker/load/source-node';
 import type { GpuMatrix, ModelConfig, WeightFormat } from '../../worker/model/types';
 
 export const SMALL_QWEN3 = {

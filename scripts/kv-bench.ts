@@ -1,12 +1,15 @@
 /**
  * KV cache timing on a real GPU (not a test): decode and prefill steps of one layer with Qwen3-8B-like
  * attention shapes (Hq 32, Hkv 8, d 128), per policy, context length and K/V storage type (KV_DTYPE=f16|f32,
- * default both). Bundle with esbuild and run with Node + the `webgpu` package:  KV_BENCH=1 node bench.mjs
+ * default both; KV_CONTEXTS=1024,4096 narrows the contexts). Bundle with esbuild and run with Node and the
+ * `webgpu` package (docs/kv-cache.md, "Speed"):
+ *   npx esbuild scripts/kv-bench.ts --bundle --platform=node --format=esm --external:webgpu --loader:.wgsl=text --outfile=.cache/kv-bench.mjs
+ *   node .cache/kv-bench.mjs
  */
-import { Encoder } from '../../worker/gpu/encoder';
-import { nodeGpu } from '../../worker/gpu/node';
-import { createKvCache } from '../../worker/kv/factory';
-import type { KvDtype, KvPolicyName } from '../../worker/model/types';
+import { Encoder } from '../worker/gpu/encoder';
+import { nodeGpu } from '../worker/gpu/node';
+import { SlotKvCache } from '../worker/kv/slot-cache';
+import type { KvDtype, KvPolicyName } from '../worker/model/types';
 
 const hq = 32, hkv = 8, d = 128;
 const stride = (hq + 2 * hkv) * d;
@@ -29,7 +32,7 @@ async function main(): Promise<void> {
 
   {
     // Floor: the cost of one tiny dispatch in a long pass (what a decode step pays per kernel).
-    const { add } = await import('../../worker/kernels/add');
+    const { add } = await import('../worker/kernels/add');
     const x = gpu.buffer('bench x', 1024), y = gpu.buffer('bench y', 1024);
     for (let rep = 0; rep < 2; rep++) {
       const enc = new Encoder(gpu, 'floor');
@@ -53,21 +56,19 @@ async function main(): Promise<void> {
   }
   for (const r of runs) {
     const maxTokens = r.ctx + 200;
-    const kv = createKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms }, { policy: r.policy, maxTokens, maxStepTokens: chunk, budget: r.budget, dtype: r.dtype });
+    const kv = new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms }, { policy: r.policy, maxTokens, maxStepTokens: chunk, budget: r.budget, dtype: r.dtype });
     const useAlpha = r.policy === 'dms' ? alpha : null;
-    let pos = 0;
     const step = (enc: Encoder, T: number) => {
-      kv.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: pos }]);
+      kv.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: kv.seen[0] }]);
       kv.write(enc, 0, qkv, useAlpha);
       kv.attend(enc, 0, qkv, out);
       kv.end(enc);
-      pos += T;
     };
     // Prefill to ctx in chunks, timing the chunks.
     let t0 = performance.now();
-    while (pos < r.ctx) {
+    while (kv.seen[0] < r.ctx) {
       const enc = new Encoder(gpu, 'prefill');
-      for (let i = 0; i < 4 && pos < r.ctx; i++) step(enc, Math.min(chunk, r.ctx - pos));
+      for (let i = 0; i < 4 && kv.seen[0] < r.ctx; i++) step(enc, Math.min(chunk, r.ctx - kv.seen[0]));
       enc.submit();
       await gpu.device.queue.onSubmittedWorkDone();
     }

@@ -4,14 +4,15 @@
  * policy, and whether that fits this adapter's buffer limits and a memory budget. `preflight()` picks
  * the format (or checks the one asked for) and throws a `PreflightError` carrying the numbers otherwise.
  *
- * Sizes follow the engine exactly: weights as `worker/engine/weights.ts` lays them out (q/k/v and
+ * Sizes follow the engine exactly: weights as `worker/load/weights.ts` lays them out (q/k/v and
  * gate/up concatenated, norms and biases f32, rows split into parts by `matrixParts`, each buffer
  * rounded up to 16 bytes); the KV cache as `worker/kv/layout.ts` lays it out (docs/kv-cache.md);
  * activations as `worker/engine/forward.ts` allocates them.
  */
-import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from './types';
+import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/types';
+import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
-import { DEFAULT_KV_DTYPE, kvValueBytes } from './dtype';
+import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
 import { rowScales, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
@@ -230,7 +231,7 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
   if (!Number.isSafeInteger(sequences) || sequences < 1 || sequences > step) {
     throw new RangeError(`${sequences} parallel chains cannot run here: each chain takes one row of a forward step, and a step takes at most ${step} rows (the prefill chunk, capped by the context of ${maxContext} tokens)`);
   }
-  const policy = opts.kv ?? (c.dms ? 'dms' : 'full');
+  const policy = kvPolicy(opts.kv, c.dms);
   const dtype = opts.kvDtype ?? DEFAULT_KV_DTYPE;
   const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step, dtype });
   const act = activationBytes(c, step);

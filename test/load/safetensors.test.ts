@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listTensors, readTensorF32, readTensorRows, type TensorInfo } from '../../worker/model/safetensors';
-import { HttpSource, type ModelSource } from '../../worker/model/source';
-import { FolderSource } from '../../worker/model/source-node';
+import { listTensors, readTensorF32, readTensorRows, type TensorInfo } from '../../worker/load/safetensors';
+import { HttpSource, type ModelSource } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
 import { serveFiles, writeSafetensors, type TestServer, type TestTensor } from './helpers';
 
 /** Values exactly representable in bf16 and f16 (small integers and halves), so every dtype reads back exactly. */
