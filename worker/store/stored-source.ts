@@ -68,6 +68,8 @@ export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 /** Files the engine reads: config.json (required), optional JSON/tokenizer files, then the weights. */
 export const OPTIONAL_FILES = [
   'generation_config.json',
+  // FastDMS packaging: the DMS settings beside the weights (kept, so an offline reload keeps DMS).
+  'dms_metadata.json',
   'tokenizer.json',
   'tokenizer_config.json',
   'chat_template.jinja',
