@@ -1,0 +1,152 @@
+/**
+ * A Llama checkpoint packaged the FastDMS way (shisa-ai/Llama-3.2-1B-DMS-8x): no dms_* key in config.json,
+ * a dms_metadata.json beside the weights. Built here from the golden Llama fixture (test/fixtures/golden/llama)
+ * plus that file. The engine must read it from a folder, over HTTP (a Node http server) and from the weight
+ * store (also offline, and in the quantized copy), and its decisions, evictions and logits must match the CPU
+ * reference under FastDMS's rule: token t's own query decides token t (no shift), the borrowed channel
+ * (the last of the first query head of each group, read from q before RoPE: Llama has no q_norm) is
+ * zeroed before RoPE only.
+ */
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../../worker/engine/engine';
+import { loadModel } from '../../worker/load/load-model';
+import { HttpSource } from '../../worker/load/source';
+import { FolderSource } from '../../worker/load/source-node';
+import { readModelConfig } from '../../worker/model/config';
+import { dmsVisibility, referenceForward, type Tensors } from '../../worker/reference/model';
+import { listModels } from '../../worker/store';
+import { testGpu } from '../gpu';
+import { loadReference, maxAbsDiff } from '../engine/helpers';
+import { startHub, type Hub } from '../store/hub-server';
+import { MemoryBackend } from '../store/memory-backend';
+import { serveFiles, type TestServer } from './helpers';
+
+const FIXTURE = new URL('../fixtures/golden/llama/', import.meta.url).pathname;
+const IDS = (JSON.parse(readFileSync(join(FIXTURE, 'golden.json'), 'utf8')) as { prompt_ids: number[] }).prompt_ids.slice(0, 30);
+const WINDOW = 3;
+const METADATA = { config: { window_size: WINDOW, alpha_scale: 100, alpha_offset: 5, target_cr: 4, borrowed_query_channel: -1 }, source: 'test' };
+
+let dir: string;
+let files: Map<string, Uint8Array>;
+let tensors: Tensors;
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'fastdms-llama-'));
+  for (const f of readdirSync(FIXTURE)) if (f !== 'golden.json') copyFileSync(join(FIXTURE, f), join(dir, f));
+  writeFileSync(join(dir, 'dms_metadata.json'), JSON.stringify(METADATA));
+  files = new Map(readdirSync(dir).map((f) => [f, new Uint8Array(readFileSync(join(dir, f)))]));
+  tensors = (await loadReference(FIXTURE)).tensors;
+});
+
+/** What the CPU reference says for `config` (read with its dms_metadata.json). */
+async function expected(source: FolderSource | HttpSource) {
+  const { config } = await readModelConfig(source);
+  expect(config.dms).toEqual({ windowSize: WINDOW, alphaScale: 100, alphaOffset: 5, cr: 4, separateAlpha: false, channel: 15, convention: 'fastdms' });
+  const full = referenceForward(config, tensors, IDS, undefined);
+  const masked = referenceForward(config, tensors, IDS, dmsVisibility(WINDOW, config.numKvHeads, 'fastdms'));
+  return { config, full, masked };
+}
+
+/** The engine's logits under --kv full and --kv dms (prefill chunks of 5, then one token a step) and its residency. */
+async function check(load: (kv: 'full' | 'dms') => Promise<Engine>, source: FolderSource | HttpSource): Promise<void> {
+  const { config, full, masked } = await expected(source);
+  const alpha = masked.alpha!;
+  // The decisions mix, and the rule matters: NVIDIA's shift by one would hide other keys.
+  const decisions = alpha.flatMap((a) => Array.from(a));
+  expect(decisions.some((v) => v > 0) && decisions.some((v) => v <= 0)).toBe(true);
+  expect(maxAbsDiff(masked.logits, full.logits)).toBeGreaterThan(1e-3);
+  const shifted = referenceForward(config, tensors, IDS, dmsVisibility(WINDOW, config.numKvHeads, 'nvidia'));
+  expect(maxAbsDiff(masked.logits, shifted.logits)).toBeGreaterThan(1e-3);
+
+  const e1 = await load('full');
+  expect(e1.config.dms?.convention).toBe('fastdms');
+  expect(maxAbsDiff(await e1.logits(IDS), full.logits)).toBeLessThan(2e-3);
+  e1.destroy();
+  const e2 = await load('dms');
+  expect(e2.info.dms).toEqual({ windowSize: WINDOW, cr: 4 });
+  expect(maxAbsDiff(await e2.logits(IDS, 5), masked.logits)).toBeLessThan(2e-3);
+  expect(maxAbsDiff(await e2.logits(IDS, 1), masked.logits)).toBeLessThan(2e-3);
+  // Evictions: after the last token, key j is resident iff it is in the window or its own decision keeps it.
+  const map = await e2.kvResidency();
+  expect(map.tokens).toBe(IDS.length);
+  const T = IDS.length, H = config.numKvHeads;
+  for (let l = 0; l < config.numLayers; l++) {
+    for (let h = 0; h < H; h++) {
+      const got = Array.from(map.bits.subarray((l * H + h) * T, (l * H + h + 1) * T));
+      const want = IDS.map((_, j) => (T - 1 - j <= WINDOW || !(alpha[l][j * H + h] > 0) ? 1 : 0));
+      expect(got, `layer ${l}, KV head ${h}`).toEqual(want);
+    }
+  }
+  e2.destroy();
+}
+
+describe('FastDMS packaging (dms_metadata.json) on a Llama', () => {
+  it('from a folder: decisions, evictions and logits match the reference', async () => {
+    const gpu = await testGpu();
+    await check((kv) => Engine.load(gpu, new FolderSource(dir), { weights: 'f32', kv, kvDtype: 'f32', prefillChunk: 8 }), new FolderSource(dir));
+  });
+
+  describe('over HTTP', () => {
+    let server: TestServer;
+    afterAll(async () => server?.close());
+
+    it('from a URL: the same; without the file no DMS; another HTTP error on it stops the load naming the file', async () => {
+      const gpu = await testGpu();
+      server = await serveFiles(files);
+      await check((kv) => Engine.load(gpu, new HttpSource(server.url), { weights: 'f32', kv, kvDtype: 'f32', prefillChunk: 8 }), new HttpSource(server.url));
+      await server.close();
+
+      const without = new Map(files);
+      without.delete('dms_metadata.json');
+      server = await serveFiles(without);
+      const plain = await Engine.load(gpu, new HttpSource(server.url), { weights: 'f32', kv: 'full' });
+      expect(plain.config.dms).toBeNull();
+      plain.destroy();
+      await expect(Engine.load(gpu, new HttpSource(server.url), { weights: 'f32', kv: 'dms' })).rejects.toThrow(/needs a DMS checkpoint/);
+      await server.close();
+
+      server = await serveFiles(files, { status: { 'dms_metadata.json': 500 } });
+      await expect(Engine.load(gpu, new HttpSource(server.url), { weights: 'f32', kv: 'full' })).rejects.toThrow(/HTTP 500.*dms_metadata\.json/);
+      await server.close();
+
+      server = await serveFiles(new Map([...files, ['dms_metadata.json', new TextEncoder().encode(JSON.stringify({ config: { window_size: 3, borrowed_query_channel: 16 } }))]]));
+      await expect(Engine.load(gpu, new HttpSource(server.url), { weights: 'f32', kv: 'full' })).rejects.toThrow(
+        /dms_metadata\.json: "config": "borrowed_query_channel" \(16\) is outside the query head of 16 channels.*127\.0\.0\.1/);
+    });
+  });
+
+  describe('the weight store', () => {
+    let hub: Hub;
+    beforeAll(async () => {
+      hub = await startHub({ 'shisa-test/llama-dms': { commit: 'c1', files } });
+    });
+    afterAll(async () => hub?.close());
+    const offline = (async () => {
+      throw new TypeError('fetch failed');
+    }) as typeof fetch;
+
+    for (const weights of ['f32', 'q4'] as const) {
+      it(`keeps dms_metadata.json with the model (${weights === 'f32' ? 'the published files' : 'the quantized copy'}): an offline reload still runs DMS`, async () => {
+        const gpu = await testGpu();
+        const backend = new MemoryBackend();
+        const base = hub.base('shisa-test/llama-dms');
+        const store = { backend, chunkSize: 16 * 1024, retryDelayMs: 1 };
+        const first = await loadModel(gpu, base, { model: 'shisa-test/llama-dms', weights, kv: 'dms' }, { spec: 'shisa-test/llama-dms', store });
+        expect(first.info.load.stored).toBe(weights === 'f32' ? 'checkpoint' : 'quantized');
+        expect(first.engine.config.dms?.convention).toBe('fastdms');
+        const online = await first.engine.logits(IDS.slice(0, 12), 1);
+        first.engine.destroy();
+        const models = await listModels({ backend });
+        expect(models).toHaveLength(1);
+
+        const again = await loadModel(gpu, base, { model: 'shisa-test/llama-dms', weights, kv: 'dms' }, { spec: 'shisa-test/llama-dms', store: { ...store, fetchImpl: offline } });
+        expect(again.info.load.start).toBe('warm');
+        expect(again.engine.config.dms).toMatchObject({ windowSize: WINDOW, convention: 'fastdms', channel: 15 });
+        expect(maxAbsDiff(await again.engine.logits(IDS.slice(0, 12), 1), online)).toBe(0);
+        again.engine.destroy();
+      });
+    }
+  });
+});
