@@ -88,6 +88,23 @@ describe('FastDMS packaging (dms_metadata.json) on a Llama', () => {
     await check((kv) => Engine.load(gpu, new FolderSource(dir), { weights: 'f32', kv, kvDtype: 'f32', prefillChunk: 8 }), new FolderSource(dir));
   });
 
+  it("parallel chains: a fork carries the prompt's last decision, so every chain matches the reference", async () => {
+    const gpu = await testGpu();
+    const { config, masked } = await expected(new FolderSource(dir));
+    const H = config.numKvHeads, V = config.vocabSize, P = 20;
+    // The prompt's last token is evicted somewhere: a fork that lost its decision would keep it.
+    expect(masked.alpha!.some((a) => Array.from({ length: H }, (_, h) => a[(P - 1) * H + h]).some((v) => v > 0))).toBe(true);
+    const e = await Engine.load(gpu, new FolderSource(dir), { weights: 'f32', kv: 'dms', kvDtype: 'f32', prefillChunk: 8, sequences: 3 });
+    for (let i = 0; i < P; i += 8) e.stepSequences([{ seq: 0, ids: IDS.slice(i, Math.min(P, i + 8)) }]);
+    e.forkSequence(0, [1, 2]);
+    for (let t = P; t < IDS.length; t++) {
+      e.stepSequences([0, 1, 2].map((seq) => ({ seq, ids: [IDS[t]] })));
+      const rows = await e.readLogits(3);
+      for (let r = 0; r < 3; r++) expect(maxAbsDiff(rows.subarray(r * V, (r + 1) * V), masked.logits.subarray(t * V, (t + 1) * V)), `chain ${r}, position ${t}`).toBeLessThan(2e-3);
+    }
+    e.destroy();
+  });
+
   describe('over HTTP', () => {
     let server: TestServer;
     afterAll(async () => server?.close());

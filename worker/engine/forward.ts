@@ -47,6 +47,8 @@ export class Forward {
   /** FastDMS convention: each row's own decision f32 [T][Hkv], and the carry f32 [sequences][layers][Hkv]. */
   private readonly alphaOwn: GPUBuffer | null;
   private readonly alphaCarry: GPUBuffer | null;
+  /** One sequence's carry, staged for a fork (a copy cannot have the same buffer as source and destination). */
+  private readonly alphaFork: GPUBuffer | null;
   private readonly invFreq: GPUBuffer;
   private readonly last: GPUBuffer;
   /** Recorded decode steps by plan key (see encode), oldest first. */
@@ -77,6 +79,7 @@ export class Forward {
     const own = c.dms?.convention === 'fastdms' && !c.dms.separateAlpha;
     this.alphaOwn = own ? f32('alpha_own', T * c.numKvHeads) : null;
     this.alphaCarry = own ? f32('alpha_carry', sequences * c.numLayers * c.numKvHeads) : null;
+    this.alphaFork = own && sequences > 1 ? f32('alpha_fork', c.numLayers * c.numKvHeads) : null;
     this.last = f32('last', maxLogitRows * H);
     this.logits = f32('logits', maxLogitRows * c.vocabSize);
     this.invFreq = gpu.upload('act:inv_freq', ropeInvFreq(d, c.ropeTheta, c.ropeScaling));
@@ -179,10 +182,14 @@ export class Forward {
 
   /** Sequences `dsts` continue from `src`'s last DMS decisions (parallel chains forked from one prompt). */
   forkDecisions(src: number, dsts: number[]): void {
-    if (!this.alphaCarry) return;
+    if (!this.alphaCarry || !this.alphaFork) return;
     const bytes = 4 * this.c.numLayers * this.c.numKvHeads;
+    for (const s of [src, ...dsts]) {
+      if (!Number.isInteger(s) || s < 0 || s >= this.sequences) throw new Error(`DMS decisions: sequence ${s} is outside the ${this.sequences} this forward pass keeps`);
+    }
     const enc = new Encoder(this.gpu, 'dms decisions fork');
-    for (const d of dsts) if (d !== src) enc.copy(this.alphaCarry, src * bytes, this.alphaCarry, d * bytes, bytes);
+    enc.copy(this.alphaCarry, src * bytes, this.alphaFork, 0, bytes);
+    for (const d of dsts) if (d !== src) enc.copy(this.alphaFork, 0, this.alphaCarry, d * bytes, bytes);
     enc.submit();
   }
 
@@ -195,7 +202,7 @@ export class Forward {
   destroy(): void {
     for (const p of this.plans.values()) p.destroy();
     this.plans.clear();
-    for (const b of [this.ids, this.positions, this.x, this.h, this.qkv, this.attn, this.tmp, this.gateUp, this.act, this.alpha, this.alphaNorm, this.alphaOwn, this.alphaCarry, this.last, this.logits, this.invFreq]) {
+    for (const b of [this.ids, this.positions, this.x, this.h, this.qkv, this.attn, this.tmp, this.gateUp, this.act, this.alpha, this.alphaNorm, this.alphaOwn, this.alphaCarry, this.alphaFork, this.last, this.logits, this.invFreq]) {
       if (b) this.gpu.destroy(b);
     }
   }

@@ -182,7 +182,7 @@ export function activationBytes(c: ModelConfig, step: number, sequences = 1): nu
   const floats = [
     step, step, step * H, step * H, step * (c.numHeads + 2 * c.numKvHeads) * d, step * c.numHeads * d, step * H,
     step * 2 * F, step * F, c.dms ? step * c.numKvHeads : 0, c.dms?.separateAlpha ? step * H : 0, step * H, step * c.vocabSize, d / 2,
-    own ? step * c.numKvHeads : 0, own ? sequences * c.numLayers * c.numKvHeads : 0,
+    own ? step * c.numKvHeads : 0, own ? sequences * c.numLayers * c.numKvHeads : 0, own && sequences > 1 ? c.numLayers * c.numKvHeads : 0,
   ];
   return floats.reduce((n, f) => n + (f ? round16(4 * f) : 0), 0) + round16(4 * step);
 }
