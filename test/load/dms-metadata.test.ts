@@ -17,7 +17,8 @@ import { HttpSource } from '../../worker/load/source';
 import { FolderSource } from '../../worker/load/source-node';
 import { readModelConfig } from '../../worker/model/config';
 import { dmsVisibility, referenceForward, type Tensors } from '../../worker/reference/model';
-import { listModels } from '../../worker/store';
+import { listModels, StoredSource } from '../../worker/store';
+import { OPTIONAL_FILES } from '../../worker/store/stored-source';
 import { testGpu } from '../gpu';
 import { loadReference, maxAbsDiff } from '../engine/helpers';
 import { startHub, type Hub } from '../store/hub-server';
@@ -143,6 +144,29 @@ describe('FastDMS packaging (dms_metadata.json) on a Llama', () => {
     const offline = (async () => {
       throw new TypeError('fetch failed');
     }) as typeof fetch;
+
+    it('a copy stored before dms_metadata.json was read gets it at the next online start (only that file is fetched)', async () => {
+      const backend = new MemoryBackend();
+      const base = hub.base('shisa-test/llama-dms');
+      const store = { backend, chunkSize: 16 * 1024, retryDelayMs: 1 };
+      // The store of an older version: it did not know the file, so neither kept it nor recorded it as absent.
+      const at = OPTIONAL_FILES.indexOf('dms_metadata.json');
+      OPTIONAL_FILES.splice(at, 1);
+      try {
+        const old = await StoredSource.open(base, store);
+        expect(await old.exists('dms_metadata.json')).toBe(false);
+      } finally {
+        OPTIONAL_FILES.splice(at, 0, 'dms_metadata.json');
+      }
+      const mark = hub.hits.length;
+      const now = await StoredSource.open(base, store);
+      expect(now).toBeInstanceOf(StoredSource);
+      expect(await now.exists('dms_metadata.json')).toBe(true);
+      expect((await readModelConfig(now)).config.dms?.convention).toBe('fastdms');
+      const gets = hub.hits.slice(mark).filter((h) => h.method === 'GET').map((h) => h.file);
+      expect(gets.filter((f) => f.endsWith('.safetensors'))).toEqual([]);
+      expect(gets).toContain('dms_metadata.json');
+    });
 
     for (const weights of ['f32', 'q4'] as const) {
       it(`keeps dms_metadata.json with the model (${weights === 'f32' ? 'the published files' : 'the quantized copy'}): an offline reload still runs DMS`, async () => {

@@ -867,6 +867,12 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
       return useCurrent(`could not check for updates: ${errorText(e)}`);
     }
   }
+  // A copy stored before the engine read an optional file (e.g. dms_metadata.json) neither holds it nor
+  // records it as absent: plan again, which fetches only what is missing (stored chunks are shared).
+  if (current && stale.length === 0) {
+    const known = new Set([...current.files.map((f) => f.name), ...(current.absent ?? [])]);
+    stale = OPTIONAL_FILES.filter((f) => !known.has(f));
+  }
   if (current && sameVersion(current, v) && stale.length === 0) target = current;
   else if (pending && !pending.stale && sameVersion(pending, v)) target = pending;
   else {
