@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../worker/engine/engine';
 import { loadModel } from '../../worker/load/load-model';
+import { COPIED_FILES } from '../../worker/load/converted';
 import { HttpSource } from '../../worker/load/source';
 import { FolderSource } from '../../worker/load/source-node';
 import { readModelConfig } from '../../worker/model/config';
@@ -166,6 +167,37 @@ describe('FastDMS packaging (dms_metadata.json) on a Llama', () => {
       const gets = hub.hits.slice(mark).filter((h) => h.method === 'GET').map((h) => h.file);
       expect(gets.filter((f) => f.endsWith('.safetensors'))).toEqual([]);
       expect(gets).toContain('dms_metadata.json');
+    });
+
+    it('a q4 copy saved before dms_metadata.json was copied gets it at the next online warm start, and keeps it offline', async () => {
+      const gpu = await testGpu();
+      const backend = new MemoryBackend();
+      const base = hub.base('shisa-test/llama-dms');
+      const store = { backend, chunkSize: 16 * 1024, retryDelayMs: 1 };
+      const req = { model: 'shisa-test/llama-dms', weights: 'q4' as const, kv: 'full' as const };
+      const at = COPIED_FILES.indexOf('dms_metadata.json');
+      COPIED_FILES.splice(at, 1);
+      try {
+        const old = await loadModel(gpu, base, req, { spec: 'shisa-test/llama-dms', store });
+        expect(old.info.load.stored).toBe('quantized');
+        old.engine.destroy();
+      } finally {
+        COPIED_FILES.splice(at, 0, 'dms_metadata.json');
+      }
+      // The old copy: a warm start without DMS (offline nothing can be fetched).
+      const stale = await loadModel(gpu, base, req, { spec: 'shisa-test/llama-dms', store: { ...store, fetchImpl: offline } });
+      expect(stale.info.load.start).toBe('warm');
+      expect(stale.engine.config.dms).toBeNull();
+      stale.engine.destroy();
+      const mark = hub.hits.length;
+      const online = await loadModel(gpu, base, { ...req, kv: 'dms' }, { spec: 'shisa-test/llama-dms', store });
+      expect(online.info.load.start).toBe('warm');
+      expect(online.engine.config.dms?.convention).toBe('fastdms');
+      expect(hub.hits.slice(mark).filter((h) => h.file.endsWith('.safetensors') && h.method === 'GET')).toEqual([]);
+      online.engine.destroy();
+      const off = await loadModel(gpu, base, { ...req, kv: 'dms' }, { spec: 'shisa-test/llama-dms', store: { ...store, fetchImpl: offline } });
+      expect(off.engine.config.dms).toMatchObject({ windowSize: WINDOW, convention: 'fastdms' });
+      off.engine.destroy();
     });
 
     for (const weights of ['f32', 'q4'] as const) {

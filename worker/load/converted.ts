@@ -365,13 +365,13 @@ export class CountingSource implements ModelSource {
 }
 
 /**
- * The pre-flight of a model at `source` from its config.json (with generation_config.json and dms_metadata.json; and converted manifest, which fixes the
+ * The pre-flight of a model at `source` from its config.json (with dms_metadata.json when there is one; and converted manifest, which fixes the
  * format) alone, before any weight is read: what a worker calls with an HttpSource on the model's base URL
  * before the weight store downloads anything. Throws PreflightError with the numbers when it cannot fit.
  */
 export async function preflightSource(source: ModelSource, limits: PreflightLimits, opts: PreflightOptions = {}): Promise<PreflightReport & { converted: boolean }> {
   // With dms_metadata.json when there is one: a FastDMS checkpoint's DMS settings decide whether --kv dms can run.
-  const { config } = await readModelConfig(source);
+  const { config } = await readModelConfig(source, { generation: false });
   const m = await readConvertedManifest(source);
   if (m && opts.weights && opts.weights !== m.weights) throw new ConvertedError(`${source.name} is converted to ${m.weights}; it cannot be loaded as ${opts.weights}`);
   return { ...preflight(config, limits, { ...opts, weights: m?.weights ?? opts.weights }), converted: !!m };

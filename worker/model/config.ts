@@ -387,9 +387,10 @@ export async function readDmsMetadata(source: ModelSource): Promise<unknown> {
 }
 
 /** config.json and, when present, generation_config.json and dms_metadata.json of `source`, parsed and validated. */
-export async function readModelConfig(source: ModelSource): Promise<{ config: ModelConfig; generation: GenerationDefaults }> {
+export async function readModelConfig(source: ModelSource, opts: { generation?: boolean } = {}): Promise<{ config: ModelConfig; generation: GenerationDefaults }> {
   const config = parseJsonFile(await source.text('config.json'), 'config.json', source.name);
-  const generation = (await source.exists('generation_config.json'))
+  // generation: false (the pre-flight) skips generation_config.json, which sizes nothing.
+  const generation = opts.generation !== false && (await source.exists('generation_config.json'))
     ? parseJsonFile(await source.text('generation_config.json'), 'generation_config.json', source.name)
     : undefined;
   const dmsMetadata = await readDmsMetadata(source);
