@@ -238,7 +238,10 @@ describe('parseConfig: dms_metadata.json (FastDMS packaging)', () => {
     metaError({ window_size: '256' }, /dms_metadata.json: "window_size" must be a finite number, got "256"/);
     metaError({ window_size: 0 }, /dms_metadata.json: "window_size" must be positive/);
     metaError({ window_size: 2.5 }, /dms_metadata.json: "window_size" must be an integer/);
-    metaError({ window_size: 1e999 }, /dms_metadata.json: "window_size" must be a finite number/);
+    metaError({ window_size: 1e999 }, /dms_metadata.json: "window_size" must be a finite number, got Infinity/);
+    metaError(JSON.parse('{ "window_size": 8, "alpha_offset": -1e999 }'), /"alpha_offset" must be a finite number, got -Infinity/);
+    metaError(null, /dms_metadata.json: expected a JSON object, got null/);
+    metaError(7, /dms_metadata.json: expected a JSON object, got 7/);
     metaError({ window_size: 8, alpha_scale: 0 }, /dms_metadata.json: "alpha_scale" must be positive/);
     metaError({ window_size: 8, alpha_offset: null, dms_alpha_offset: 'x' }, /"dms_alpha_offset" must be a finite number/);
     metaError({ window_size: 8, alpha_offset: -Infinity }, /"alpha_offset" must be a finite number/);

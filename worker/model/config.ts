@@ -35,6 +35,7 @@ const HF_DEFAULTS: Record<Architecture, { rmsNormEps: number; maxPos: number; he
 
 const fmt = (v: unknown): string => {
   if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v); // JSON.stringify would say null
   try {
     return JSON.stringify(v) ?? String(v);
   } catch {
@@ -359,7 +360,8 @@ export function parseConfig(config: unknown, generationConfig?: unknown, dmsMeta
     dms: null,
   };
   const fromConfig = parseDms(r);
-  const fromMeta = dmsMetadata === undefined || dmsMetadata === null ? null : parseDmsMetadata(dmsMetadata, headDim);
+  // A file that holds `null` is an error (not an object), not an absent file.
+  const fromMeta = dmsMetadata === undefined ? null : parseDmsMetadata(dmsMetadata, headDim);
   out.dms = fromConfig && fromMeta ? mergeDms(fromConfig, fromMeta) : fromMeta ?? fromConfig;
   return { config: out, generation: gen.generation };
 }
