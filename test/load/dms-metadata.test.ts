@@ -67,7 +67,7 @@ async function check(load: (kv: 'full' | 'dms') => Promise<Engine>, source: Fold
   expect(maxAbsDiff(await e1.logits(IDS), full.logits)).toBeLessThan(2e-3);
   e1.destroy();
   const e2 = await load('dms');
-  expect(e2.info.dms).toEqual({ windowSize: WINDOW, cr: 4 });
+  expect(e2.info.dms).toEqual({ windowSize: WINDOW, cr: 4, rule: 'fastdms' });
   expect(maxAbsDiff(await e2.logits(IDS, 5), masked.logits)).toBeLessThan(2e-3);
   expect(maxAbsDiff(await e2.logits(IDS, 1), masked.logits)).toBeLessThan(2e-3);
   // Evictions: after the last token, key j is resident iff it is in the window or its own decision keeps it.

@@ -172,7 +172,7 @@ export class Engine {
       weightBytes: weights.bytes,
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
-      dms: config.dms ? { windowSize: config.dms.windowSize, cr: config.dms.cr } : null,
+      dms: config.dms ? { windowSize: config.dms.windowSize, cr: config.dms.cr, ...(config.dms.convention === 'fastdms' ? { rule: 'fastdms' as const } : {}) } : null,
       adapter: gpu.caps.adapter,
       maxContext,
       kvDtype: kv.dtype,
