@@ -5,9 +5,10 @@
  * store (also offline, and in the quantized copy), and its decisions, evictions and logits must match the CPU
  * reference under FastDMS's rule: token t's own query decides token t (no shift), the borrowed channel
  * (the last of the first query head of each group, read from q before RoPE: Llama has no q_norm) is
- * zeroed before RoPE only.
+ * zeroed before RoPE only. Also a real pretrained Llama (../shared/models/stories260K, as test/engine/stories260k.test.ts
+ * uses it; skipped when absent) at q4 with such a file, its offset set so that half the decisions evict.
  */
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,12 +17,13 @@ import { loadModel } from '../../worker/load/load-model';
 import { COPIED_FILES } from '../../worker/load/converted';
 import { HttpSource } from '../../worker/load/source';
 import { FolderSource } from '../../worker/load/source-node';
-import { readModelConfig } from '../../worker/model/config';
+import { parseDmsMetadata, readModelConfig } from '../../worker/model/config';
+import type { ModelConfig } from '../../worker/model/types';
 import { dmsVisibility, referenceForward, type Tensors } from '../../worker/reference/model';
 import { listModels, StoredSource } from '../../worker/store';
 import { OPTIONAL_FILES } from '../../worker/store/stored-source';
 import { testGpu } from '../gpu';
-import { loadReference, maxAbsDiff } from '../engine/helpers';
+import { asStored, loadReference, maxAbsDiff } from '../engine/helpers';
 import { startHub, type Hub } from '../store/hub-server';
 import { MemoryBackend } from '../store/memory-backend';
 import { serveFiles, type TestServer } from './helpers';
@@ -41,6 +43,11 @@ beforeAll(async () => {
   files = new Map(readdirSync(dir).map((f) => [f, new Uint8Array(readFileSync(join(dir, f)))]));
   tensors = (await loadReference(FIXTURE)).tensors;
 });
+
+/** `config` with the DMS settings of a dms_metadata.json holding `meta`. */
+function parseConfigWith(config: ModelConfig, meta: Record<string, unknown>): ModelConfig {
+  return { ...config, dms: parseDmsMetadata(meta, config.headDim) };
+}
 
 /** What the CPU reference says for `config` (read with its dms_metadata.json). */
 async function expected(source: FolderSource | HttpSource) {
@@ -103,6 +110,38 @@ describe('FastDMS packaging (dms_metadata.json) on a Llama', () => {
       e.stepSequences([0, 1, 2].map((seq) => ({ seq, ids: [IDS[t]] })));
       const rows = await e.readLogits(3);
       for (let r = 0; r < 3; r++) expect(maxAbsDiff(rows.subarray(r * V, (r + 1) * V), masked.logits.subarray(t * V, (t + 1) * V)), `chain ${r}, position ${t}`).toBeLessThan(2e-3);
+    }
+    e.destroy();
+  });
+
+  const STORIES = new URL('../../../shared/models/stories260K/', import.meta.url).pathname;
+  it.skipIf(!existsSync(STORIES))('a real pretrained Llama (stories260K) with a dms_metadata.json, q4: decisions and logits match the reference', async () => {
+    const gpu = await testGpu();
+    const real = mkdtempSync(join(tmpdir(), 'fastdms-stories-'));
+    for (const f of ['config.json', 'model.safetensors']) copyFileSync(join(STORIES, f), join(real, f));
+    const ids = [1, 403, 407, 261, 378, 430, 259, 256, 17, 300, 45, 9, 122, 1, 77, 310, 12, 403, 33, 280];
+    const ref = await loadReference(STORIES);
+    const tensors = asStored(ref.config, ref.tensors, 'q4');
+    // The offset at the median of scale·q over every (layer, token, KV head): half the decisions evict.
+    const probe = parseConfigWith(ref.config, { window_size: 4, alpha_offset: 0 });
+    const logits0 = referenceForward(probe, tensors, ids).alpha!.flatMap((a) => Array.from(a)).sort((a, b) => a - b);
+    const offset = logits0[logits0.length >> 1];
+    writeFileSync(join(real, 'dms_metadata.json'), JSON.stringify({ dms: { window_size: 4, alpha_offset: offset } }));
+    const { config } = await readModelConfig(new FolderSource(real));
+    expect(config.dms).toMatchObject({ windowSize: 4, alphaOffset: offset, channel: 7, convention: 'fastdms' });
+    const masked = referenceForward(config, tensors, ids, dmsVisibility(4, config.numKvHeads, 'fastdms'));
+    const full = referenceForward(config, tensors, ids);
+    expect(maxAbsDiff(masked.logits, full.logits)).toBeGreaterThan(1e-2);
+    const e = await Engine.load(gpu, new FolderSource(real), { weights: 'q4', kv: 'dms', kvDtype: 'f32', prefillChunk: 8 });
+    expect(maxAbsDiff(await e.logits(ids, 6), masked.logits)).toBeLessThan(2e-3);
+    expect(maxAbsDiff(await e.logits(ids, 1), masked.logits)).toBeLessThan(2e-3);
+    const map = await e.kvResidency();
+    const T = ids.length, H = config.numKvHeads;
+    for (let l = 0; l < config.numLayers; l++) {
+      for (let h = 0; h < H; h++) {
+        const got = Array.from(map.bits.subarray((l * H + h) * T, (l * H + h + 1) * T));
+        expect(got, `layer ${l}, KV head ${h}`).toEqual(ids.map((_, j) => (T - 1 - j <= 4 || !(masked.alpha![l][j * H + h] > 0) ? 1 : 0)));
+      }
     }
     e.destroy();
   });
