@@ -102,7 +102,7 @@ export function renderModelGrid(): void {
     ['Parameters', formatCount(i.parameters)],
     ['Weights', `${i.weights} · ${formatBytes(i.weightBytes)}`],
     ['Layers × KV heads', `${i.numLayers} × ${i.numKvHeads}`],
-    ['DMS', i.dms ? `window ${i.dms.windowSize}${i.dms.cr ? ` · target ${i.dms.cr}×` : ''}` : 'no'],
+    ['DMS', i.dms ? `window ${i.dms.windowSize}${i.dms.cr ? ` · target ${i.dms.cr}×` : ''}${i.dms.rule === 'fastdms' ? ' · FastDMS rule (dms_metadata.json)' : ''}` : 'no'],
     ['Max context', formatCount(i.maxContext)],
     ['Weights kept', i.stored === undefined ? '–' : !i.stored ? 'not stored' : i.load?.stored === 'quantized' ? `in this browser, ${i.load.weights} · ${formatBytes(i.load.storedBytes)}` : 'in this browser'],
     ['Last start', i.load ? startLabel(i.load) : '–'],

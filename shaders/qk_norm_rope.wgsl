@@ -1,14 +1,15 @@
 // In place on qkv f32[rows][(Hq + 2 Hkv) * d] (q heads, then k heads, then v heads; v is not touched).
 // One workgroup per (row, q or k head), invocation i handles the channel pairs (i, i + d/2), i += WG:
 //   1. optional per-head RMSNorm with qNorm / kNorm weights f32[d] (Qwen3),
-//   2. DMS (flag): on the first q head of each GQA group, alpha[row * Hkv + kv] = scale * x[d-1] - offset,
-//      then x[d-1] = 0,
+//   2. DMS (flag): on the first q head of each GQA group, alpha[row * Hkv + kv] = scale * x[c] - offset
+//      for the borrowed channel c = dmsChannel (d-1 in both published formats), then x[c] = 0,
 //   3. rotate-half RoPE at angle positions[row] * invFreq[i] (f32 product, as Hugging Face),
-//   4. DMS: channel d-1 is zeroed again (the rotation moved x[d/2-1] * sin into it).
+//   4. DMS with flag DMS_ZERO_AFTER (NVIDIA's convention): channel c is zeroed again (the rotation moved
+//      x[c -/+ d/2] * sin into it); FastDMS's convention leaves the rotated value.
 // #if SUBGROUPS
 enable subgroups;
 // #endif
-struct Params { rows: u32, numHeads: u32, numKvHeads: u32, headDim: u32, eps: f32, flags: u32, dmsScale: f32, dmsOffset: f32 }
+struct Params { rows: u32, numHeads: u32, numKvHeads: u32, headDim: u32, eps: f32, flags: u32, dmsScale: f32, dmsOffset: f32, dmsChannel: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
@@ -23,6 +24,7 @@ const MAXP = 4u;
 const Q_NORM = 1u;
 const K_NORM = 2u;
 const DMS = 4u;
+const DMS_ZERO_AFTER = 8u;
 
 // #include workgroup_sum.wgsl
 
@@ -105,18 +107,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
   let g = p.numHeads / p.numKvHeads;
   let dmsHead = isQ && (p.flags & DMS) != 0u && head % g == 0u;
+  // The borrowed channel is a[ci] (c < d/2) or b[ci] (c >= d/2) of the invocation handling pair ci.
+  let inB = p.dmsChannel >= half;
+  let ci = select(p.dmsChannel, p.dmsChannel - half, inB);
+  let zeroAfter = (p.flags & DMS_ZERO_AFTER) != 0u;
   let pos = f32(positions[row]);
   for (var k = 0u; k < MAXP; k++) {
     let i = lid + k * WG;
     if (i < half) {
-      let last = dmsHead && i == half - 1u;
-      if (last) {
-        alpha[row * p.numKvHeads + head / g] = p.dmsScale * b[k] - p.dmsOffset;
-        b[k] = 0.0;
+      let borrowed = dmsHead && i == ci;
+      if (borrowed) {
+        alpha[row * p.numKvHeads + head / g] = p.dmsScale * select(a[k], b[k], inB) - p.dmsOffset;
+        if (inB) { b[k] = 0.0; } else { a[k] = 0.0; }
       }
       let cs = cosSin(pos * invFreq[i]);
-      qkv[base + i] = a[k] * cs.x - b[k] * cs.y;
-      qkv[base + half + i] = select(b[k] * cs.x + a[k] * cs.y, 0.0, last);
+      let zero = borrowed && zeroAfter;
+      qkv[base + i] = select(a[k] * cs.x - b[k] * cs.y, 0.0, zero && !inB);
+      qkv[base + half + i] = select(b[k] * cs.x + a[k] * cs.y, 0.0, zero && inB);
     }
   }
 }

@@ -59,7 +59,8 @@ export interface ModelInfo {
   weightBytes: number;
   numLayers: number;
   numKvHeads: number;
-  dms: { windowSize: number; cr: number | null } | null;
+  /** rule: whose decision rule the checkpoint follows (docs/real-models.md, "DMS checkpoints"); absent = 'nvidia'. */
+  dms: { windowSize: number; cr: number | null; rule?: 'nvidia' | 'fastdms' } | null;
   adapter: string;
   maxContext: number;
   /** How the KV cache stores K and V (the engine always sets it). */

@@ -144,7 +144,11 @@ export async function runEmbed(t: OpBuffers, format: WeightFormat, rows: number,
   return { got: await t.read(out), want, parts: m.parts.length };
 }
 
-export interface QkCase { rows: number; numHeads: number; numKvHeads: number; headDim: number; norm: boolean; dms: boolean; positions?: Uint32Array }
+export interface QkCase {
+  rows: number; numHeads: number; numKvHeads: number; headDim: number; norm: boolean; dms: boolean; positions?: Uint32Array;
+  /** The DMS variant (borrowed channel, zeroing after RoPE); default d-1 and true. */
+  dmsChannel?: number; dmsZeroAfter?: boolean;
+}
 
 /** Non-contiguous positions, some large. */
 export function positionsFor(rows: number, seed: number): Uint32Array {
@@ -162,7 +166,7 @@ export async function runQkNormRope(t: OpBuffers, c: QkCase, seed: number) {
   const invFreq = ropeInvFreq(d, 1_000_000, null);
   const qNorm = c.norm ? randn(d, seed + 1, 2) : null;
   const kNorm = c.norm ? randn(d, seed + 2, 2) : null;
-  const args: QkNormRopeRefArgs = { rows, numHeads, numKvHeads, headDim: d, eps: 1e-6, qNorm, kNorm, dms: c.dms ? { scale: 100, offset: 5 } : null };
+  const args: QkNormRopeRefArgs = { rows, numHeads, numKvHeads, headDim: d, eps: 1e-6, qNorm, kNorm, dms: c.dms ? { scale: 100, offset: 5, channel: c.dmsChannel, zeroAfter: c.dmsZeroAfter } : null };
   const bq = t.output(n, qkv), ba = t.output(rows * numKvHeads);
   const bqn = qNorm && t.input(qNorm), bkn = kNorm && t.input(kNorm);
   t.run((enc) => qkNormRope(enc, bq, t.input(positions), t.input(invFreq), ba, { ...args, qNorm: bqn, kNorm: bkn }));

@@ -54,6 +54,29 @@ describe('qkNormRope', () => {
     }
   });
 
+  it('FastDMS variants: another borrowed channel (either half), and no zeroing after RoPE, match the reference', async () => {
+    const gpu = await testGpu();
+    const d = 64, stride = 12 * d;
+    for (const [channel, zeroAfter] of [[63, false], [5, true], [40, false], [0, true]] as const) {
+      const c: QkCase = { rows: 5, numHeads: 8, numKvHeads: 2, headDim: d, norm: channel % 2 === 0, dms: true, dmsChannel: channel, dmsZeroAfter: zeroAfter };
+      const { got, alpha, ref } = await run(gpu, c, 31 + channel);
+      expect(maxRelErr(got, ref.qkv, 3e-6, 1e-5)).toBeLessThanOrEqual(1);
+      expect(maxRelErr(alpha, ref.alpha!, 3e-6, 1e-4)).toBeLessThanOrEqual(1);
+      for (let r = 0; r < 5; r++) {
+        for (const h of [0, 4]) {
+          // Zeroed after RoPE, or holding what the rotation moved into it from its partner channel.
+          const v = got[r * stride + h * d + channel];
+          if (zeroAfter) expect(v).toBe(0);
+          else if (r > 0) expect(v).not.toBe(0);
+        }
+      }
+    }
+    const b = gpu.buffer('b', 64);
+    const a = { rows: 1, numHeads: 4, numKvHeads: 2, headDim: 32, eps: 1e-6, qNorm: null, kNorm: null, dms: { scale: 100, offset: 5, channel: 32 } };
+    expect(() => qkNormRope(new Encoder(gpu), b, b, b, b, a)).toThrow(/channel 32 is outside/);
+    gpu.destroy(b);
+  });
+
   it('rejects DMS without an alpha buffer and groups that do not divide', async () => {
     const gpu = await testGpu();
     const b = gpu.buffer('b', 64);

@@ -178,7 +178,7 @@ describe('model presets', () => {
   it('every preset parses and has sizes per format; q4 < q8 < f16 < f32', () => {
     const ps = modelPresets();
     expect(ps.map((p) => p.id)).toEqual([
-      'nvidia/Qwen3-8B-DMS-8x', 'Qwen/Qwen3-0.6B', 'Qwen/Qwen3-1.7B', 'Qwen/Qwen3-4B', 'Qwen/Qwen3-8B',
+      'nvidia/Qwen3-8B-DMS-8x', 'shisa-ai/Llama-3.2-1B-DMS-8x', 'Qwen/Qwen3-0.6B', 'Qwen/Qwen3-1.7B', 'Qwen/Qwen3-4B', 'Qwen/Qwen3-8B',
       'Qwen/Qwen2.5-1.5B-Instruct', 'meta-llama/Llama-3.2-1B-Instruct',
     ]);
     for (const p of ps) {
@@ -191,6 +191,16 @@ describe('model presets', () => {
     expect(findPreset('Qwen/Qwen3-0.6B')!.parameters).toBe(596049920);
     expect(findPreset('Qwen/Qwen3-8B')!.parameters).toBe(8190735360);
     expect(findPreset('meta-llama/Llama-3.2-1B-Instruct')!.parameters).toBe(1235814400);
+    expect(findPreset('nvidia/Qwen3-8B-DMS-8x')!.parameters).toBe(8190735360);
+    // shisa-ai's DMS retrofit of Llama 3.2 1B, packaged for FastDMS: the DMS settings come from dms_metadata.json.
+    const llamaDms = findPreset('shisa-ai/Llama-3.2-1B-DMS-8x')!;
+    expect(llamaDms.parameters).toBe(1235814400);
+    expect(llamaDms.parsed.dms).toMatchObject({ windowSize: 256, cr: 8, convention: 'fastdms', channel: 63 });
+    expect(llamaDms.kv).toBe('dms');
+    // About 0.7 GB at q4, as the issue says; DMS keeps the KV cache of an 8K context small.
+    expect(llamaDms.sizes.q4.weightBytes / 2 ** 30).toBeGreaterThan(0.6);
+    expect(llamaDms.sizes.q4.weightBytes / 2 ** 30).toBeLessThan(0.8);
+    expect(llamaDms.kvBytes).toBeLessThan(findPreset('meta-llama/Llama-3.2-1B-Instruct')!.kvBytes);
     expect(findPreset('Qwen/Qwen2.5-1.5B-Instruct')!.parameters).toBe(1543714304);
     // DMS: the same weights as Qwen3-8B, an eighth of the KV cache (plus the window).
     const dms = findPreset('nvidia/Qwen3-8B-DMS-8x')!, full = findPreset('Qwen/Qwen3-8B')!;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../worker/model/config';
+import { ConfigError, parseConfig, readModelConfig } from '../../worker/model/config';
+import { HttpSource } from '../../worker/load/source';
 
 const qwen3 = () => ({
   architectures: ['Qwen3ForCausalLM'],
@@ -205,6 +206,84 @@ describe('parseConfig: DMS keys', () => {
     expectError({ ...qwen3(), dms_window_size: 512, dms_cr: 0 }, /"dms_cr" must be positive/);
     expectError({ ...qwen3(), dms_window_size: 512, dms_separate_alpha: 1 }, /"dms_separate_alpha" must be true or false/);
     expectError({ ...qwen3(), dms_window_size: 512, dms_alpha_per: 'layer' }, /"dms_alpha_per".*"layer"/);
+  });
+});
+
+describe('parseConfig: dms_metadata.json (FastDMS packaging)', () => {
+  const meta = (m: unknown, c: Record<string, unknown> = llama3()) => parseConfig(c, undefined, m).config.dms;
+  const metaError = (m: unknown, re: RegExp, c: Record<string, unknown> = llama3()) => {
+    expect(() => parseConfig(c, undefined, m)).toThrow(ConfigError);
+    expect(() => parseConfig(c, undefined, m)).toThrow(re);
+  };
+
+  it('reads the keys at the top level or wrapped in "config" or "dms"; channel -1 is the last', () => {
+    const want = { windowSize: 256, alphaScale: 100, alphaOffset: 5, cr: 8, separateAlpha: false, channel: 63, convention: 'fastdms' };
+    const keys = { window_size: 256, alpha_scale: 100, alpha_offset: 5, target_cr: 8 };
+    expect(meta(keys)).toEqual(want);
+    expect(meta({ config: keys, model_path: '/x' })).toEqual(want);
+    expect(meta({ dms: { ...keys, borrowed_query_channel: -1 } })).toEqual(want);
+    expect(meta({ window_size: 16, borrowed_query_channel: 5 })).toEqual({ ...want, windowSize: 16, cr: null, channel: 5 });
+    expect(meta({ window_size: 16, borrowed_query_channel: -64 })!.channel).toBe(0);
+    // FastDMS's fallback names.
+    expect(meta({ dms_window_size: 32, dms_alpha_offset: 4.25 })).toEqual({ ...want, windowSize: 32, alphaOffset: 4.25, cr: null });
+    // Without a metadata file (null/undefined), nothing changes.
+    expect(meta(undefined)).toBeNull();
+  });
+
+  it('refuses bad values, naming the file and the key', () => {
+    metaError([1, 2], /dms_metadata.json: expected a JSON object, got an array/);
+    metaError({ config: 'x' }, /dms_metadata.json: "config": expected a JSON object/);
+    metaError({ alpha_scale: 100 }, /dms_metadata.json: "window_size" is missing/);
+    metaError({ config: { alpha_scale: 100 } }, /dms_metadata.json: "config": "window_size" is missing/);
+    metaError({ window_size: '256' }, /dms_metadata.json: "window_size" must be a finite number, got "256"/);
+    metaError({ window_size: 0 }, /dms_metadata.json: "window_size" must be positive/);
+    metaError({ window_size: 2.5 }, /dms_metadata.json: "window_size" must be an integer/);
+    metaError({ window_size: 1e999 }, /dms_metadata.json: "window_size" must be a finite number, got Infinity/);
+    metaError(JSON.parse('{ "window_size": 8, "alpha_offset": -1e999 }'), /"alpha_offset" must be a finite number, got -Infinity/);
+    metaError(null, /dms_metadata.json: expected a JSON object, got null/);
+    metaError(7, /dms_metadata.json: expected a JSON object, got 7/);
+    metaError({ window_size: 8, alpha_scale: 0 }, /dms_metadata.json: "alpha_scale" must be positive/);
+    metaError({ window_size: 8, alpha_offset: null, dms_alpha_offset: 'x' }, /"dms_alpha_offset" must be a finite number/);
+    metaError({ window_size: 8, alpha_offset: -Infinity }, /"alpha_offset" must be a finite number/);
+    metaError({ window_size: 8, target_cr: -8 }, /"target_cr" must be positive/);
+    metaError({ window_size: 8, borrowed_query_channel: 64 }, /"borrowed_query_channel" \(64\) is outside the query head of 64 channels/);
+    metaError({ window_size: 8, borrowed_query_channel: -65 }, /"borrowed_query_channel" \(-65\) is outside/);
+    metaError({ window_size: 8, borrowed_query_channel: 1.5 }, /"borrowed_query_channel" must be an integer/);
+    metaError({ window_size: 8, dms_window_size: 16 }, /"dms_window_size" \(16\) disagrees with "window_size" \(8\)/);
+  });
+
+  it('with config.json dms_* keys too: they must agree, and the metadata convention applies', () => {
+    const c = { ...llama3(), dms_window_size: 256, dms_alpha_scale: 100, dms_initial_alpha_offset: 5 };
+    expect(meta({ window_size: 256, target_cr: 8 }, c)).toMatchObject({ windowSize: 256, cr: 8, convention: 'fastdms', channel: 63 });
+    metaError({ window_size: 512 }, /dms_metadata.json: "window_size" \(512\) disagrees with config.json "dms_window_size" \(256\)/, c);
+    metaError({ window_size: 256, alpha_offset: 4 }, /"alpha_offset" \(4\) disagrees with config.json "dms_initial_alpha_offset" \(5\)/, c);
+    metaError({ window_size: 256, target_cr: 4 }, /"target_cr" \(4\) disagrees with config.json "dms_cr"/, { ...c, dms_cr: 8 });
+    metaError({ window_size: 256 }, /"dms_separate_alpha" is true/, { ...c, dms_separate_alpha: true });
+  });
+
+  it('readModelConfig reads it over HTTP: a 404 or a web page is "absent", other HTTP errors are errors', async () => {
+    const files: Record<string, { status: number; body: string; type?: string }> = {
+      'config.json': { status: 200, body: JSON.stringify(llama3()) },
+      'generation_config.json': { status: 404, body: '' },
+    };
+    const fetchFn = (async (url: string) => {
+      const f = files[new URL(url).pathname.slice(1)] ?? { status: 404, body: '' };
+      return new Response(f.status === 200 ? f.body : null, { status: f.status, headers: { 'content-type': f.type ?? 'application/json' } });
+    }) as unknown as typeof fetch;
+    const read = () => readModelConfig(new HttpSource('http://host/', { fetch: fetchFn }));
+    expect((await read()).config.dms).toBeNull();
+    files['dms_metadata.json'] = { status: 200, body: '<!doctype html><html></html>', type: 'text/html' };
+    expect((await read()).config.dms).toBeNull();
+    files['dms_metadata.json'] = { status: 200, body: JSON.stringify({ config: { window_size: 256, target_cr: 8 } }) };
+    expect((await read()).config.dms).toMatchObject({ windowSize: 256, convention: 'fastdms' });
+    files['dms_metadata.json'] = { status: 200, body: '{ "window_size": ' };
+    await expect(read()).rejects.toThrow(/dms_metadata.json \(http:\/\/host\/\) is not valid JSON/);
+    files['dms_metadata.json'] = { status: 200, body: JSON.stringify({ window_size: -1 }) };
+    await expect(read()).rejects.toThrow(/dms_metadata.json: "window_size" must be positive.*\(http:\/\/host\/\)/);
+    files['dms_metadata.json'] = { status: 500, body: '' };
+    await expect(read()).rejects.toThrow(/HTTP 500.*dms_metadata.json/);
+    files['dms_metadata.json'] = { status: 403, body: '' };
+    await expect(read()).rejects.toThrow(/HTTP 403/);
   });
 });
 

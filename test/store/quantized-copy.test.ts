@@ -78,8 +78,8 @@ describe('quantized copy of a streamed checkpoint', () => {
     const second = await loadModel(gpu, base, { model: REPO, weights: 'q4' }, opts());
     expect(second.info.load).toMatchObject({ start: 'warm', stored: 'quantized', downloadedBytes: 0, weights: 'q4' });
     expect(safetensorsHits(mark)).toEqual([]);
-    // Only the version check and the pre-flight's config/manifest probes went out.
-    expect(hitsSince(mark).every((h) => h.file === 'config.json' || h.file === MANIFEST_FILE)).toBe(true);
+    // Only the version check and the pre-flight's config/DMS settings/manifest probes went out.
+    expect(hitsSince(mark).every((h) => h.file === 'config.json' || h.file === 'dms_metadata.json' || h.file === MANIFEST_FILE)).toBe(true);
     expect(second.engine.loadStats!.fromConverted).toBe(true);
     expect(second.engine.loadStats!.bytesRead).toBeLessThan(checkpoint / 2);
     expect(await greedy(second.engine)).toEqual(ids);

@@ -77,7 +77,7 @@ describe('StoredSource: first download', () => {
     const keys = await backend.chunks.keys();
     const m = await manifestOf();
     expect(m.complete).toBe(true);
-    expect(m.absent.sort()).toEqual(['chat_template.jinja', 'chat_template.json', 'model.safetensors']);
+    expect(m.absent.sort()).toEqual(['chat_template.jinja', 'chat_template.json', 'dms_metadata.json', 'model.safetensors']);
     expect(keys.length).toBe(m.files.reduce((k, f) => k + Math.ceil(f.size / CHUNK), 0));
     // Integrity: safetensors files were checked against the declared SHA-256, the rest by size and chunk hashes.
     for (const f of m.files) {

@@ -158,7 +158,7 @@ export class Engine {
     if (policy === 'dms' && !config.dms) {
       throw new EngineError(`--kv dms needs a DMS checkpoint (config.json has no dms_window_size); use full, window, tova or h2o`);
     }
-    const forward = new Forward(gpu, config, weights, chunk, chunk);
+    const forward = new Forward(gpu, config, weights, chunk, chunk, Math.max(1, opts.sequences ?? 1));
     const kv = new SlotKvCache(
       gpu,
       { numLayers: config.numLayers, numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim, dms: config.dms },
@@ -172,7 +172,7 @@ export class Engine {
       weightBytes: weights.bytes,
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
-      dms: config.dms ? { windowSize: config.dms.windowSize, cr: config.dms.cr } : null,
+      dms: config.dms ? { windowSize: config.dms.windowSize, cr: config.dms.cr, ...(config.dms.convention === 'fastdms' ? { rule: 'fastdms' as const } : {}) } : null,
       adapter: gpu.caps.adapter,
       maxContext,
       kvDtype: kv.dtype,
@@ -421,6 +421,7 @@ export class Engine {
   /** Copies sequence `src`'s cache into each of `dsts` (parallel chains from one prompt). */
   forkSequence(src: number, dsts: number[]): void {
     this.kv.fork(src, dsts);
+    this.forward.forkDecisions(src, dsts);
   }
 
   /** Which positions of the conversation are resident per (layer, KV head). */

@@ -20,7 +20,7 @@
  */
 import type { Gpu } from '../gpu/context';
 import { allocMatrix, DEFAULT_SLICE_BYTES, destroyWeights, keyedWeights, RowStreamer, streamWeights, weightPlan, type MatrixSpec, type ModelWeights, type StreamOptions } from './weights';
-import { parseConfig, parseJsonFile } from '../model/config';
+import { DMS_METADATA_FILE, readModelConfig } from '../model/config';
 import { checkModelFileName } from './file-name';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
@@ -34,7 +34,7 @@ export const CONVERTED_VERSION = 1;
 /** Largest shard file (64 MB: small enough for any static host and the store's chunking). */
 export const MAX_SHARD_BYTES = 64 * 1000 * 1000;
 /** Files copied beside the weights when they exist. */
-export const COPIED_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'chat_template.json'];
+export const COPIED_FILES = ['config.json', 'generation_config.json', DMS_METADATA_FILE, 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'chat_template.json'];
 
 export interface ConvertedPiece {
   rowStart: number;
@@ -365,12 +365,13 @@ export class CountingSource implements ModelSource {
 }
 
 /**
- * The pre-flight of a model at `source` from its config.json (and converted manifest, which fixes the
+ * The pre-flight of a model at `source` from its config.json (with dms_metadata.json when there is one; and converted manifest, which fixes the
  * format) alone, before any weight is read: what a worker calls with an HttpSource on the model's base URL
  * before the weight store downloads anything. Throws PreflightError with the numbers when it cannot fit.
  */
 export async function preflightSource(source: ModelSource, limits: PreflightLimits, opts: PreflightOptions = {}): Promise<PreflightReport & { converted: boolean }> {
-  const { config } = parseConfig(parseJsonFile(await source.text('config.json'), 'config.json', source.name));
+  // With dms_metadata.json when there is one: a FastDMS checkpoint's DMS settings decide whether --kv dms can run.
+  const { config } = await readModelConfig(source, { generation: false });
   const m = await readConvertedManifest(source);
   if (m && opts.weights && opts.weights !== m.weights) throw new ConvertedError(`${source.name} is converted to ${m.weights}; it cannot be loaded as ${opts.weights}`);
   return { ...preflight(config, limits, { ...opts, weights: m?.weights ?? opts.weights }), converted: !!m };

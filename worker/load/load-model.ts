@@ -17,7 +17,7 @@ import { HttpSource } from './source';
 import type { LoadProgress, LoadReport, LoadRequest, ModelInfo, WeightFormat } from '../protocol';
 import { StoredSource, type StoreOpenOptions } from '../store/stored-source';
 import { RemoteSource } from '../store/remote-source';
-import { QUANTIZED_FORMATS, checkQuantizedQuota, checkpointVersion, openQuantizedCopy, saveQuantizedCopy } from '../store/quantized-copy';
+import { QUANTIZED_FORMATS, checkQuantizedQuota, checkpointVersion, completeQuantizedCopy, missingCopiedFiles, openQuantizedCopy, saveQuantizedCopy } from '../store/quantized-copy';
 import { StorageQuotaError, StorageUnavailableError } from '../store/errors';
 
 export interface LoadModelOptions {
@@ -70,7 +70,12 @@ export async function loadModel(gpu: Gpu, base: string, req: LoadRequest, opts: 
   if (quantize !== false) {
     const version = report ? await checkpointVersion(base, storeOpts) : null;
     const formats: readonly WeightFormat[] = report ? [report.format] : req.weights ? [req.weights] : QUANTIZED_FORMATS;
-    const copy = await openQuantizedCopy(base, formats, version, storeOpts);
+    let copy = await openQuantizedCopy(base, formats, version, storeOpts);
+    // A copy saved before the engine copied a small file (e.g. dms_metadata.json) gets it now, while online.
+    if (copy && version && missingCopiedFiles(copy.manifest).length > 0) {
+      const weights = copy.weights;
+      if (await completeQuantizedCopy(base, weights, storeOpts).catch(() => false)) copy = (await openQuantizedCopy(base, [weights], version, storeOpts)) ?? copy;
+    }
     if (copy) {
       const engine = await Engine.load(gpu, copy, { ...engineOpts, weights: copy.weights });
       return finish(engine, { start: 'warm', downloadedBytes: 0, stored: 'quantized', storedBytes: copy.manifest.totalBytes }, true, copy.warning);

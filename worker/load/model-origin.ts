@@ -8,7 +8,7 @@ import type { ModelOrigin } from '../protocol';
 import { listModels } from '../store';
 import { Remote, type RemoteFileInfo } from '../store/remote';
 
-const FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'];
+const FILES = ['config.json', 'generation_config.json', 'dms_metadata.json', 'tokenizer.json', 'tokenizer_config.json'];
 
 /** The weight files: a converted model's shards, model.safetensors, or the index and its shards. */
 async function weightFiles(remote: Remote): Promise<RemoteFileInfo[]> {

@@ -35,6 +35,7 @@ const HF_DEFAULTS: Record<Architecture, { rmsNormEps: number; maxPos: number; he
 
 const fmt = (v: unknown): string => {
   if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v); // JSON.stringify would say null
   try {
     return JSON.stringify(v) ?? String(v);
   } catch {
@@ -53,7 +54,7 @@ class Reader {
     return this.obj[field] !== undefined && this.obj[field] !== null;
   }
 
-  private num(field: string, kind: 'int' | 'float', min: 'positive' | 'nonneg' | 'any', def?: number): number {
+  num(field: string, kind: 'int' | 'float', min: 'positive' | 'nonneg' | 'any', def?: number): number {
     const v = this.obj[field];
     if (v === undefined || v === null) {
       if (def !== undefined) return def;
@@ -174,6 +175,86 @@ function parseDms(r: Reader): DmsConfig | null {
   };
 }
 
+/** The file FastDMS reads its DMS settings from, beside the weights. */
+export const DMS_METADATA_FILE = 'dms_metadata.json';
+
+/**
+ * `dms_metadata.json` (shisa-ai/FastDMS packaging) → DmsConfig with the 'fastdms' convention. The file is
+ * untrusted: every value is checked and every error names the file and the key. The settings may sit at
+ * the top level or inside `"config"` or `"dms"`. Keys: `window_size` (required, a positive integer),
+ * `alpha_scale` (positive, default 100), `alpha_offset` (finite, default 5), `target_cr` (positive,
+ * optional), `borrowed_query_channel` (an integer in [−headDim, headDim), default −1 = the last channel;
+ * negative counts from the end as in Python). FastDMS's own fallbacks `dms_window_size`, `dms_alpha_scale`,
+ * `dms_alpha_offset`, `dms_initial_alpha_offset` and `dms_cr` are read too; two names for one value must agree.
+ */
+export function parseDmsMetadata(meta: unknown, headDim: number, file = DMS_METADATA_FILE): DmsConfig {
+  const top = asObject(meta, file);
+  let obj = top;
+  let where = file;
+  for (const wrap of ['config', 'dms']) {
+    if (top[wrap] === undefined || top[wrap] === null) continue;
+    where = `${file}: "${wrap}"`;
+    obj = asObject(top[wrap], where);
+    break;
+  }
+  const r = new Reader(where, obj);
+  /** The first present of `names`, checked by `read`; the others, when present, must agree with it. */
+  const pick = <T>(names: string[], read: (name: string) => T): { value: T; name: string } | null => {
+    const present = names.filter((n) => r.has(n));
+    if (present.length === 0) return null;
+    const value = read(present[0]);
+    for (const other of present.slice(1)) {
+      const v = read(other);
+      if (v !== value) throw r.err(other, `(${fmt(v)}) disagrees with "${present[0]}" (${fmt(value)})`);
+    }
+    return { value, name: present[0] };
+  };
+  const window = pick(['window_size', 'dms_window_size'], (n) => r.posInt(n));
+  if (!window) throw r.err('window_size', 'is missing (the DMS window, a positive integer)');
+  const scale = pick(['alpha_scale', 'dms_alpha_scale'], (n) => r.posFloat(n));
+  const offset = pick(['alpha_offset', 'dms_alpha_offset', 'dms_initial_alpha_offset'], (n) => r.float(n));
+  const cr = pick(['target_cr', 'dms_cr'], (n) => r.posFloat(n));
+  let channel = headDim - 1;
+  if (r.has('borrowed_query_channel')) {
+    const ch = r.num('borrowed_query_channel', 'int', 'any');
+    if (ch < -headDim || ch >= headDim) {
+      throw r.err('borrowed_query_channel', `(${ch}) is outside the query head of ${headDim} channels (config.json "head_dim"): expected ${-headDim} to ${headDim - 1}`);
+    }
+    channel = ch < 0 ? headDim + ch : ch;
+  }
+  return {
+    windowSize: window.value,
+    alphaScale: scale?.value ?? 100,
+    alphaOffset: offset?.value ?? 5,
+    cr: cr?.value ?? null,
+    separateAlpha: false,
+    channel,
+    convention: 'fastdms',
+  };
+}
+
+/**
+ * The DMS settings of a checkpoint with both config.json `dms_*` keys and a dms_metadata.json: the values
+ * both give must agree (else an error naming both keys), and the metadata's convention applies.
+ */
+function mergeDms(fromConfig: DmsConfig, fromMeta: DmsConfig): DmsConfig {
+  const pairs: [keyof DmsConfig, string, string][] = [
+    ['windowSize', 'dms_window_size', 'window_size'],
+    ['alphaScale', 'dms_alpha_scale', 'alpha_scale'],
+    ['alphaOffset', 'dms_initial_alpha_offset', 'alpha_offset'],
+    ['cr', 'dms_cr', 'target_cr'],
+  ];
+  if (fromConfig.separateAlpha) {
+    throw new ConfigError(`config.json: "dms_separate_alpha" is true, but ${DMS_METADATA_FILE} describes a decision read from a borrowed query channel; remove one of the two`);
+  }
+  for (const [k, ck, mk] of pairs) {
+    const a = fromConfig[k], b = fromMeta[k];
+    if (k === 'cr' && (a === null || b === null)) continue;
+    if (a !== b) throw new ConfigError(`${DMS_METADATA_FILE}: "${mk}" (${fmt(b)}) disagrees with config.json "${ck}" (${fmt(a)}); the two files must describe the same DMS settings`);
+  }
+  return { ...fromMeta, cr: fromMeta.cr ?? fromConfig.cr };
+}
+
 function parseGeneration(generationConfig: unknown): { generation: GenerationDefaults; eos: number[]; bos: number | null } {
   const generation: GenerationDefaults = {};
   if (generationConfig === undefined || generationConfig === null) return { generation, eos: [], bos: null };
@@ -191,7 +272,11 @@ function parseGeneration(generationConfig: unknown): { generation: GenerationDef
   return { generation, eos: g.tokenIds('eos_token_id'), bos: bosIds.length ? bosIds[0] : null };
 }
 
-export function parseConfig(config: unknown, generationConfig?: unknown): { config: ModelConfig; generation: GenerationDefaults } {
+/**
+ * `dmsMetadata`: the parsed dms_metadata.json when the checkpoint has one (FastDMS packaging); it gives
+ * the DMS settings (checked against config.json's `dms_*` keys when both are present).
+ */
+export function parseConfig(config: unknown, generationConfig?: unknown, dmsMetadata?: unknown): { config: ModelConfig; generation: GenerationDefaults } {
   const r = new Reader('config.json', asObject(config, 'config.json'));
   const architecture = detectArchitecture(r);
   const defaults = HF_DEFAULTS[architecture];
@@ -272,8 +357,12 @@ export function parseConfig(config: unknown, generationConfig?: unknown): { conf
     qkNorm: architecture === 'qwen3',
     bosTokenId: bosIds.length ? bosIds[0] : gen.bos,
     eosTokenIds,
-    dms: parseDms(r),
+    dms: null,
   };
+  const fromConfig = parseDms(r);
+  // A file that holds `null` is an error (not an object), not an absent file.
+  const fromMeta = dmsMetadata === undefined ? null : parseDmsMetadata(dmsMetadata, headDim);
+  out.dms = fromConfig && fromMeta ? mergeDms(fromConfig, fromMeta) : fromMeta ?? fromConfig;
   return { config: out, generation: gen.generation };
 }
 
@@ -287,11 +376,31 @@ export function parseJsonFile(text: string, file: string, where: string): unknow
   }
 }
 
-/** config.json and, when present, generation_config.json of `source`, parsed and validated. */
-export async function readModelConfig(source: ModelSource): Promise<{ config: ModelConfig; generation: GenerationDefaults }> {
+/**
+ * The parsed dms_metadata.json of `source`, or undefined when it has none. Absent is not an error: a
+ * missing file (HTTP 404) or a web page instead of it (a static host's fallback page) means none; any
+ * other failure to read it (another HTTP error, a network error) is thrown, and so is a file that is not JSON.
+ */
+export async function readDmsMetadata(source: ModelSource): Promise<unknown> {
+  if (!(await source.exists(DMS_METADATA_FILE))) return undefined;
+  const text = await source.text(DMS_METADATA_FILE);
+  if (/^\s*</.test(text)) return undefined;
+  return parseJsonFile(text, DMS_METADATA_FILE, source.name);
+}
+
+/** config.json and, when present, generation_config.json and dms_metadata.json of `source`, parsed and validated. */
+export async function readModelConfig(source: ModelSource, opts: { generation?: boolean } = {}): Promise<{ config: ModelConfig; generation: GenerationDefaults }> {
   const config = parseJsonFile(await source.text('config.json'), 'config.json', source.name);
-  const generation = (await source.exists('generation_config.json'))
+  // generation: false (the pre-flight) skips generation_config.json, which sizes nothing.
+  const generation = opts.generation !== false && (await source.exists('generation_config.json'))
     ? parseJsonFile(await source.text('generation_config.json'), 'generation_config.json', source.name)
     : undefined;
-  return parseConfig(config, generation);
+  const dmsMetadata = await readDmsMetadata(source);
+  try {
+    return parseConfig(config, generation, dmsMetadata);
+  } catch (e) {
+    // Name the model in errors about its metadata file (several models may be open).
+    if (e instanceof ConfigError && e.message.startsWith(DMS_METADATA_FILE)) throw new ConfigError(`${e.message} (${source.name})`);
+    throw e;
+  }
 }

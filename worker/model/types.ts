@@ -43,6 +43,19 @@ export interface DmsConfig {
   cr: number | null;
   /** Adapter variant: alpha from self_attn.dms_proj_alpha(_norm) instead of the borrowed q channel. */
   separateAlpha: boolean;
+  /**
+   * The borrowed q channel (0 ≤ channel < headDim) of the first query head of each KV group; absent: the
+   * last (headDim − 1), the convention of both published formats.
+   */
+  channel?: number;
+  /**
+   * Whose decision rule (docs/real-models.md, "DMS checkpoints"); absent means 'nvidia'.
+   * - 'nvidia' (config.json `dms_*` keys, nvidia/Qwen3-8B-DMS-8x): the decision read at token t+1 marks
+   *   token t (shift by one), and the borrowed channel is zeroed before and after RoPE.
+   * - 'fastdms' (a `dms_metadata.json` beside the weights, shisa-ai/FastDMS): token t's own decision marks
+   *   token t, and the channel is zeroed before RoPE only (RoPE then rotates channel d/2 − 1 into it).
+   */
+  convention?: 'nvidia' | 'fastdms';
 }
 
 /** Generation defaults from generation_config.json. */

@@ -1,8 +1,9 @@
 /**
  * CPU reference of the whole transformer (Qwen3 / Qwen2 / Llama), written as plainly as possible:
  * full causal attention, f32 everywhere, weights as Float32Arrays by Hugging Face tensor name.
- * DMS models: the borrowed q channel is zeroed before and after RoPE (the `full` semantics), and an
- * optional visibility predicate `visible(layer, kvHead, i, j)` restricts which keys query i sees.
+ * DMS models: the borrowed q channel (c.dms.channel, default d-1) is zeroed before RoPE and, in NVIDIA's
+ * convention, after it too (FastDMS's leaves the rotated value), and an optional visibility predicate
+ * `visible(layer, kvHead, i, j)` restricts which keys query i sees.
  * `opts.kvDtype: 'f16'` rounds every key (after norm and RoPE) and value to f16 before attention, as the
  * engine's f16 KV cache stores them; the default 'f32' keeps them exact.
  */
@@ -13,15 +14,19 @@ export type Tensors = (name: string) => Float32Array;
 /** alpha: this layer's DMS decision logits f32 [T][Hkv] (null without DMS), computed before attention. */
 export type Visibility = (layer: number, kvHead: number, query: number, key: number, alpha: Float32Array | null) => boolean;
 
-/** The DMS rule: query i sees key j iff i − j ≤ w or key j's decision (made at token j+1) keeps it. */
-export function dmsVisibility(window: number, numKvHeads: number): Visibility {
-  return (_l, h, i, j, alpha) => i - j <= window || !alpha || !(alpha[(j + 1) * numKvHeads + h] > 0);
+/**
+ * The DMS rule: query i sees key j iff i − j ≤ w or key j's decision keeps it. The decision is made at
+ * token j+1 in NVIDIA's convention (the default), at token j itself in FastDMS's.
+ */
+export function dmsVisibility(window: number, numKvHeads: number, convention: 'nvidia' | 'fastdms' = 'nvidia'): Visibility {
+  const shift = convention === 'fastdms' ? 0 : 1;
+  return (_l, h, i, j, alpha) => i - j <= window || !alpha || !(alpha[(j + shift) * numKvHeads + h] > 0);
 }
 
 export interface ReferenceOutput {
   /** [T][vocab] */
   logits: Float32Array;
-  /** [layer][T][kvHead] DMS decision logits (s·q[d-1] − c), when the model has DMS. */
+  /** [layer][T][kvHead] DMS decision logits (s·q[channel] − c) of each token's own query, when the model has DMS. */
   alpha: Float32Array[] | null;
 }
 
@@ -96,12 +101,13 @@ export function referenceForward(c: ModelConfig, w: Tensors, ids: number[], visi
         const o = (t * Hq + hh) * d;
         if (c.qkNorm) rmsnorm(q, o, d, w(`${p}self_attn.q_norm.weight`), c.rmsNormEps, q, o);
         const borrowed = c.dms && !c.dms.separateAlpha && hh % g === 0;
+        const ch = c.dms?.channel ?? d - 1;
         if (borrowed && la && c.dms) {
-          la[t * Hkv + hh / g] = c.dms.alphaScale * q[o + d - 1] - c.dms.alphaOffset;
-          q[o + d - 1] = 0;
+          la[t * Hkv + hh / g] = c.dms.alphaScale * q[o + ch] - c.dms.alphaOffset;
+          q[o + ch] = 0;
         }
         rope(q, o, d, t, inv);
-        if (borrowed) q[o + d - 1] = 0;
+        if (borrowed && c.dms?.convention !== 'fastdms') q[o + ch] = 0;
       }
       for (let hh = 0; hh < Hkv; hh++) {
         const o = (t * Hkv + hh) * d;

@@ -7,7 +7,8 @@ export interface QkNormRopeRefArgs {
   eps: number;
   qNorm: Float32Array | null;
   kNorm: Float32Array | null;
-  dms: { scale: number; offset: number } | null;
+  /** channel: the borrowed q channel (default d-1); zeroAfter: zero it again after RoPE (default true, NVIDIA). */
+  dms: { scale: number; offset: number; channel?: number; zeroAfter?: boolean } | null;
 }
 
 /** Returns the new qkv and, with `a.dms`, alpha f32[rows][numKvHeads] (else null). */
@@ -28,9 +29,10 @@ export function qkNormRopeRef(qkv: Float32Array, positions: Uint32Array, invFreq
         for (let i = 0; i < d; i++) x[i] = x[i] * inv * w[i];
       }
       const dmsHead = !!a.dms && isQ && h % g === 0;
+      const ch = a.dms?.channel ?? d - 1;
       if (dmsHead) {
-        alpha![r * hkv + h / g] = a.dms!.scale * x[d - 1] - a.dms!.offset;
-        x[d - 1] = 0;
+        alpha![r * hkv + h / g] = a.dms!.scale * x[ch] - a.dms!.offset;
+        x[ch] = 0;
       }
       const y = new Array<number>(d);
       for (let i = 0; i < half; i++) {
@@ -39,7 +41,7 @@ export function qkNormRopeRef(qkv: Float32Array, positions: Uint32Array, invFreq
         y[i] = x[i] * c - x[i + half] * s;
         y[i + half] = x[i + half] * c + x[i] * s;
       }
-      if (dmsHead) y[d - 1] = 0;
+      if (dmsHead && a.dms!.zeroAfter !== false) y[ch] = 0;
       for (let i = 0; i < d; i++) out[base + i] = y[i];
     }
   }

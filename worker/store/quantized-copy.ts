@@ -8,7 +8,7 @@
  * not 16 GB. The copy records the checkpoint's version (commit, ETag or config.json hash); when the
  * remote version changes the copy is stale and is rebuilt, offline it is served with a warning.
  */
-import type { ConvertedManifest, ConvertSink } from '../load/converted';
+import { COPIED_FILES, type ConvertedManifest, type ConvertSink } from '../load/converted';
 import type { WeightFormat } from '../model/types';
 import { idbStoreBackend, type StoreBackend } from './backend';
 import { StorageQuotaError, formatBytes, isQuotaExceeded } from './errors';
@@ -130,7 +130,8 @@ export async function saveQuantizedCopy(
       weightsId: version.weights,
       version: version.commit ?? version.etag ?? version.sha256 ?? `size-${version.info.size}`,
       files: sink.files,
-      absent: [],
+      // The small files the checkpoint does not have (missingCopiedFiles tells an older copy by their absence here).
+      absent: COPIED_FILES.filter((f) => !sink.files.some((x) => x.name === f)),
       totalBytes: sink.files.reduce((n, f) => n + f.size, 0),
       createdAt: now,
       lastUsed: now,
@@ -140,6 +141,42 @@ export async function saveQuantizedCopy(
     await backend.meta.set(modelRecordKey(ctx.key), m);
     await backend.meta.del(pendingRecordKey(ctx.key));
     return m;
+  });
+}
+
+/**
+ * The small files (config, tokenizer, dms_metadata.json: COPIED_FILES) a stored copy neither holds nor records
+ * as absent: a copy saved by an engine that did not copy them yet.
+ */
+export function missingCopiedFiles(m: Pick<Manifest, 'files' | 'absent'>): string[] {
+  const known = new Set([...m.files.map((f) => f.name), ...(m.absent ?? [])]);
+  return COPIED_FILES.filter((f) => !known.has(f));
+}
+
+/**
+ * Adds to the stored `format` copy of `base` the small files it lacks (missingCopiedFiles) from the server
+ * (those the server does not have are recorded as absent), so that an older copy of a FastDMS checkpoint gets
+ * its dms_metadata.json without downloading the checkpoint again. Returns whether a file was added.
+ */
+export async function completeQuantizedCopy(base: string, format: WeightFormat, opts: QuantizedCopyOptions = {}): Promise<boolean> {
+  const ctx = context(base, format, opts);
+  return ctx.backend.withLock(`webdms-weights:${ctx.key}`, async () => {
+    const m = await ctx.backend.meta.get<Manifest>(modelRecordKey(ctx.key));
+    if (!m?.complete || !m.quantized) return false;
+    const missing = missingCopiedFiles(m);
+    if (missing.length === 0) return false;
+    const sink = new StoreSink(ctx, opts.chunkSize ?? DEFAULT_CHUNK_SIZE, 0, undefined, undefined, m.files.length);
+    const absent = [...(m.absent ?? [])];
+    for (const f of missing) {
+      const info = await ctx.remote.probe(f);
+      if (!info) absent.push(f);
+      else await sink.writeFile(f, await ctx.remote.fetchRange(f, 0, info.size, info.size));
+    }
+    m.files = [...m.files, ...sink.files];
+    m.absent = absent;
+    m.totalBytes += sink.files.reduce((n, f) => n + f.size, 0);
+    await ctx.backend.meta.set(modelRecordKey(ctx.key), m);
+    return sink.files.length > 0;
   });
 }
 
@@ -155,10 +192,12 @@ class StoreSink implements ConvertSink {
     private readonly expected: number,
     private readonly onProgress?: (p: SaveProgress) => void,
     private readonly signal?: AbortSignal,
+    /** Files the copy already has (their ids are quantized-0 .. quantized-(n-1)). */
+    private readonly firstIndex = 0,
   ) {}
 
   async openShard(name: string): Promise<void> {
-    const entry: FileEntry = { name, size: 0, fileId: `quantized-${this.files.length}`, chunkSize: this.chunkSize };
+    const entry: FileEntry = { name, size: 0, fileId: `quantized-${this.firstIndex + this.files.length}`, chunkSize: this.chunkSize };
     this.file = { entry, sha: new Sha256(), chunkSha: [], buf: new Uint8Array(this.chunkSize), fill: 0 };
   }
 

@@ -68,6 +68,8 @@ export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
 /** Files the engine reads: config.json (required), optional JSON/tokenizer files, then the weights. */
 export const OPTIONAL_FILES = [
   'generation_config.json',
+  // FastDMS packaging: the DMS settings beside the weights (kept, so an offline reload keeps DMS).
+  'dms_metadata.json',
   'tokenizer.json',
   'tokenizer_config.json',
   'chat_template.jinja',
@@ -864,6 +866,12 @@ async function openLocked(ctx: Ctx): Promise<StoredSource> {
     } catch (e) {
       return useCurrent(`could not check for updates: ${errorText(e)}`);
     }
+  }
+  // A copy stored before the engine read an optional file (e.g. dms_metadata.json) neither holds it nor
+  // records it as absent: plan again, which fetches only what is missing (stored chunks are shared).
+  if (current && stale.length === 0) {
+    const known = new Set([...current.files.map((f) => f.name), ...(current.absent ?? [])]);
+    stale = OPTIONAL_FILES.filter((f) => !known.has(f));
   }
   if (current && sameVersion(current, v) && stale.length === 0) target = current;
   else if (pending && !pending.stale && sameVersion(pending, v)) target = pending;
