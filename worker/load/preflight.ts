@@ -12,7 +12,7 @@
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/types';
 import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
-import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
+import { DEFAULT_KV_DTYPE, kvRowBytes } from '../model/dtype';
 import { rowScales, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
@@ -243,7 +243,7 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
     const totalBytes = w.bytes + fixed;
     let problem = w.problem;
     if (!problem && kv.layerBytes > limits.maxStorageBufferBindingSize) {
-      problem = `one layer's K cache (${c.numKvHeads} KV heads x ${kv.capacity} tokens x ${c.headDim} x ${kvValueBytes(dtype)} B ${dtype} = ${fmtBytes(kv.layerBytes)}) exceeds maxStorageBufferBindingSize ${fmtBytes(limits.maxStorageBufferBindingSize)}; lower the context`;
+      problem = `one layer's K cache (${c.numKvHeads} KV heads x ${kv.capacity} tokens x ${kvRowBytes(c.headDim, dtype)} B (head dim ${c.headDim} in ${dtype}) = ${fmtBytes(kv.layerBytes)}) exceeds maxStorageBufferBindingSize ${fmtBytes(limits.maxStorageBufferBindingSize)}; lower the context`;
     }
     if (!problem && totalBytes > memoryBytes) {
       problem = `needs ${fmtBytes(totalBytes)} (weights ${fmtBytes(w.bytes)} + KV ${fmtBytes(kv.bytes)} + activations ${fmtBytes(act)} + ${fmtBytes(OVERHEAD_BYTES)} overhead), over the ${fmtBytes(memoryBytes)} memory budget`;
