@@ -4,6 +4,7 @@
  */
 import { generateCommand } from './generate';
 import { perplexityCommand } from './perplexity';
+import { kvQualityCommand } from './kv-quality';
 import { benchCommand } from './bench';
 import { checkCommand } from './check';
 import { convertCommand } from './convert';
@@ -28,6 +29,8 @@ commands:
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
            (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)
   perplexity --model <...> --file <text file> [--max-tokens N] [--kv ...] [--kv-budget N] [--kv-dtype f16|f32|q8|q4] [--weights ...] [--step N] [--json]
+  kv-quality --model <...> --file <text file> [--max-tokens 1024] [--kv dms] [--kv-budget N] [--kv-dtype f16,q8,q4] [--prompt 64] [--greedy 256] [--json]
+           (each K/V storage type against the first: perplexity, per-token KL, argmax and greedy agreement, bytes per token)
 
   A --model given as a URL or repo id is downloaded with retries (5 attempts, backoff) and progress on stderr;
   --timeout S (generate, perplexity, convert, hyperscale; default 30) gives up on a request that gets no
@@ -41,6 +44,8 @@ async function main(argv: string[]): Promise<void> {
       return generateCommand(rest);
     case 'perplexity':
       return perplexityCommand(rest);
+    case 'kv-quality':
+      return kvQualityCommand(rest);
     case 'bench':
       return benchCommand(rest);
     case 'check':
