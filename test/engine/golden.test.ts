@@ -98,6 +98,25 @@ describe.each(['qwen3', 'qwen2', 'llama'])('golden parity: %s', (name) => {
     engine.destroy();
   });
 
+  it('q8 KV cache: logits match the reference with the same quantization, the same 32 greedy tokens as the f16 cache', async () => {
+    const ref = await loadReference(dir(name));
+    const ids: Record<string, number[]> = {};
+    for (const kvDtype of ['f16', 'q8'] as const) {
+      const engine = await loadEngine(dir(name), { weights: 'f32', kvDtype, prefillChunk: 16 });
+      expect(engine.kvDtype).toBe(kvDtype);
+      if (kvDtype === 'q8') {
+        const got = await engine.logits(g.prompt_ids);
+        const quantized = referenceForward(ref.config, ref.tensors, g.prompt_ids, undefined, { kvDtype: 'q8' }).logits;
+        expect(maxAbsDiff(got, quantized)).toBeLessThan(KV_F16.vsHf);
+        for (let t = 0; t < g.prompt_ids.length; t++) expect(argmaxRow(got, t, V)).toBe(argmaxRow(want, t, V));
+      }
+      ids[kvDtype] = (await engine.generate(g.prompt_ids, { maxTokens: 32, temperature: 0, stopIds: [] })).ids;
+      engine.destroy();
+    }
+    expect(ids.q8).toHaveLength(32);
+    expect(ids.q8).toEqual(ids.f16);
+  });
+
   it('the tokenizer and chat template reproduce the prompt ids', async () => {
     const tok = await ModelTokenizer.load(new FolderSource(dir(name)));
     const text = tok.applyChatTemplate(g.prompt_messages, { addGenerationPrompt: true });
