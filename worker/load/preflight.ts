@@ -12,7 +12,7 @@
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/types';
 import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
-import { DEFAULT_KV_DTYPE, kvRowBytes } from '../model/dtype';
+import { DEFAULT_KV_DTYPE, kvDtypeProblem, kvRowBytes } from '../model/dtype';
 import { rowScales, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
@@ -233,6 +233,8 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
   }
   const policy = kvPolicy(opts.kv, c.dms);
   const dtype = opts.kvDtype ?? DEFAULT_KV_DTYPE;
+  const dtypeProblem = kvDtypeProblem(c.headDim, dtype);
+  if (dtypeProblem) throw new RangeError(dtypeProblem);
   const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step, dtype });
   const act = activationBytes(c, step);
   const memoryBytes = limits.memoryBytes ?? defaultMemoryBudget(limits);
