@@ -19,7 +19,7 @@ commands:
            [--weights f32|f16|q8|q4] [--kv full|dms|window|tova|h2o] [--kv-budget N] [--kv-dtype f16|f32|q8|q4] [--json]
            [--chains W [--vote]] [--memory MB|low|medium|high]   (parallel chains; --memory lets the planner pick W, length, kv)
   hyperscale --model <...> [--tasks add,mul,vartrack | file.jsonl] [--n N] [--task-seed S] [--widths 1,2,4] [--lengths 128,256]
-           [--kv full,dms,window,tova,h2o] [--kv-budget N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--out file.json] [--json]
+           [--kv full,dms,window,tova,h2o] [--kv-budget N] [--kv-dtype f16|f32|q8|q4] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--out file.json] [--json]
   bench (--shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b | --model <folder | URL | repo id> [--gpu-memory MB] [--warmup S])
         --weights q4|q8|f16|f32 --context 1024,4096 --kv full,dms [--kv-dtype f16,f32,q8,q4]
         [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--ttft 2048] [--json]
