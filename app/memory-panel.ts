@@ -38,7 +38,7 @@ export function updateMemory(kv: KvStats | null, tps: number): void {
   $('mem-bytes').textContent = formatBytes(s.peakBytes);
   $('mem-alloc').textContent = formatBytes(s.allocatedBytes);
   $('mem-policy').textContent =
-    s.policy.toUpperCase() + (s.kvDtype ? ` · K/V ${s.kvDtype}` : '') + (s.budgetEvictions ? ` · ${formatCount(s.budgetEvictions)} evictions` : '');
+    s.policy.toUpperCase() + (s.kvDtype ? ` · K/V ${s.kvDtype}${s.bytesPerToken ? ` (${s.bytesPerToken} B per token and head)` : ''}` : '') + (s.budgetEvictions ? ` · ${formatCount(s.budgetEvictions)} evictions` : '');
   if (tps > 0) $('mem-tps').textContent = `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s`;
   const max = Math.max(1, seen);
   $('mem-bar-ctx').style.width = '100%';

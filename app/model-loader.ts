@@ -64,6 +64,7 @@ export async function loadModel(spec: string, opts: { steal?: boolean; wait?: bo
     model: specForWorker(spec),
     kv: settings.kv === 'auto' ? undefined : settings.kv,
     kvBudget: settings.kvBudget > 0 ? settings.kvBudget : undefined,
+    kvDtype: settings.kvDtype,
     maxContext: settings.maxContext > 0 ? settings.maxContext : undefined,
     weights: settings.weights === 'auto' ? undefined : settings.weights,
     memoryFallback: opts.memoryFallback,

@@ -1,6 +1,6 @@
 /**
  * The settings dialog: sampling (temperature, top-p, top-k, max tokens, system prompt) and the engine's
- * options (KV policy and budget, context, parallel chains, weight format). Saving keeps them in
+ * options (KV policy, budget and storage type, context, parallel chains, weight format). Saving keeps them in
  * localStorage; a change to the engine's options reloads the model.
  */
 import { $ } from './dom';
@@ -16,6 +16,7 @@ const NUMERIC: (keyof Settings)[] = ['temperature', 'topP', 'topK', 'maxTokens',
 function fillSettings(): void {
   for (const k of NUMERIC) field(k).value = String(settings[k]);
   field('kv').value = settings.kv;
+  field('kvDtype').value = settings.kvDtype;
   field('weights').value = settings.weights;
   field('systemPrompt').value = settings.systemPrompt;
   field('chains').value = String(settings.chains);
@@ -37,7 +38,7 @@ export function initSettingsDialog(reload: () => void): void {
   settingsDialog.addEventListener('close', () => {
     const action = settingsDialog.returnValue;
     if (action !== 'save' && action !== 'reload') return;
-    const before = JSON.stringify([settings.kv, settings.kvBudget, settings.maxContext, settings.weights, settings.chains]);
+    const before = JSON.stringify([settings.kv, settings.kvBudget, settings.kvDtype, settings.maxContext, settings.weights, settings.chains]);
     for (const k of NUMERIC) {
       const v = Number(field(k).value);
       if (Number.isFinite(v)) (settings as unknown as Record<string, number>)[k] = v;
@@ -45,12 +46,13 @@ export function initSettingsDialog(reload: () => void): void {
     settings.maxTokens = Math.max(1, Math.round(settings.maxTokens));
     settings.topK = Math.max(0, Math.round(settings.topK));
     settings.kv = field('kv').value as Settings['kv'];
+    settings.kvDtype = field('kvDtype').value as Settings['kvDtype'];
     settings.weights = field('weights').value as Settings['weights'];
     settings.systemPrompt = field('systemPrompt').value;
     settings.chains = Math.max(1, Math.round(Number(field('chains').value) || 1));
     saveSettings(settings);
     // More chains need more KV sequences: the engine is reloaded for them.
-    const after = JSON.stringify([settings.kv, settings.kvBudget, settings.maxContext, settings.weights, settings.chains]);
+    const after = JSON.stringify([settings.kv, settings.kvBudget, settings.kvDtype, settings.maxContext, settings.weights, settings.chains]);
     if (action === 'reload' || (before !== after && state.modelState === 'ready')) reload();
   });
 }

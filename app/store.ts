@@ -1,6 +1,6 @@
 /** Conversations in IndexedDB (idb-keyval, one record per conversation) and settings in localStorage. */
 import { createStore, del, entries, get, set } from 'idb-keyval';
-import type { ChainVote, ContextDropped, KvPolicyName, WeightFormat } from '../worker/protocol';
+import type { ChainVote, ContextDropped, KvDtype, KvPolicyName, WeightFormat } from '../worker/protocol';
 import type { StoredChain } from './chains';
 
 export interface StoredMessage {
@@ -63,6 +63,8 @@ export interface Settings {
   /** Tokens kept per layer and KV head (training-free policies) or the DMS slot cap; 0 = the engine's default. */
   kvBudget: number;
   maxContext: number;
+  /** How the KV cache stores K and V (docs/kv-cache.md): f16 (the engine's default), f32, q8 or q4. */
+  kvDtype: KvDtype;
   weights: WeightFormat | 'auto';
   systemPrompt: string;
   /** Parallel reasoning chains per reply (1 = off); more than 1 samples that many and votes (docs/hyperscaling.md). */
@@ -80,6 +82,7 @@ export const DEFAULT_SETTINGS: Settings = {
   kv: 'auto',
   kvBudget: 0,
   maxContext: 2048,
+  kvDtype: 'f16',
   weights: 'auto',
   systemPrompt: '',
   chains: 1,

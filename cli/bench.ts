@@ -16,6 +16,7 @@ import { Encoder } from '../worker/gpu/encoder';
 import { linear, linearTuning } from '../worker/kernels/linear';
 import { nodeGpu } from '../worker/gpu/node';
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
+import { KV_DTYPES } from '../worker/model/dtype';
 export type { BenchRow };
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';
@@ -50,7 +51,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     return v as KvPolicyName;
   });
   const kvDtypes = (values.get('kv-dtype') ?? 'f16').split(',').map((v) => {
-    if (v !== 'f16' && v !== 'f32') throw new UsageError(`--kv-dtype: f16 or f32 (or both, f16,f32), not "${v}"`);
+    if (!(KV_DTYPES as readonly string[]).includes(v)) throw new UsageError(`--kv-dtype: ${KV_DTYPES.join(', ')} (or several, f16,q8), not "${v}"`);
     return v as KvDtype;
   });
   const steps = intArg(values, 'steps', 1, 16)!;

@@ -10,6 +10,7 @@ import { generateChains } from '../worker/hyperscale/chains';
 import { Engine } from '../worker/engine/engine';
 import { createRandom } from '../worker/engine/random';
 import { nodeGpu } from '../worker/gpu/node';
+import { KV_DTYPES } from '../worker/model/dtype';
 import { ModelTokenizer } from '../worker/model/tokenizer';
 import type { KvPolicyName } from '../worker/model/types';
 import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
@@ -121,7 +122,7 @@ export interface SweepPoint {
 
 export async function hyperscaleCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['model', 'timeout', 'tasks', 'n', 'task-seed', 'widths', 'lengths', 'kv', 'kv-budget', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'out', 'time-limit'],
+    values: ['model', 'timeout', 'tasks', 'n', 'task-seed', 'widths', 'lengths', 'kv', 'kv-budget', 'kv-dtype', 'temperature', 'top-p', 'top-k', 'seed', 'weights', 'out', 'time-limit'],
     switches: ['json'],
   });
   const model = values.get('model');
@@ -164,6 +165,7 @@ export async function hyperscaleCommand(argv: string[]): Promise<void> {
       weights: choiceArg(values, 'weights', WEIGHTS),
       kv: policy,
       kvBudget: policy === 'full' ? undefined : (kvBudget ?? (policy === 'dms' ? maxContext : undefined)),
+      kvDtype: choiceArg(values, 'kv-dtype', KV_DTYPES),
       sequences: Wmax,
       prefillChunk: Math.max(64, Wmax),
       maxContext,

@@ -16,6 +16,10 @@
 // vec4u (16 bytes: 4 f32 or 8 f16 values), V as u32. With F16 the step's own keys and values, read
 // from qkv in f32, are rounded to f16 the same way, so a key is the same number whether it is read
 // from qkv (its own step) or from the cache (later steps): chunking does not change the result.
+// With Q8 / Q4 (pipeline constants) K and V are codes then scales (worker/kv/quant.ts), read a word at a
+// time and scaled as loaded; the step's own keys and values are quantized and back the same way
+// (kv_quant.wgsl): the thread of a step key computes its key's scale(s) and its value's, the latter kept in
+// workgroup memory (vsc) for the V phase.
 // In the V phase a thread owns a pair of columns (2 cp, 2 cp + 1), cp = lid % (D/2), for the query
 // vectors qv = lid / (D/2) + j * QG (QG = 64 / (D/2) groups of threads; D <= 128 so one pair each).
 // With p.stats = 1 the softmax max and sum (m, l) of each (row, query head) are kept in
@@ -33,6 +37,8 @@
 override QH: u32 = 8u;    // QH * d <= 1024, 2 * ceil(QH / QG) <= 16
 override D: u32 = 128u;   // head dim (= p.d, a multiple of 8, <= 128), a constant so the loops unroll
 override F16: bool = false;
+override Q8: bool = false;
+override Q4: bool = false;
 
 const WG: u32 = 64u;
 const TK: u32 = 64u;
@@ -48,16 +54,52 @@ var<workgroup> sc: array<f32, 1024>;       // [QH][TK] scores, then probabilitie
 var<workgroup> mrow: array<f32, 16>;
 var<workgroup> lrow: array<f32, 16>;
 var<workgroup> corr: array<f32, 16>;
+var<workgroup> vsc: array<f32, 256>;      // Q8 / Q4: [TK][4] scales of the step values of the tile
 var<workgroup> wlen: u32;
 var<workgroup> wpos0: u32;
 // The step's first position (seen[h]), for keyInfo() and visible().
 var<private> pos0: u32;
 
-// rnd(), rnd2() and F16_MAX:
+// rnd(), rnd2() and F16_MAX; q8Round() ...:
 // #include f16_round.wgsl
+// #include kv_quant.wgsl
+
+// Q8 / Q4: words per stored row, scale words per row, and the first scale word of the K / V buffers.
+override QDW: u32 = select(D / 8u, D / 4u, Q8);
+override QSW: u32 = select((D + 63u) / 64u, 1u, Q8);
+override QNB: u32 = select(D / 32u, 1u, Q8); // scales per stored row
+fn scaleBase() -> u32 { return p.hkv * p.cap * QDW; }
+
+// Word i of the cache's K buffer.
+fn kw(i: u32) -> u32 { return kc[i >> 2u][i & 3u]; }
+
+// Q8: the scale of the step's key or value at qkv[b..b+D); Q4: of its block blk.
+fn stepScale(b: u32, blk: u32) -> f32 {
+  if (Q8) {
+    var amax = 0.0;
+    for (var c = 0u; c < D; c++) { amax = max(amax, abs(qkv[b + c])); }
+    return q8Scale(amax);
+  }
+  var m = vec2f(0.0);
+  for (var c = 0u; c < 32u; c++) { m = q4Max(m, qkv[b + 32u * blk + c]); }
+  return q4Scale(m.x);
+}
+fn quant(x: f32, s: f32) -> f32 {
+  if (Q8) { return q8Round(x, s); }
+  return q4Round(x, s);
+}
 
 // Columns (2 cp, 2 cp + 1) of the value of resident slot k.
 fn cachedV(k: u32, h: u32, cp: u32) -> vec2f {
+  if (Q8) {
+    let c = q8Codes(vc[(h * p.cap + k) * QDW + cp / 2u]);
+    return select(c.xy, c.zw, cp % 2u == 1u) * bitcast<f32>(vc[scaleBase() + h * p.cap + k]);
+  }
+  if (Q4) {
+    let w = vc[(h * p.cap + k) * QDW + cp / 4u] >> (8u * (cp % 4u));
+    let s = q4ScaleOf(vc[scaleBase() + (h * p.cap + k) * QSW + cp / 32u], cp / 16u);
+    return (vec2f(f32(w & 15u), f32((w >> 4u) & 15u)) - 8.0) * s;
+  }
   if (F16) { return unpack2x16float(vc[(h * p.cap + k) * NP + cp]); }
   let o = (h * p.cap + k) * D + 2u * cp;
   return vec2f(bitcast<f32>(vc[o]), bitcast<f32>(vc[o + 1u]));
@@ -69,6 +111,10 @@ fn loadV(k: u32, len: u32, h: u32, cp: u32) -> vec2f {
   let o = (p.rowBase + k - len) * p.stride + (p.hq + p.hkv + h) * D + 2u * cp;
   let v = vec2f(qkv[o], qkv[o + 1u]);
   if (F16) { return rnd2(v); }
+  if (Q8 || Q4) {
+    let s = vsc[(k % TK) * 4u + select(0u, cp / 16u, Q4)];
+    return vec2f(quant(v.x, s), quant(v.y, s));
+  }
   return v;
 }
 
@@ -140,7 +186,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var qv = 0u; qv < QH; qv++) { sacc[qv] = 0.0; }
     if (inTile) {
       if (k < len) {
-        if (F16) {
+        if (Q8) {
+          let b = (h * p.cap + k) * QDW;
+          let s = bitcast<f32>(kw(scaleBase() + h * p.cap + k));
+          for (var c = 0u; c < QDW; c++) {
+            let kv = q8Codes(kw(b + c)) * s;
+            for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(kv, qs[qv * d4 + c]); }
+          }
+        } else if (Q4) {
+          let b = (h * p.cap + k) * QDW;
+          for (var c = 0u; c < QDW; c++) {
+            let s = q4ScaleOf(kw(scaleBase() + (h * p.cap + k) * QSW + c / 8u), c / 4u);
+            let q = q4Codes(kw(b + c));
+            let k0 = vec4f(q[0], q[1], q[2], q[3]) * s;
+            let k1 = vec4f(q[4], q[5], q[6], q[7]) * s;
+            for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(k0, qs[qv * d4 + 2u * c]) + dot(k1, qs[qv * d4 + 2u * c + 1u]); }
+          }
+        } else if (F16) {
           // 8 halves per load.
           let b = (h * p.cap + k) * (D / 8u);
           for (var c = 0u; c < D / 8u; c++) {
@@ -158,9 +220,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
         }
       } else {
         let b = (p.rowBase + k - len) * p.stride + (p.hq + h) * d;
+        // Q8 / Q4: the scales of this step key (ks) and of its value (vsc, for the V phase).
+        var ks = array<f32, 4>();
+        if (Q8 || Q4) {
+          for (var j = 0u; j < QNB; j++) {
+            ks[j] = stepScale(b, j);
+            vsc[lid * 4u + j] = stepScale(b + p.hkv * d, j);
+          }
+        }
         for (var c = 0u; c < d4; c++) {
           var kv = vec4f(qkv[b + 4u * c], qkv[b + 4u * c + 1u], qkv[b + 4u * c + 2u], qkv[b + 4u * c + 3u]);
           if (F16) { kv = vec4f(rnd2(kv.xy), rnd2(kv.zw)); }
+          if (Q8 || Q4) {
+            let s = ks[select(0u, c / 8u, Q4)];
+            kv = vec4f(quant(kv.x, s), quant(kv.y, s), quant(kv.z, s), quant(kv.w, s));
+          }
           for (var qv = 0u; qv < QH; qv++) { sacc[qv] += dot(kv, qs[qv * d4 + c]); }
         }
       }

@@ -21,8 +21,18 @@ enable subgroups;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
+// #if Q8
+@group(0) @binding(3) var<storage, read> kc: array<vec2u>;
+@group(0) @binding(4) var<storage, read> vc: array<vec2u>;
+// #else
+// #if Q4
+@group(0) @binding(3) var<storage, read> kc: array<u32>;
+@group(0) @binding(4) var<storage, read> vc: array<u32>;
+// #else
 @group(0) @binding(3) var<storage, read> kc: array<vec4u>;
 @group(0) @binding(4) var<storage, read> vc: array<vec4u>;
+// #endif
+// #endif
 @group(0) @binding(5) var<storage, read> state: array<u32>;
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
 
@@ -44,10 +54,41 @@ var<workgroup> gm: array<f32, NG * G>;
 var<workgroup> gl: array<f32, NG * G>;
 var<workgroup> gacc: array<f32, G * D>;
 
-// rnd():
+// rnd(), q8Round() ...:
 // #include f16_round.wgsl
+// #include kv_quant.wgsl
 
-// Values 8c .. 8c+7 of a cached key or value from its words: w0 (f16: all 8 halves), or w0 and w1 (f32).
+// Chunk c (values 8c .. 8c+7) of the key (keyChunk) or value (valueChunk) of resident slot k of head h.
+// #if Q8
+fn q8Chunk(w: vec2u, s: f32) -> array<f32, 8> {
+  let a = q8Codes(w.x) * s; let b = q8Codes(w.y) * s;
+  return array<f32, 8>(a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w);
+}
+fn scaleIndex(h: u32, k: u32) -> u32 { return p.hkv * p.cap * (D / 4u) + h * p.cap + k; }
+fn keyChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
+  let si = scaleIndex(h, k);
+  return q8Chunk(kc[(h * p.cap + k) * (D / 8u) + c], bitcast<f32>(kc[si >> 1u][si & 1u]));
+}
+fn valueChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
+  let si = scaleIndex(h, k);
+  return q8Chunk(vc[(h * p.cap + k) * (D / 8u) + c], bitcast<f32>(vc[si >> 1u][si & 1u]));
+}
+// #else
+// #if Q4
+fn q4Chunk(w: u32, s: f32) -> array<f32, 8> {
+  var q = q4Codes(w);
+  for (var e = 0u; e < 8u; e++) { q[e] *= s; }
+  return q;
+}
+fn scaleIndex(h: u32, k: u32, c: u32) -> u32 { return p.hkv * p.cap * (D / 8u) + (h * p.cap + k) * ((D + 63u) / 64u) + c / 8u; }
+fn keyChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
+  return q4Chunk(kc[(h * p.cap + k) * (D / 8u) + c], q4ScaleOf(kc[scaleIndex(h, k, c)], c / 4u));
+}
+fn valueChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
+  return q4Chunk(vc[(h * p.cap + k) * (D / 8u) + c], q4ScaleOf(vc[scaleIndex(h, k, c)], c / 4u));
+}
+// #else
+// Values of a chunk from its words: w0 (f16: all 8 halves), or w0 and w1 (f32).
 fn chunk(w0: vec4u, w1: vec4u) -> array<f32, 8> {
 // #if F16
   let a = unpack2x16float(w0.x); let b = unpack2x16float(w0.y); let c = unpack2x16float(w0.z); let d = unpack2x16float(w0.w);
@@ -58,16 +99,45 @@ fn chunk(w0: vec4u, w1: vec4u) -> array<f32, 8> {
   return array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
 // #endif
 }
+fn keyChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
+  let w = ((h * p.cap + k) * (D / 8u) + c) * CW;
+  return chunk(kc[w], kc[w + CW - 1u]);
+}
+fn valueChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
+  let w = ((h * p.cap + k) * (D / 8u) + c) * CW;
+  return chunk(vc[w], vc[w + CW - 1u]);
+}
+// #endif
+// #endif
 
 // Chunk c of the step's own key (kv = 0) or value (kv = 1), from qkv, rounded as the cache will store it.
 fn stepChunk(h: u32, kv: u32, c: u32) -> array<f32, 8> {
   var o: array<f32, 8>;
-  let b = p.rowBase * p.stride + (p.hq + kv * p.hkv + h) * D + 8u * c;
+  let b = p.rowBase * p.stride + (p.hq + kv * p.hkv + h) * D;
+// #if Q8
+  var amax = 0.0;
+  for (var e = 0u; e < D; e++) { amax = max(amax, abs(qkv[b + e])); }
+  let s = q8Scale(amax);
+// #endif
+// #if Q4
+  var m = vec2f(0.0);
+  for (var e = 0u; e < 32u; e++) { m = q4Max(m, qkv[b + 32u * (c / 4u) + e]); }
+  let s = q4Scale(m.x);
+// #endif
   for (var e = 0u; e < 8u; e++) {
+    let x = qkv[b + 8u * c + e];
 // #if F16
-    o[e] = rnd(qkv[b + e]);
+    o[e] = rnd(x);
 // #else
-    o[e] = qkv[b + e];
+// #if Q8
+    o[e] = q8Round(x, s);
+// #else
+// #if Q4
+    o[e] = q4Round(x, s);
+// #else
+    o[e] = x;
+// #endif
+// #endif
 // #endif
   }
   return o;
@@ -139,9 +209,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
         var v = array<f32, 8>();
         if (k < kEnd && c < D / 8u) {
           if (k < len) {
-            let w = ((h * p.cap + k) * (D / 8u) + c) * CW;
-            kk = chunk(kc[w], kc[w + CW - 1u]);
-            v = chunk(vc[w], vc[w + CW - 1u]);
+            kk = keyChunk(h, k, c);
+            v = valueChunk(h, k, c);
           } else {
             kk = stepChunk(h, 0u, c);
             v = stepChunk(h, 1u, c);

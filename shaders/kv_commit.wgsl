@@ -23,7 +23,9 @@
 //   tova/h2o: an inserted token's score comes from dest[hkv * maxStep + h * maxStep + r] (kv_score.wgsl).
 //   then copies K/V of the inserted tokens from qkv into their slots (tokens evicted within the step
 //   are not copied): f32, or with the pipeline constant F16 rounded to f16 (clamped to ±65504) and
-//   packed two per u32 (pack2x16float, even element in the low half), [Hkv][cap][d/2]; seen += T.
+//   packed two per u32 (pack2x16float, even element in the low half), [Hkv][cap][d/2]; with Q8 / Q4
+//   quantized (kv_quant.wgsl; layouts in worker/kv/quant.ts): codes [Hkv][cap][d/4 or d/8], then the
+//   scales [Hkv][cap][1 or ceil(d/64)], one invocation per (row, K or V[, q4 scale word]); seen += T.
 // mode 2 (reset): len = seen = 0, subtracting len from the resident counter.
 // mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
 // Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
@@ -46,10 +48,13 @@ const TOVA: u32 = 3u;
 const H2O: u32 = 4u;
 const NONE: u32 = 0xffffffffu;
 const BIG: f32 = 3.0e38;
-// F16_MAX:
+// F16_MAX, rnd(), q8Code() ...:
 // #include f16_round.wgsl
+// #include kv_quant.wgsl
 
 override F16: bool = false;
+override Q8: bool = false;
+override Q4: bool = false;
 
 fn pack(a: f32, b: f32) -> u32 { return pack2x16float(clamp(vec2f(a, b), vec2f(-F16_MAX), vec2f(F16_MAX))); }
 
@@ -232,6 +237,61 @@ fn commit(h: u32, lid: u32) {
   }
   storageBarrier();
   workgroupBarrier();
+  if (Q8) {
+    // One invocation per (row, K or V): the scale over the head's d values, then the codes.
+    let dw = p.d / 4u;
+    for (var e = lid; e < p.T * 2u; e += 64u) {
+      let r = e / 2u;
+      let slot = scratch[destIndex(h, r)];
+      if (slot != NONE) {
+        let src = (p.rowBase + r) * p.stride + (p.hq + (e % 2u) * p.hkv + h) * p.d;
+        var amax = 0.0;
+        for (var c = 0u; c < p.d; c++) { amax = max(amax, abs(qkv[src + c])); }
+        let s = q8Scale(amax);
+        let row = h * p.cap + slot;
+        for (var w = 0u; w < dw; w++) {
+          let b = src + 4u * w;
+          let word = (u32(q8Code(qkv[b], s)) & 255u) | ((u32(q8Code(qkv[b + 1u], s)) & 255u) << 8u)
+            | ((u32(q8Code(qkv[b + 2u], s)) & 255u) << 16u) | (u32(q8Code(qkv[b + 3u], s)) << 24u);
+          if (e % 2u == 0u) { kc[row * dw + w] = word; } else { vc[row * dw + w] = word; }
+        }
+        let so = p.hkv * p.cap * dw + row;
+        if (e % 2u == 0u) { kc[so] = bitcast<u32>(s); } else { vc[so] = bitcast<u32>(s); }
+      }
+    }
+    return;
+  }
+  if (Q4) {
+    // One invocation per (row, K or V, scale word): two blocks of 32 values (one when d / 32 is odd and
+    // it is the last), their f16 scales in one word, then their codes.
+    let dw = p.d / 8u;
+    let sw = (p.d + 63u) / 64u;
+    for (var e = lid; e < p.T * 2u * sw; e += 64u) {
+      let r = e / (2u * sw);
+      let kv = (e / sw) % 2u;
+      let j = e % sw;
+      let slot = scratch[destIndex(h, r)];
+      if (slot != NONE) {
+        let src = (p.rowBase + r) * p.stride + (p.hq + kv * p.hkv + h) * p.d;
+        let row = h * p.cap + slot;
+        var sc = vec2f(0.0);
+        for (var b = 2u * j; b < min(2u * j + 2u, p.d / 32u); b++) {
+          var m = vec2f(0.0);
+          for (var c = 0u; c < 32u; c++) { m = q4Max(m, qkv[src + 32u * b + c]); }
+          let s = q4Scale(m.x);
+          sc[b - 2u * j] = s;
+          for (var w = 4u * b; w < 4u * b + 4u; w++) {
+            var word = 0u;
+            for (var c = 0u; c < 8u; c++) { word |= u32(q4Code(qkv[src + 8u * w + c], s) + 8) << (4u * c); }
+            if (kv == 0u) { kc[row * dw + w] = word; } else { vc[row * dw + w] = word; }
+          }
+        }
+        let so = p.hkv * p.cap * dw + row * sw + j;
+        if (kv == 0u) { kc[so] = pack2x16float(sc); } else { vc[so] = pack2x16float(sc); }
+      }
+    }
+    return;
+  }
   if (F16) {
     let np = p.d / 2u;
     for (var e = lid; e < p.T * np; e += 64u) {

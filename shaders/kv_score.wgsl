@@ -8,7 +8,8 @@
 // Step keys get their score in dest[hkv * maxStep + h * maxStep + r'] (f32 bits, dest at destOff); kv_commit.wgsl moves
 // it into the slot the token receives.
 // Storage (pipeline constant F16, as attention.wgsl): cached keys f32, or two halves per u32; bound as
-// vec4u. With F16 the step's keys are rounded to f16 like the ones attention used.
+// vec4u. With F16 the step's keys are rounded to f16 like the ones attention used. Q8 / Q4: codes then
+// scales (worker/kv/quant.ts); the step's keys are quantized and back (kv_quant.wgsl).
 // struct Params: declared once as PARAMS in worker/kernels/kv-score.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
@@ -17,9 +18,15 @@
 @group(0) @binding(4) var<storage, read_write> scratch: array<u32>;
 
 override F16: bool = false;
+override Q8: bool = false;
+override Q4: bool = false;
 
-// rnd(), rnd2() and F16_MAX:
+// rnd(), rnd2() and F16_MAX; q8Round() ...:
 // #include f16_round.wgsl
+// #include kv_quant.wgsl
+
+// Word i of the cache's K buffer.
+fn kw(i: u32) -> u32 { return kc[i / 4u][i % 4u]; }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -30,8 +37,38 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let k = (wgi % p.tiles) * 64u + lid;
   if (k >= len + p.T) { return; }
   var key: array<vec4f, 32>;
+  // Q8 / Q4: the key's scale (q8), or the base of its scale words (q4); for a step key, its scale.
+  var s8 = 0.0;
+  let sb = p.hkv * p.cap * p.d / select(8u, 4u, Q8);
+  let kb = (p.rowBase + k - len) * p.stride + (p.hq + h) * p.d;
+  if (Q8) {
+    if (k < len) { s8 = bitcast<f32>(kw(sb + h * p.cap + k)); } else {
+      var amax = 0.0;
+      for (var c = 0u; c < p.d; c++) { amax = max(amax, abs(qkv[kb + c])); }
+      s8 = q8Scale(amax);
+    }
+  }
   for (var c = 0u; c < p.d; c += 4u) {
-    if (k < len) {
+    if (Q8) {
+      if (k < len) {
+        key[c / 4u] = q8Codes(kw((h * p.cap + k) * (p.d / 4u) + c / 4u)) * s8;
+      } else {
+        key[c / 4u] = vec4f(q8Round(qkv[kb + c], s8), q8Round(qkv[kb + c + 1u], s8), q8Round(qkv[kb + c + 2u], s8), q8Round(qkv[kb + c + 3u], s8));
+      }
+    } else if (Q4) {
+      var s4 = 0.0;
+      if (k < len) {
+        s4 = q4ScaleOf(kw(sb + (h * p.cap + k) * ((p.d + 63u) / 64u) + c / 64u), c / 32u);
+        var q = q4Codes(kw((h * p.cap + k) * (p.d / 8u) + c / 8u));
+        let o = c % 8u;
+        key[c / 4u] = vec4f(q[o], q[o + 1u], q[o + 2u], q[o + 3u]) * s4;
+      } else {
+        var m = vec2f(0.0);
+        for (var i = 0u; i < 32u; i++) { m = q4Max(m, qkv[kb + (c / 32u) * 32u + i]); }
+        s4 = q4Scale(m.x);
+        key[c / 4u] = vec4f(q4Round(qkv[kb + c], s4), q4Round(qkv[kb + c + 1u], s4), q4Round(qkv[kb + c + 2u], s4), q4Round(qkv[kb + c + 3u], s4));
+      }
+    } else if (k < len) {
       if (F16) {
         let w = kc[((h * p.cap + k) * p.d + c) / 8u];
         if (c % 8u == 0u) {

@@ -27,7 +27,8 @@ export interface LoadRequest {
   kvBudget?: number;
   /**
    * How the KV cache stores K and V on the GPU: 'f16' (the default: two halves per u32, half the memory
-   * and the reads of 'f32') or 'f32' (exact). Also what the pre-flight sizes the cache with.
+   * and the reads of 'f32'), 'f32' (exact), 'q8' (int8 + a scale per token and head, ~0.53x of f16) or
+   * 'q4' (4-bit + a scale per 32 values, ~0.28x; head dims in 32s). Also what the pre-flight sizes the cache with.
    */
   kvDtype?: KvDtype;
   /** Most tokens per conversation (prompt + reply). */

@@ -36,14 +36,17 @@ describe('dms bench', () => {
     expect(full.kvBytesRead).toBe(full.residentTokens * 2 * 32 * 2);
   });
 
-  it('--kv-dtype f16,f32 runs each row in both storages; f32 reads twice the K/V bytes', async () => {
+  it('--kv-dtype f16,f32,q8,q4 runs each row in every storage; f32 reads twice the K/V bytes, q8 and q4 fewer; rows report the bytes per token', async () => {
     const stdout = await new Promise<string>((resolve, reject) =>
-      execFile('node', ['scripts/dms.mjs', 'bench', '--shape', 'tiny', '--weights', 'q4', '--context', '96', '--kv', 'full', '--kv-dtype', 'f16,f32', '--steps', '1', '--prefill', '8', '--json'], { cwd: ROOT, timeout: 300_000 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
+      execFile('node', ['scripts/dms.mjs', 'bench', '--shape', 'tiny', '--weights', 'q4', '--context', '96', '--kv', 'full', '--kv-dtype', 'f16,f32,q8,q4', '--steps', '1', '--prefill', '8', '--json'], { cwd: ROOT, timeout: 300_000 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
     );
-    const [f16, f32] = JSON.parse(stdout).rows;
-    expect([f16.kvDtype, f32.kvDtype]).toEqual(['f16', 'f32']);
+    const [f16, f32, q8, q4] = JSON.parse(stdout).rows;
+    expect([f16.kvDtype, f32.kvDtype, q8.kvDtype, q4.kvDtype]).toEqual(['f16', 'f32', 'q8', 'q4']);
     expect(f32.residentTokens).toBe(f16.residentTokens);
     expect(f32.kvBytesRead).toBe(2 * f16.kvBytesRead);
     expect(f32.kvBytes).toBe(2 * f16.kvBytes);
+    // tiny: head dim 32. K and V of a token and KV head: f16 2 x 64 B; q8 2 x (32 + 4); q4 2 x (16 + 4).
+    expect([f16.kvBytesPerToken, f32.kvBytesPerToken, q8.kvBytesPerToken, q4.kvBytesPerToken]).toEqual([128, 256, 72, 40]);
+    for (const r of [q8, q4]) expect(r.kvBytesRead).toBe(r.residentTokens * r.kvBytesPerToken);
   });
 });

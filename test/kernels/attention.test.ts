@@ -12,6 +12,7 @@ import { partialFloats } from '../../worker/kv/layout';
 import { attentionRef } from '../../worker/reference/attention';
 import { dmsVisible } from '../../worker/reference/kv-cache';
 import { mergePartials, storeKv } from '../../worker/reference/kv-commit';
+import { kvDtypeProblem } from '../../worker/model/dtype';
 import type { KvDtype } from '../../worker/model/types';
 import { maxRelErr, randn, testGpu } from '../gpu';
 import { DTYPES } from '../kv/harness';
@@ -48,8 +49,8 @@ function reference(s: Stream, c: Case, qkv: Float32Array, alpha: Float32Array): 
     }
     for (let r = 0; r < T; r++) {
       const o = r * stride + (hq + h) * d;
-      keys.set(storeKv(qkv.slice(o, o + d), s.spec.dtype), ((cap + r) * hkv + h) * d);
-      values.set(storeKv(qkv.slice(o + hkv * d, o + hkv * d + d), s.spec.dtype), ((cap + r) * hkv + h) * d);
+      keys.set(storeKv(qkv.slice(o, o + d), s.spec.dtype, d), ((cap + r) * hkv + h) * d);
+      values.set(storeKv(qkv.slice(o + hkv * d, o + hkv * d + d), s.spec.dtype, d), ((cap + r) * hkv + h) * d);
     }
   }
   const q = new Float32Array(T * hq * d);
@@ -105,6 +106,7 @@ const CASES: Case[] = [
 
 describe.each(DTYPES)('attention kernels on a stream built by hand, K/V in %s', (dtype) => {
   for (const [i, c] of CASES.entries()) {
+    if (kvDtypeProblem(c.d, dtype)) continue; // q4: head dims that are multiples of 32
     const name = `Hq ${c.hq} Hkv ${c.hkv} d ${c.d}, ${c.T} row(s), ${c.dms ? 'DMS' : 'no DMS'}, ${c.pos0} tokens seen in ${c.cap} slots`;
     it(`general kernel, output written directly and in 4 key splits: ${name}`, async () => {
       const gpu = await testGpu();

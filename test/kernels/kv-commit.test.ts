@@ -158,8 +158,8 @@ describe.each(DTYPES)('kv_commit: commit, K/V in %s', (dtype) => {
             if (scoredPolicy(c.policy)) expect(e.score, at).toBe(Math.fround(score.get(pos)!));
             if (pos >= c.pos0) {
               const o = (pos - c.pos0) * stride + (hq + h) * d;
-              expect(Array.from(e.k), at).toEqual(Array.from(storeKv(qkvData.slice(o, o + d), dtype)));
-              expect(Array.from(e.v), at).toEqual(Array.from(storeKv(qkvData.slice(o + hkv * d, o + hkv * d + d), dtype)));
+              expect(Array.from(e.k), at).toEqual(Array.from(storeKv(qkvData.slice(o, o + d), dtype, d)));
+              expect(Array.from(e.v), at).toEqual(Array.from(storeKv(qkvData.slice(o + hkv * d, o + hkv * d + d), dtype, d)));
               // The ring holds the slots of the last w+1 tokens.
               if (c.policy === 'dms' && pos >= c.pos0 + c.T - W - 1) expect(got.words[s.st.ringOff + h * (W + 1) + (pos % (W + 1))], `${at}: ring`).toBe(e.slot);
             } else {

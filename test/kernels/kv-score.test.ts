@@ -10,6 +10,7 @@ import { kvScore } from '../../worker/kernels/kv-score';
 import { scratchLayout } from '../../worker/kv/layout';
 import { attentionWeights } from '../../worker/reference/attention';
 import { storeKv } from '../../worker/reference/kv-commit';
+import { kvDtypeProblem } from '../../worker/model/dtype';
 import { keyScore } from '../../worker/reference/kv-score';
 import { maxRelErr, randn, testGpu } from '../gpu';
 import { DTYPES } from '../kv/harness';
@@ -27,6 +28,7 @@ const CASES = [
 
 describe.each(DTYPES)('kv_score, K in %s', (dtype) => {
   for (const [i, c] of CASES.entries()) {
+    if (kvDtypeProblem(c.d, dtype)) continue; // q4: head dims that are multiples of 32
     it(`${c.policy}: Hq ${c.hq} Hkv ${c.hkv} d ${c.d}, ${c.T} row(s) over up to ${c.cap} resident keys`, async () => {
       const gpu = await testGpu();
       await withBuffers(gpu, async (t) => {
@@ -41,7 +43,7 @@ describe.each(DTYPES)('kv_score, K in %s', (dtype) => {
         const keys = new Float32Array(nk * hkv * d);
         for (let h = 0; h < hkv; h++) {
           for (let k = 0; k < cap; k++) keys.set(s.keys.subarray((h * cap + k) * d, (h * cap + k + 1) * d), (k * hkv + h) * d);
-          for (let r = 0; r < T; r++) keys.set(storeKv(qkvData.slice(r * stride + (hq + h) * d, r * stride + (hq + h + 1) * d), dtype), ((cap + r) * hkv + h) * d);
+          for (let r = 0; r < T; r++) keys.set(storeKv(qkvData.slice(r * stride + (hq + h) * d, r * stride + (hq + h + 1) * d), dtype, d), ((cap + r) * hkv + h) * d);
         }
         const q = new Float32Array(T * hq * d);
         for (let r = 0; r < T; r++) q.set(qkvData.subarray(r * stride, r * stride + hq * d), r * hq * d);

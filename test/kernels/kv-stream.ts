@@ -4,7 +4,8 @@
  * position each slot holds, its DMS mark and score, and its stored key and value.
  */
 import { stateLayout, type StateLayout } from '../../worker/kv/layout';
-import { f16ToF32, f32ToF16Bits } from '../../worker/model/dtype';
+import { packKvRows, unpackKvRows } from '../../worker/kv/quant';
+import { kvRowWords } from '../../worker/model/dtype';
 import type { KvDtype, KvPolicyName } from '../../worker/model/types';
 import { storeKv } from '../../worker/reference/kv-commit';
 import { randn } from '../gpu';
@@ -41,16 +42,15 @@ export interface Stream {
   values: Float32Array;
 }
 
-/** K or V values [n] in the cache's storage: f32 words, or two f16 halves per word (even element low). */
-export function packKv(x: Float32Array, dtype: KvDtype): Uint32Array {
-  if (dtype === 'f32') return new Uint32Array(x.buffer.slice(x.byteOffset, x.byteOffset + x.byteLength));
-  const out = new Uint32Array(x.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = (f32ToF16Bits(x[2 * i]) | (f32ToF16Bits(x[2 * i + 1]) << 16)) >>> 0;
-  return out;
+/** K or V rows of d values in the cache's storage (worker/kv/quant.ts: all the rows' data, then their scales). */
+export function packKv(x: Float32Array, d: number, dtype: KvDtype): Uint32Array {
+  return packKvRows(x, d, dtype).words;
 }
 
-function unpackKv(words: Uint32Array, dtype: KvDtype): Float32Array {
-  return dtype === 'f32' ? new Float32Array(words.buffer.slice(0)) : f16ToF32(new Uint16Array(words.buffer.slice(0)));
+function unpackKv(words: Uint32Array, d: number, dtype: KvDtype): Float32Array {
+  const w = kvRowWords(d, dtype);
+  const rows = Math.floor(words.length / (w.data + w.scale));
+  return unpackKvRows(words.subarray(0, rows * w.data), words.subarray(rows * w.data, rows * (w.data + w.scale)), rows, d, dtype);
 }
 
 /** Uploads the stream as the written buffers of `t` (sentinel tails). Ring entries (DMS) point at the resident tokens of the last w+1 positions. */
@@ -71,9 +71,9 @@ export function buildStream(t: OpBuffers, spec: StreamSpec): Stream {
       if (spec.scores) f[st.scoreOff + h * cap + s] = spec.scores[h][s];
     });
   }
-  const keys = storeKv(randn(hkv * cap * d, spec.seed, 1), spec.dtype);
-  const values = storeKv(randn(hkv * cap * d, spec.seed + 1, 1), spec.dtype);
-  const k = packKv(keys, spec.dtype), v = packKv(values, spec.dtype);
+  const keys = storeKv(randn(hkv * cap * d, spec.seed, 1), spec.dtype, d);
+  const values = storeKv(randn(hkv * cap * d, spec.seed + 1, 1), spec.dtype, d);
+  const k = packKv(keys, d, spec.dtype), v = packKv(values, d, spec.dtype);
   return { spec, st, state: t.output(words.length, words), k: t.output(k.length, k), v: t.output(v.length, v), keys, values };
 }
 
@@ -91,7 +91,7 @@ export async function readStream(t: OpBuffers, s: Stream): Promise<{ len: number
   const { hkv, d, cap, dtype } = s.spec;
   const words = await t.words(s.state, 'state');
   const f = new Float32Array(words.buffer);
-  const keys = unpackKv(await t.words(s.k, 'K'), dtype), values = unpackKv(await t.words(s.v, 'V'), dtype);
+  const keys = unpackKv(await t.words(s.k, 'K'), d, dtype), values = unpackKv(await t.words(s.v, 'V'), d, dtype);
   const len: number[] = [], seen: number[] = [], heads: Map<number, SlotRead>[] = [];
   for (let h = 0; h < hkv; h++) {
     len.push(words[h]);

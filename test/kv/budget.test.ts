@@ -1,14 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { testGpu } from '../gpu';
-import { DTYPES, makeDriver } from './harness';
+import { kvRowBytes } from '../../worker/model/dtype';
+import { DTYPES, kvDim, makeDriver } from './harness';
 
 describe.each(DTYPES)('DMS memory stays within its budget over a long generation, K/V in %s', (dtype) => {
   it('2000 tokens (prefill 40 + 1960 decode steps), budget 16 slots, w=4: exact every step', async () => {
     const gpu = await testGpu();
     const budget = 16;
-    const valueBytes = dtype === 'f16' ? 2 : 4;
+    const d = kvDim(16, dtype);
+    const tokenBytes = 2 * kvRowBytes(d, dtype);
     const dr = makeDriver(gpu, {
-      shape: { numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: 16, dms: { windowSize: 4, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false } },
+      shape: { numLayers: 1, numHeads: 2, numKvHeads: 1, headDim: d, dms: { windowSize: 4, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false } },
       cache: { policy: 'dms', maxTokens: 2000, maxStepTokens: 20, budget, dtype },
       seed: 11,
       evictRate: 0.6,
@@ -16,7 +18,7 @@ describe.each(DTYPES)('DMS memory stays within its budget over a long generation
     const before = gpu.bytes();
     const allocated = (await dr.cache.stats()).allocatedBytes;
     // K + V of 16 slots, d 16, plus state, scratch and counters: far below a full 2000-token cache.
-    expect(allocated).toBeLessThan(2000 * 16 * 2 * valueBytes);
+    expect(allocated).toBeLessThan(2000 * tokenBytes);
     await dr.step([{ seq: 0, tokens: 20 }]);
     await dr.step([{ seq: 0, tokens: 20 }]);
     for (let i = 0; i < 1960; i++) {
@@ -34,8 +36,8 @@ describe.each(DTYPES)('DMS memory stays within its budget over a long generation
     expect(st.peakTokensFull).toBe(2000);
     expect(st.compression).toBeGreaterThanOrEqual(2000 / budget);
     expect(st.kvDtype).toBe(dtype);
-    expect(st.bytesPerToken).toBe(16 * 2 * valueBytes);
-    expect(st.peakBytes).toBe(st.peakTokens * 16 * 2 * valueBytes);
+    expect(st.bytesPerToken).toBe(tokenBytes);
+    expect(st.peakBytes).toBe(st.peakTokens * tokenBytes);
     expect(st.budgetEvictions).toBeGreaterThan(100);
     expect(st.budgetEvictions).toBe(dr.ref.budgetEvictions);
     expect(st.tokenReads).toBe(dr.ref.tokenReads);

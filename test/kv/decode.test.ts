@@ -2,7 +2,7 @@
  * The decode attention kernel (shaders/attention_decode.wgsl) against the CPU reference, in the shapes the
  * devices give it: key groups of 2 to 8 lanes (subgroups of 4 on SwiftShader, 8 on lavapipe, 16 lanes of 32
  * on NVIDIA: `dms check` covers that one on the GPU machine), 1 to 4 keys per group step, head dims 32 and
- * 128, group sizes 1 to 8, the full and the DMS cache with evictions, K/V in f16 and f32.
+ * 128, group sizes 1 to 8, the full and the DMS cache with evictions, K/V in every storage type.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeLanes, decodeTuning } from '../../worker/kernels/attention';

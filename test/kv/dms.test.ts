@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DmsConfig } from '../../worker/model/types';
 import { testGpu } from '../gpu';
-import { DTYPES, makeDriver, prefillDecode } from './harness';
+import { DTYPES, kvDim, makeDriver, prefillDecode } from './harness';
 
 const dmsCfg = (windowSize: number): DmsConfig => ({ windowSize, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false });
 
@@ -40,7 +40,7 @@ describe.each(DTYPES)("policy 'dms', K/V in %s: GPU == brute-force reference == 
     const gpu = await testGpu();
     // Token j is marked iff the logit at j+1 is positive: positions with odd j+1 evict j.
     const dr = makeDriver(gpu, {
-      shape: { numLayers: 1, numHeads: 2, numKvHeads: 2, headDim: 16, dms: dmsCfg(2) },
+      shape: { numLayers: 1, numHeads: 2, numKvHeads: 2, headDim: kvDim(16, dtype), dms: dmsCfg(2) },
       cache: { policy: 'dms', maxTokens: 40, maxStepTokens: 4, dtype },
       alphaFn: (_l, _s, pos, h) => ((pos + h) % 2 === 1 ? 3 : -3),
       dense: true,
@@ -69,7 +69,7 @@ describe.each(DTYPES)("policy 'dms', K/V in %s: GPU == brute-force reference == 
     const gpu = await testGpu();
     const w = 3;
     const dr = makeDriver(gpu, {
-      shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, dms: dmsCfg(w) },
+      shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms: dmsCfg(w) },
       cache: { policy: 'dms', maxTokens: 200, maxStepTokens: 16, budget: w + 1, dtype },
       alphaFn: () => 1,
       dense: true,
@@ -88,7 +88,7 @@ describe.each(DTYPES)("policy 'dms', K/V in %s: GPU == brute-force reference == 
   it('budget fallback: evicts the oldest kept token outside the window, counts it, stays exact', async () => {
     const gpu = await testGpu();
     const dr = makeDriver(gpu, {
-      shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 16, dms: dmsCfg(2) },
+      shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms: dmsCfg(2) },
       cache: { policy: 'dms', maxTokens: 120, maxStepTokens: 16, budget: 10, dtype },
       seed: 5,
       evictRate: 0.3,
@@ -105,7 +105,7 @@ describe.each(DTYPES)("policy 'dms', K/V in %s: GPU == brute-force reference == 
   it("a DMS model under policy 'full' keeps and sees everything", async () => {
     const gpu = await testGpu();
     const dr = makeDriver(gpu, {
-      shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: 16, dms: dmsCfg(2) },
+      shape: { numLayers: 1, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms: dmsCfg(2) },
       cache: { policy: 'full', maxTokens: 60, maxStepTokens: 8, dtype },
       evictRate: 0.8,
     });

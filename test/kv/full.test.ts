@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from '../../worker/gpu/encoder';
 import { SlotKvCache } from '../../worker/kv/slot-cache';
-import { roundF16 } from '../../worker/model/dtype';
+import { kvRowBytes, roundF16 } from '../../worker/model/dtype';
+import { storeKv } from '../../worker/reference/kv-commit';
 import { randn, testGpu } from '../gpu';
-import { DTYPES, makeDriver, prefillDecode } from './harness';
+import { DTYPES, kvDim, makeDriver, prefillDecode } from './harness';
 
 const shapes = [
   { hq: 4, hkv: 4, d: 16 },
@@ -14,7 +15,8 @@ const shapes = [
 ];
 
 describe.each(DTYPES)("policy 'full', K/V in %s: GPU attention == dense causal reference", (dtype) => {
-  for (const { hq, hkv, d } of shapes) {
+  for (const { hq, hkv, d: d0 } of shapes) {
+    const d = kvDim(d0, dtype);
     it(`prefill 37 in chunks of 16, then 20 decode steps (Hq ${hq}, Hkv ${hkv}, d ${d}, 2 layers)`, async () => {
       const gpu = await testGpu();
       const dr = makeDriver(gpu, {
@@ -110,6 +112,52 @@ describe('K/V storage types', () => {
     }
     // K and V: 2 x Hkv x 32 slots x d x (4 - 2) bytes saved; the state and scratch buffers are the same.
     expect(bytes.f32 - bytes.f16).toBe(2 * hkv * 32 * d * 2);
-    expect(() => new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null }, { policy: 'full', maxTokens: 8, maxStepTokens: 8, dtype: 'bf16' as never })).toThrow(/unknown dtype/);
+    expect(() => new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null }, { policy: 'full', maxTokens: 8, maxStepTokens: 8, dtype: 'bf16' as never })).toThrow(/unknown K\/V dtype/);
+  });
+
+  it('q8 and q4 store what the CPU quantizer stores (codes and scales), within their step of the input; bytes per token <= 0.55x / 0.30x of f16', async () => {
+    const gpu = await testGpu();
+    const hq = 4, hkv = 2, d = 64, T = 5;
+    const stride = (hq + 2 * hkv) * d;
+    const qkv = randn(T * stride, 8, 2);
+    qkv.fill(0, hq * d, (hq + 1) * d); // an all-zero key: scale 0, stored as zeros
+    qkv[stride + hq * d + 3] = 40; // one outlier: the rest of its q8 row rounds coarsely, its q4 block too
+    const shape = { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null };
+    const f16Bytes = 2 * kvRowBytes(d, 'f16');
+    for (const dtype of ['q8', 'q4'] as const) {
+      const cache = new SlotKvCache(gpu, shape, { policy: 'full', maxTokens: 16, maxStepTokens: 8, dtype });
+      const bq = gpu.upload('test qkv', qkv);
+      const out = gpu.buffer('test out', T * hq * d * 4);
+      const enc = new Encoder(gpu);
+      cache.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: 0 }]);
+      cache.write(enc, 0, bq, null);
+      cache.attend(enc, 0, bq, out);
+      cache.end(enc);
+      enc.submit();
+      for (let h = 0; h < hkv; h++) {
+        for (const t of await cache.keysValues(0, 0, h)) {
+          for (const [got, o] of [[t.k, (hq + h) * d], [t.v, (hq + hkv + h) * d]] as const) {
+            const x = qkv.slice(t.pos * stride + o, t.pos * stride + o + d);
+            const want = storeKv(x.slice(), dtype, d);
+            expect(Array.from(got), `${dtype} pos ${t.pos} head ${h}`).toEqual(Array.from(want));
+            // Each value within half a step (q8: max|x| / 254; q4: its block's |s| / 2, one step at the clamped end).
+            for (let b = 0; b < d; b += dtype === 'q8' ? d : 32) {
+              const amax = Math.max(...Array.from(x.subarray(b, b + (dtype === 'q8' ? d : 32)), Math.abs));
+              const step = dtype === 'q8' ? amax / 127 : amax / 8;
+              for (let i = b; i < b + (dtype === 'q8' ? d : 32); i++) expect(Math.abs(got[i] - x[i])).toBeLessThanOrEqual(step * (dtype === 'q8' ? 0.5 : 1.01) + 1e-6);
+            }
+          }
+        }
+      }
+      expect(Array.from((await cache.keysValues(0, 0, 0))[0].k).every((v) => v === 0)).toBe(true);
+      const st = await cache.stats();
+      expect(st.kvDtype).toBe(dtype);
+      expect(st.bytesPerToken).toBe(2 * kvRowBytes(d, dtype));
+      expect(st.bytesPerToken! / f16Bytes).toBeLessThanOrEqual(dtype === 'q8' ? 0.55 : 0.3);
+      cache.destroy();
+      gpu.destroy(bq);
+      gpu.destroy(out);
+    }
+    expect(() => new SlotKvCache(gpu, { ...shape, headDim: 48 }, { policy: 'full', maxTokens: 8, maxStepTokens: 8, dtype: 'q4' })).toThrow(/multiple of 32/);
   });
 });

@@ -6,7 +6,7 @@ import type { KvCacheOptions, ModelShape, Segment } from '../../worker/kv/cache'
 import { SlotKvCache, type SlotCacheTuning } from '../../worker/kv/slot-cache';
 import { attentionRef } from '../../worker/reference/attention';
 import { dmsVisible, KvCacheRef } from '../../worker/reference/kv-cache';
-import { roundF16Array } from '../../worker/model/dtype';
+import { storeKvRows } from '../../worker/kv/quant';
 import type { KvDtype } from '../../worker/model/types';
 import { maxRelErr, randn } from '../gpu';
 
@@ -47,8 +47,13 @@ export interface DriverOptions {
   rtol?: number;
 }
 
-/** Both KV storage types: every cache test runs in each (the reference rounds K and V alike). */
-export const DTYPES: readonly KvDtype[] = ['f32', 'f16'];
+/** The KV storage types: every cache test runs in each (the reference rounds K and V alike). */
+export const DTYPES: readonly KvDtype[] = ['f32', 'f16', 'q8', 'q4'];
+
+/** A test's head dim d as `dtype` can store it: q4 needs a multiple of 32 (one scale per 32 values). */
+export function kvDim(d: number, dtype: KvDtype): number {
+  return dtype === 'q4' ? Math.ceil(d / 32) * 32 : d;
+}
 
 export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
   const cache = new SlotKvCache(gpu, o.shape, o.cache);
@@ -61,7 +66,6 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
     recent: o.cache.policy === 'h2o' ? Math.max(1, Math.floor(cache.capacity / 2)) : 0,
     dtype: cache.dtype,
   });
-  const f16 = cache.dtype === 'f16';
   const stride = (hq + 2 * hkv) * d;
   /** Tokens each sequence has seen, counted here independently of the cache's own count. */
   const seen = new Map<number, number>();
@@ -82,7 +86,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
     const key = `${l}/${seq}`;
     const hs = hist.get(key) ?? { k: [], v: [], a: [] };
     hist.set(key, hs);
-    const store = (x: Float32Array): Float32Array => (f16 ? roundF16Array(x, x) : x);
+    const store = (x: Float32Array): Float32Array => storeKvRows(x, d, cache.dtype);
     for (let r = 0; r < T; r++) {
       hs.k.push(store(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d)));
       hs.v.push(store(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride)));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { KvPolicyName } from '../../worker/model/types';
 import { maxRelErr, testGpu } from '../gpu';
-import { DTYPES, makeDriver, prefillDecode, type Driver } from './harness';
+import { DTYPES, kvDim, makeDriver, prefillDecode, type Driver } from './harness';
 
 /** Same resident positions on the GPU and in the reference; for tova/h2o also the same scores. */
 async function sameResidents(dr: Driver, L: number, hkv: number, seq = 0): Promise<void> {
@@ -33,7 +33,7 @@ describe.each(DTYPES)('training-free policies, K/V in %s: GPU == CPU reference o
       const gpu = await testGpu();
       const hkv = 2;
       const dr = makeDriver(gpu, {
-        shape: { numLayers: 2, numHeads: hkv * g, numKvHeads: hkv, headDim: 16, dms: null },
+        shape: { numLayers: 2, numHeads: hkv * g, numKvHeads: hkv, headDim: kvDim(16, dtype), dms: null },
         cache: { policy, maxTokens: 80, maxStepTokens: 8, budget, dtype },
         seed: budget * 10 + g,
         qkScale: 2,

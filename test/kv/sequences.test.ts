@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { KvPolicyName } from '../../worker/model/types';
 import { testGpu } from '../gpu';
-import { DTYPES, makeDriver } from './harness';
+import { DTYPES, kvDim, makeDriver } from './harness';
 
 const dms = { windowSize: 3, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false };
 
@@ -10,7 +10,7 @@ describe('several sequences in one cache', () => {
     it(`${policy}, K/V in ${dtype}: segments of different sequences in the same step, then fork one prompt into parallel chains`, async () => {
       const gpu = await testGpu();
       const dr = makeDriver(gpu, {
-        shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, dms },
+        shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms },
         cache: { policy, maxTokens: 64, maxStepTokens: 24, sequences: 4, budget: policy === 'full' ? undefined : 12, dtype },
         seed: 31,
         evictRate: 0.5,

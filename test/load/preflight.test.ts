@@ -1,6 +1,7 @@
 /** Pre-flight sizing from config.json: exact weight bytes, KV bytes, format choice, refusals with numbers, presets. */
 import { describe, expect, it } from 'vitest';
-import { SHAPES } from '../../worker/bench/shapes';
+import { SHAPES, withDms } from '../../worker/bench/shapes';
+import { kvRowBytes } from '../../worker/model/dtype';
 import { Engine } from '../../worker/engine/engine';
 import { allocMatrix, modelWeightBytes } from '../../worker/load/weights';
 import { parseConfig } from '../../worker/model/config';
@@ -49,13 +50,13 @@ describe('pre-flight', () => {
     }
   });
 
-  it('KV bytes equal what the slot cache allocates (every policy; f16 and f32 K/V)', async () => {
+  it('KV bytes equal what the slot cache allocates (every policy; f16, f32, q8 and q4 K/V)', async () => {
     const gpu = await testGpu();
     const dir = golden('qwen3-dms');
     for (const [kv, budget] of [['full', undefined], ['dms', undefined], ['dms', 40], ['window', 32], ['tova', 24], ['h2o', 24]] as const) {
       const allocated: Record<string, number> = {};
       const est: Record<string, ReturnType<typeof kvBytes>> = {};
-      for (const kvDtype of [undefined, 'f16', 'f32'] as const) {
+      for (const kvDtype of [undefined, 'f16', 'f32', 'q8', 'q4'] as const) {
         const e = await Engine.load(gpu, new FolderSource(dir), { weights: 'f32', kv, kvBudget: budget, maxContext: 300, kvDtype });
         expect(e.kvDtype).toBe(kvDtype ?? 'f16');
         const stats = await e.kvStats();
@@ -64,7 +65,7 @@ describe('pre-flight', () => {
         allocated[key] = stats.allocatedBytes;
         // One layout (worker/kv/layout.ts) for the allocation and the estimate: equal to the byte.
         expect(est[key].bytes).toBe(stats.allocatedBytes);
-        expect(est[key].layerBytes).toBe(e.config.numKvHeads * est[key].capacity * e.config.headDim * (kvDtype === 'f32' ? 4 : 2));
+        expect(est[key].layerBytes).toBe(e.config.numKvHeads * est[key].capacity * kvRowBytes(e.config.headDim, kvDtype ?? 'f16'));
         e.destroy();
       }
       expect(allocated.default).toBe(allocated.f16);
@@ -73,6 +74,20 @@ describe('pre-flight', () => {
       expect(allocated.f32 - allocated.f16).toBe(est.f32.bytes - est.f16.bytes);
       expect(allocated.f32 - allocated.f16).toBe(2 * 2 * (est.f16.layerBytes)); // 2 layers x (K + V) x the f16 bytes saved
     }
+  });
+
+  it('quantized K/V: q8 <= 0.55x and q4 <= 0.30x of f16 per resident token; Qwen3-8B at 32K, DMS (w 256, 8x) + q4 <= 1/25 of the f16 full cache; q4 needs head dims in 32s', () => {
+    for (const d of [64, 128]) {
+      expect(kvRowBytes(d, 'q8') / kvRowBytes(d, 'f16')).toBeLessThanOrEqual(0.55);
+      expect(kvRowBytes(d, 'q4') / kvRowBytes(d, 'f16')).toBeLessThanOrEqual(0.3);
+    }
+    const c = withDms(SHAPES['qwen3-8b'], 256, 8);
+    const full = kvBytes(c, 'full', 32768, { dtype: 'f16' }).bytes;
+    const dmsQ4 = kvBytes(c, 'dms', 32768, { dtype: 'q4' }).bytes;
+    expect(full / dmsQ4).toBeGreaterThanOrEqual(25);
+    const lim = { maxBufferSize: 4 * GiB, maxStorageBufferBindingSize: 4 * GiB, memoryBytes: 64 * GiB };
+    expect(preflight(c, lim, { maxContext: 32768, kv: 'dms', kvDtype: 'q4' }).kvBytes).toBe(dmsQ4);
+    expect(() => preflight({ ...c, headDim: 80 }, lim, { kvDtype: 'q4' })).toThrow(/q4 needs a head dim that is a multiple of 32/);
   });
 
   it('picks f16, then q8, then q4 as the memory budget shrinks, and says why', () => {
@@ -137,7 +152,7 @@ describe('pre-flight', () => {
       /q4: one row of embed \(4096 q4 values, 2\.0 KiB\) is larger than the 1000 B buffer limit/);
     const lim = { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 128 * 2 ** 20, memoryBytes: 64 * GiB };
     expect(() => preflight(c, lim, { maxContext: 40960, kvDtype: 'f32' })).toThrow(
-      /one layer's K cache \(8 KV heads x 40960 tokens x 128 x 4 B f32 = 160\.0 MiB\) exceeds maxStorageBufferBindingSize 128\.0 MiB; lower the context/);
+      /one layer's K cache \(8 KV heads x 40960 tokens x 512 B \(head dim 128 in f32\) = 160\.0 MiB\) exceeds maxStorageBufferBindingSize 128\.0 MiB; lower the context/);
     // In f16 (the default) the same layer is 80 MiB and fits.
     const r = preflight(c, lim, { maxContext: 40960 });
     expect(r.kvLayerBytes).toBe(80 * 2 ** 20);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bf16ToF32, f16BitsToF32, f16ToF32, f32ToF16Bits, kvValueBytes, roundF16, roundF16Array } from '../../worker/model/dtype';
+import { bf16ToF32, f16BitsToF32, f16ToF32, f32ToF16Bits, kvRowBytes, roundF16, roundF16Array } from '../../worker/model/dtype';
 
 /** The f32 with these bits. */
 const fromBits = (b: number) => new Float32Array(new Uint32Array([b]).buffer)[0];
@@ -104,8 +104,11 @@ describe('f16', () => {
     const a = Float32Array.from([0.1, -0.2, 70000]);
     expect(roundF16Array(a, a)).toBe(a);
     expect([...a]).toEqual([f16BitsToF32(0x2e66), -f16BitsToF32(0x3266), 65504]);
-    expect(kvValueBytes('f16')).toBe(2);
-    expect(kvValueBytes('f32')).toBe(4);
+    expect(kvRowBytes(128, 'f16')).toBe(256);
+    expect(kvRowBytes(128, 'f32')).toBe(512);
+    expect(kvRowBytes(128, 'q8')).toBe(132); // 128 codes + an f32 scale: 0.52x of f16
+    expect(kvRowBytes(128, 'q4')).toBe(72); // 64 bytes of codes + four f16 scales: 0.28x of f16
+    expect(kvRowBytes(64, 'q4')).toBe(36);
   });
 
   it('writes into a given output and checks its size', () => {

@@ -74,7 +74,7 @@ export function parseBenchParams(q: URLSearchParams): PageBenchParams {
     weights: weights as WeightFormat,
     contexts,
     policies: list(q, 'kv', ['full', 'dms'] as const, 'full,dms'),
-    kvDtypes: list(q, 'kv-dtype', ['f16', 'f32'] as const, 'f16'),
+    kvDtypes: list(q, 'kv-dtype', ['f16', 'f32', 'q8', 'q4'] as const, 'f16'),
     steps: int(q, 'steps', 1, 16),
     prefill: int(q, 'prefill', 1, shape === 'tiny' ? 64 : 512),
     ttft: int(q, 'ttft', 0, shape === 'tiny' ? 0 : 2048),

@@ -29,6 +29,8 @@ export interface BenchRow {
   bytesPerToken: number;
   weightBytes: number;
   kvBytesRead: number;
+  /** K and V bytes of one resident token of one layer and KV head, scales included (stats().bytesPerToken). */
+  kvBytesPerToken: number;
   bandwidthGBps: number;
   boundTokensPerSecond: number;
   fractionOfBound: number;
@@ -215,7 +217,7 @@ export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow)
         shape: s.name, weights: s.format, context, kv, kvDtype,
         decodeTokensPerSecond,
         prefillTokensPerSecond: prefill / prefillS,
-        bytesPerToken, weightBytes: w.bytes, kvBytesRead,
+        bytesPerToken, weightBytes: w.bytes, kvBytesRead, kvBytesPerToken: stats.bytesPerToken!,
         bandwidthGBps: s.bandwidthGBps,
         boundTokensPerSecond,
         fractionOfBound: decodeTokensPerSecond / boundTokensPerSecond,
@@ -267,7 +269,7 @@ export function formatRow(r: BenchRow): string {
     `${r.shape} ${r.weights} ctx ${r.context} ${r.kv}: decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s ` +
     `(${(100 * r.fractionOfBound).toFixed(0)}% of bound ${r.boundTokensPerSecond.toFixed(1)} at ${r.bandwidthGBps.toFixed(2)} GB/s copy), ` +
     `prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s, ${mb(r.bytesPerToken)} MB/token (KV ${mb(r.kvBytesRead)}), ` +
-    `KV ${mb(r.kvBytes)} MB (K/V ${r.kvDtype}), ${r.dispatchesPerToken} dispatches/token in ${r.submitsPerToken} submits ` +
+    `KV ${mb(r.kvBytes)} MB (K/V ${r.kvDtype}, ${r.kvBytesPerToken} B per token and KV head), ${r.dispatchesPerToken} dispatches/token in ${r.submitsPerToken} submits ` +
     `(CPU ${r.recordMs.toFixed(2)} ms recording+submitting, ${r.waitMs.toFixed(2)} ms waiting)`;
   if (r.gpuStepMs !== null) line += `; GPU ${r.gpuStepMs.toFixed(2)} ms/step, matvec ${gbps(r.matvecGBps)}, attention ${gbps(r.attentionGBps)}`;
   if (r.kernels) line += `\n  kernels: ${r.kernels.map((k) => `${k.label} x${k.dispatches} ${k.us.toFixed(0)} us`).join(' | ')}`;

@@ -19,7 +19,7 @@
  */
 
 import { streamBytes } from '../kv/layout';
-import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
+import { DEFAULT_KV_DTYPE, kvRowBytes } from '../model/dtype';
 import type { KvDtype } from '../model/types';
 
 export type PlanPolicy = 'full' | 'dms';
@@ -134,7 +134,7 @@ export function plan(m: PlanModel, req: PlanRequest): Plan {
     }
     if (best) options.push(best);
   }
-  const bytesPerToken = m.numLayers * m.numKvHeads * m.headDim * 2 * kvValueBytes(m.kvDtype ?? DEFAULT_KV_DTYPE);
+  const bytesPerToken = m.numLayers * m.numKvHeads * 2 * kvRowBytes(m.headDim, m.kvDtype ?? DEFAULT_KV_DTYPE);
   if (options.length === 0) {
     throw new Error(`${(total / MB).toFixed(1)} MB holds no chain of ${minLength} tokens after a ${P}-token prompt (one full-cache token costs ${bytesPerToken} bytes)`);
   }

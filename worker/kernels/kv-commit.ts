@@ -24,7 +24,7 @@ export interface SegmentShape {
   hq: number;
   hkv: number;
   d: number;
-  /** f16: rounded, two halves per u32. */
+  /** f16: rounded, two halves per u32; q8 / q4: quantized (worker/kv/quant.ts). */
   dtype: KvDtype;
 }
 
@@ -77,6 +77,6 @@ export function kvCommit(
     stats: merge && merge.statOff >= 0 ? 1 : 0, statOff: Math.max(0, merge?.statOff ?? 0),
   });
   const count = (merge ? a.T * a.hq : 0) + (c ? a.hkv : 0);
-  const pipe = enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0 });
+  const pipe = enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0, Q8: a.dtype === 'q8' ? 1 : 0, Q4: a.dtype === 'q4' ? 1 : 0 });
   enc.dispatch(pipe, pr, [bufs.scratch, bufs.out, bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.counters], enc.grid(count));
 }

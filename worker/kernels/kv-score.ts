@@ -41,5 +41,5 @@ export function kvScore(enc: Encoder, a: ScoreArgs, bufs: { qkv: GPUBuffer; k: G
     scoreOff: a.scoreOff, statOff: a.statOff, rowStart: a.rowStart, accumulate: a.accumulate ? 1 : 0, maxStep: a.maxStep,
     scale: 1 / Math.sqrt(a.d), tiles, destOff: a.destOff,
   });
-  enc.dispatch(enc.gpu.pipeline('kv_score', source, { F16: a.dtype === 'f16' ? 1 : 0 }), pr, [bufs.qkv, bufs.k, bufs.state, bufs.scratch], enc.grid(a.hkv * tiles));
+  enc.dispatch(enc.gpu.pipeline('kv_score', source, { F16: a.dtype === 'f16' ? 1 : 0, Q8: a.dtype === 'q8' ? 1 : 0, Q4: a.dtype === 'q4' ? 1 : 0 }), pr, [bufs.qkv, bufs.k, bufs.state, bufs.scratch], enc.grid(a.hkv * tiles));
 }

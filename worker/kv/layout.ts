@@ -3,7 +3,7 @@
  * state words of a (layer, sequence) stream, the shared scratch, and the bytes all of it allocates. The
  * slot cache allocates exactly this; the pre-flight and the chains planner count it.
  */
-import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
+import { DEFAULT_KV_DTYPE, kvRowBytes } from '../model/dtype';
 import type { KvDtype, KvPolicyName } from '../model/types';
 
 /** What the layout depends on in the model. */
@@ -95,9 +95,9 @@ export function bufferBytes(bytes: number): number {
   return Math.max(16, Math.ceil(bytes / 16) * 16);
 }
 
-/** Bytes of K (and of V) of one (layer, sequence) stream. */
+/** Bytes of K (and of V) of one (layer, sequence) stream: the values of every slot, then their scales (worker/kv/quant.ts). */
 export function streamKvBytes(hkv: number, cap: number, d: number, dtype: KvDtype): number {
-  return hkv * cap * d * kvValueBytes(dtype);
+  return hkv * cap * kvRowBytes(d, dtype);
 }
 
 /** Bytes of one (layer, sequence) stream: K, V and its state words. */

@@ -1,7 +1,8 @@
 /**
  * The slot KV cache (docs/kv-cache.md; the layout itself is worker/kv/layout.ts). For every (layer,
  * sequence) there are three GPU buffers:
- *   K, V   [Hkv][cap][d] of f16 (two halves per u32, the default) or f32 (options.dtype)
+ *   K, V   [Hkv][cap][d] of f16 (two halves per u32, the default), f32, q8 or q4 (options.dtype), then
+ *          for q8/q4 the scales of every (head, slot) (worker/kv/quant.ts)
  *          cap = slots per (layer, seq, KV head), sized from the policy's budget
  *   state  u32: len[Hkv] | seen[Hkv] | pos[Hkv][cap] (bit 31 = DMS mark) | ring[Hkv][w+1] (DMS) | score[Hkv][cap] (tova/h2o)
  * Slots [0, len) of a stream are resident, in no particular order (RoPE is applied before caching).
@@ -14,7 +15,8 @@ import { Encoder, type Binding } from '../gpu/encoder';
 import { attention, attentionDecode, decodeLanes, NO_WINDOW, partialStatsOffset, queryBlock } from '../kernels/attention';
 import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET, type CommitArgs, type MergeArgs } from '../kernels/kv-commit';
 import { kvScore } from '../kernels/kv-score';
-import { DEFAULT_KV_DTYPE, f16ToF32, KV_DTYPES, kvValueBytes } from '../model/dtype';
+import { DEFAULT_KV_DTYPE, kvDtypeProblem, kvRowBytes, kvRowWords } from '../model/dtype';
+import { unpackKvRows } from './quant';
 import type { KvDtype, KvPolicyName, KvResidency, KvStats } from '../model/types';
 import type { KvCache, KvCacheOptions, ModelShape, Segment } from './cache';
 import { COUNTERS, kvCapacity, MAX_SPLITS, partialFloats, scoredPolicy, scratchLayout, stateLayout, streamKvBytes, type ScratchLayout, type StateLayout } from './layout';
@@ -101,8 +103,9 @@ export class SlotKvCache implements KvCache {
     if (!(opts.maxTokens >= 1 && opts.maxStepTokens >= 1)) throw new Error('KV cache: maxTokens and maxStepTokens must be >= 1');
     this.policy = opts.policy;
     this.dtype = opts.dtype ?? DEFAULT_KV_DTYPE;
-    if (!KV_DTYPES.includes(this.dtype)) throw new Error(`KV cache: unknown dtype ${opts.dtype} (f16 or f32)`);
-    this.bytesPerToken = 2 * d * kvValueBytes(this.dtype);
+    const problem = kvDtypeProblem(d, this.dtype);
+    if (problem) throw new Error(`KV cache: ${problem}`);
+    this.bytesPerToken = 2 * kvRowBytes(d, this.dtype);
     this.code = POLICY_CODE[opts.policy];
     if (this.code === undefined) throw new Error(`KV cache: unknown policy ${opts.policy}`);
     this.L = L;
@@ -331,10 +334,15 @@ export class SlotKvCache implements KvCache {
     const state = await this.gpu.readU32(st.state, this.st.posOff + this.hkv * this.capacity);
     const len = state[kvHead];
     if (len === 0) return [];
-    const row = this.d * kvValueBytes(this.dtype);
-    const decode = (buf: ArrayBuffer): Float32Array => (this.dtype === 'f16' ? f16ToF32(new Uint16Array(buf)) : new Float32Array(buf));
-    const k = decode(await this.gpu.read(st.k, kvHead * this.capacity * row, len * row));
-    const v = decode(await this.gpu.read(st.v, kvHead * this.capacity * row, len * row));
+    const w = kvRowWords(this.d, this.dtype);
+    const scaleBase = 4 * this.hkv * this.capacity * w.data;
+    const decode = async (buf: GPUBuffer): Promise<Float32Array> => {
+      const data = new Uint32Array(await this.gpu.read(buf, kvHead * this.capacity * w.data * 4, len * w.data * 4));
+      const scales = w.scale ? new Uint32Array(await this.gpu.read(buf, scaleBase + kvHead * this.capacity * w.scale * 4, len * w.scale * 4)) : new Uint32Array(0);
+      return unpackKvRows(data, scales, len, this.d, this.dtype);
+    };
+    const k = await decode(st.k);
+    const v = await decode(st.v);
     const out = [];
     for (let s = 0; s < len; s++) {
       out.push({ pos: state[this.st.posOff + kvHead * this.capacity + s] & 0x7fffffff, k: k.slice(s * this.d, (s + 1) * this.d), v: v.slice(s * this.d, (s + 1) * this.d) });

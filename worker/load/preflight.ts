@@ -12,7 +12,7 @@
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/types';
 import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
-import { DEFAULT_KV_DTYPE, kvValueBytes } from '../model/dtype';
+import { DEFAULT_KV_DTYPE, kvDtypeProblem, kvRowBytes } from '../model/dtype';
 import { rowScales, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
@@ -236,6 +236,8 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
   }
   const policy = kvPolicy(opts.kv, c.dms);
   const dtype = opts.kvDtype ?? DEFAULT_KV_DTYPE;
+  const dtypeProblem = kvDtypeProblem(c.headDim, dtype);
+  if (dtypeProblem) throw new RangeError(dtypeProblem);
   const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step, dtype });
   const act = activationBytes(c, step, sequences);
   const memoryBytes = limits.memoryBytes ?? defaultMemoryBudget(limits);
@@ -246,7 +248,7 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
     const totalBytes = w.bytes + fixed;
     let problem = w.problem;
     if (!problem && kv.layerBytes > limits.maxStorageBufferBindingSize) {
-      problem = `one layer's K cache (${c.numKvHeads} KV heads x ${kv.capacity} tokens x ${c.headDim} x ${kvValueBytes(dtype)} B ${dtype} = ${fmtBytes(kv.layerBytes)}) exceeds maxStorageBufferBindingSize ${fmtBytes(limits.maxStorageBufferBindingSize)}; lower the context`;
+      problem = `one layer's K cache (${c.numKvHeads} KV heads x ${kv.capacity} tokens x ${kvRowBytes(c.headDim, dtype)} B (head dim ${c.headDim} in ${dtype}) = ${fmtBytes(kv.layerBytes)}) exceeds maxStorageBufferBindingSize ${fmtBytes(limits.maxStorageBufferBindingSize)}; lower the context`;
     }
     if (!problem && totalBytes > memoryBytes) {
       problem = `needs ${fmtBytes(totalBytes)} (weights ${fmtBytes(w.bytes)} + KV ${fmtBytes(kv.bytes)} + activations ${fmtBytes(act)} + ${fmtBytes(OVERHEAD_BYTES)} overhead), over the ${fmtBytes(memoryBytes)} memory budget`;

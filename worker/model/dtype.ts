@@ -92,10 +92,33 @@ export function roundF16Array(src: ArrayLike<number>, out: Float32Array = new Fl
 }
 
 /** The KV storage types, the default first. */
-export const KV_DTYPES: readonly KvDtype[] = ['f16', 'f32'];
+export const KV_DTYPES: readonly KvDtype[] = ['f16', 'f32', 'q8', 'q4'];
 export const DEFAULT_KV_DTYPE: KvDtype = 'f16';
 
-/** Bytes of one stored K or V value. */
-export function kvValueBytes(dtype: KvDtype): number {
-  return dtype === 'f16' ? 2 : 4;
+/**
+ * u32 words of one stored K (or V) vector of one KV head of head dim d: its values (`data`) and its
+ * scales (`scale`: q8 one f32, q4 one f16 per 32 values, two per word). A stream's buffer holds the
+ * values of every (head, slot) first, then their scales (worker/kv/quant.ts).
+ */
+export function kvRowWords(d: number, dtype: KvDtype): { data: number; scale: number } {
+  switch (dtype) {
+    case 'f32': return { data: d, scale: 0 };
+    case 'f16': return { data: d / 2, scale: 0 };
+    case 'q8': return { data: d / 4, scale: 1 };
+    case 'q4': return { data: d / 8, scale: Math.ceil(d / 64) };
+  }
+}
+
+/** Bytes of one stored K (or V) vector of one KV head, scales included. */
+export function kvRowBytes(d: number, dtype: KvDtype): number {
+  const w = kvRowWords(d, dtype);
+  return 4 * (w.data + w.scale);
+}
+
+/** Why head dim d cannot be stored as dtype, or null (q8: a multiple of 8; q4: of 32, one scale per 32 values). */
+export function kvDtypeProblem(d: number, dtype: KvDtype): string | null {
+  if (!KV_DTYPES.includes(dtype)) return `unknown K/V dtype ${dtype} (${KV_DTYPES.join(', ')})`;
+  if (dtype === 'q4' && d % 32 !== 0) return `K/V q4 needs a head dim that is a multiple of 32 (one scale per 32 values), not ${d}`;
+  if (dtype === 'q8' && d % 8 !== 0) return `K/V q8 needs a head dim that is a multiple of 8, not ${d}`;
+  return null;
 }

@@ -5,9 +5,11 @@ export type WeightFormat = 'f32' | 'f16' | 'q8' | 'q4';
 export type KvPolicyName = 'full' | 'dms' | 'window' | 'tova' | 'h2o';
 /**
  * How the KV cache stores K and V on the GPU (docs/kv-cache.md): 'f16' (the default) packs two halves
- * per u32 (2 bytes a value, rounded to nearest when written), 'f32' keeps them exact (4 bytes a value).
+ * per u32 (2 bytes a value, rounded to nearest when written), 'f32' keeps them exact (4 bytes a value),
+ * 'q8' int8 with one f32 scale per (token, KV head) (symmetric, round to nearest), 'q4' 4-bit with one
+ * f16 scale per 32 values (llama.cpp's q4_0 grid). worker/kv/quant.ts has the layouts.
  */
-export type KvDtype = 'f32' | 'f16';
+export type KvDtype = 'f32' | 'f16' | 'q8' | 'q4';
 
 /** A Hugging Face config.json, validated and normalised (see ./config.ts). */
 export interface ModelConfig {

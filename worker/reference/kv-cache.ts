@@ -15,8 +15,8 @@
  * h2o, the attention weight accumulated over every query row so far.
  *
  * Storage: with dtype 'f16' (the GPU cache's default) every key and value is rounded to f16 as it enters
- * (roundF16), so attention and the eviction scores see the rounded numbers from the step they arrive in on,
- * as the GPU does; 'f32' keeps them exact.
+ * (roundF16), with 'q8' / 'q4' quantized and back (worker/kv/quant.ts), so attention and the eviction
+ * scores see the stored numbers from the step they arrive in on, as the GPU does; 'f32' keeps them exact.
  */
 import { DEFAULT_KV_DTYPE } from '../model/dtype';
 import type { KvDtype } from '../model/types';
@@ -130,8 +130,8 @@ export class KvCacheRef {
     if (st.k.length !== pos0) throw new Error(`reference: sequence ${seq} is at ${st.k.length}, not ${pos0}`);
     const dtype = this.opts.dtype ?? DEFAULT_KV_DTYPE;
     for (let r = 0; r < T; r++) {
-      st.k.push(storeKv(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d), dtype));
-      st.v.push(storeKv(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride), dtype));
+      st.k.push(storeKv(qkv.slice(r * stride + hq * d, r * stride + (hq + hkv) * d), dtype, d));
+      st.v.push(storeKv(qkv.slice(r * stride + (hq + hkv) * d, (r + 1) * stride), dtype, d));
       st.alpha.push(alpha ? alpha.slice(r * hkv, (r + 1) * hkv) : null);
     }
     // Attention over (resident before the step) + step tokens, dense over all positions.

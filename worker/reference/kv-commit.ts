@@ -2,7 +2,7 @@
  * CPU reference of kernels/kv-commit (shaders/kv_commit.wgsl), slot-free: a stream is the set of positions
  * it holds. Its two roles:
  * - commit: `storeKv` is a key or value as the cache stores it (f16: rounded to the nearest half, ties to
- *   even, clamped to ±65504; f32: as is), and `insertToken` the insertion of token t into a stream of
+ *   even, clamped to ±65504; q8 / q4: quantized per head vector and back, worker/kv/quant.ts; f32: as is), and `insertToken` the insertion of token t into a stream of
  *   `capacity` slots: DMS first gives t the slot of t-w-1 when that token is resident and marked (delayed
  *   eviction); otherwise t is appended while there is room, else a victim is evicted: the smallest
  *   (score, position) among the policy's eligible tokens:
@@ -12,12 +12,15 @@
  *     h2o     tokens outside the `recent` newest positions, by their score
  * - merge: `mergePartials` combines attention's key-split partials (flash-decoding) into the output.
  */
-import { roundF16Array } from '../model/dtype';
+import { storeKvRows } from '../kv/quant';
 import type { KvDtype, KvPolicyName } from '../model/types';
 
-/** K or V values as the cache stores them (rounded in place for f16). */
-export function storeKv(x: Float32Array, dtype: KvDtype): Float32Array {
-  return dtype === 'f16' ? roundF16Array(x, x) : x;
+/**
+ * K or V values (whole vectors of one or more KV heads of head dim d) as the cache stores them, rounded
+ * in place: f16 to the nearest half, q8 / q4 quantized and back (worker/kv/quant.ts); f32 as is.
+ */
+export function storeKv(x: Float32Array, dtype: KvDtype, d: number): Float32Array {
+  return storeKvRows(x, d, dtype);
 }
 
 /** What a stream's commit depends on: the policy and its sizes. */

@@ -4,10 +4,10 @@
  * DMS models: the borrowed q channel (c.dms.channel, default d-1) is zeroed before RoPE and, in NVIDIA's
  * convention, after it too (FastDMS's leaves the rotated value), and an optional visibility predicate
  * `visible(layer, kvHead, i, j)` restricts which keys query i sees.
- * `opts.kvDtype: 'f16'` rounds every key (after norm and RoPE) and value to f16 before attention, as the
- * engine's f16 KV cache stores them; the default 'f32' keeps them exact.
+ * `opts.kvDtype` 'f16' / 'q8' / 'q4' rounds every key (after norm and RoPE) and value as the engine's KV
+ * cache stores them (worker/kv/quant.ts) before attention; the default 'f32' keeps them exact.
  */
-import { roundF16Array } from '../model/dtype';
+import { storeKvRows } from '../kv/quant';
 import type { KvDtype, ModelConfig } from '../model/types';
 
 export type Tensors = (name: string) => Float32Array;
@@ -121,9 +121,9 @@ export function referenceForward(c: ModelConfig, w: Tensors, ids: number[], visi
       la.set(matmul(an, T, w(`${p}self_attn.dms_proj_alpha.weight`), Hkv, H));
     }
     if (alpha && la) alpha.push(la);
-    if (opts.kvDtype === 'f16') {
-      roundF16Array(k, k);
-      roundF16Array(v, v);
+    if (opts.kvDtype && opts.kvDtype !== 'f32') {
+      storeKvRows(k, d, opts.kvDtype);
+      storeKvRows(v, d, opts.kvDtype);
     }
     const att = new Float32Array(T * Hq * d);
     const scale = 1 / Math.sqrt(d);
