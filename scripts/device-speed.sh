@@ -10,7 +10,7 @@
 # before (the main rows with CLI_BEFORE, a bundle of an older commit carried beside, for before/after on
 # the same machine: e.g. `git worktree add /tmp/b <commit>`, build its bundle there, copy it to .cache/dms-before.mjs),
 # main (Qwen3-8B shape q4, 4K and 32K, full and DMS, with the per-kernel profile and the time to first token
-# of a 2K prompt), gemv (the decode projections alone), decode (decode attention keys per step, and the
+# of a 2K prompt), kvq (32K full and DMS with f16 and q8 K/V, KVQ), gemv (the decode projections alone), decode (decode attention keys per step, and the
 # general kernel, at 32K full), split (decode attention key splits), gemm (prefill GEMM tiles, and the
 # lane-split kernel), flush (early submits), small (Qwen3-0.6B shape). Everything goes to $OUT as it
 # happens: summary.txt (the readable lines), results.jsonl (one JSON object per bench run, with its stage
@@ -18,7 +18,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 CLI=${CLI:-.cache/dms.mjs}
-STAGES=${STAGES:-check main gemv decode split gemm flush small}
+STAGES=${STAGES:-check main kvq gemv decode split gemm flush small}
 LIMIT=${LIMIT:-90}
 mkdir -p "$OUT"
 T0=$(date +%s)
@@ -63,6 +63,8 @@ if has before && [ -f "${CLI_BEFORE:-}" ]; then
   BENCH_CLI=$CLI_BEFORE bench before ${SMALL:---shape qwen3-0.6b --weights q4} --context $CTX --kv full,dms --steps 32
 fi
 has main && bench main $B8 --context $CTX --kv full,dms --steps 32
+# K/V storage types at 32K (docs/kv-cache.md): the same rows with f16 and q8 K/V.
+has kvq && bench kvq $B8 --context ${CTX##*,} --kv full,dms --kv-dtype ${KVQ:-f16,q8} --steps 16 --ttft 0
 if has gemv; then
   say "gemv: the decode projections alone (GB/s of weights read)"
   timeout "$LIMIT" node "$CLI" bench --gemv $B8 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
