@@ -65,9 +65,12 @@ export function noWebGpu(): void {
   );
 }
 
-export function loadFailed(message: string, retry: () => void, chooseAnother: () => void): void {
-  show('load', 'error', 'The model could not be loaded', message, [
+/** `fallback`: a model known to work (the one used before, or the embedded demo), offered as a button. */
+export function loadFailed(message: string, retry: () => void, chooseAnother: () => void, fallback: BannerAction | null = null): void {
+  const offline = /^You are offline/.test(message);
+  show('load', 'error', offline ? 'You are offline' : 'The model could not be loaded', message, [
     { label: 'Retry', primary: true, run: retry },
+    ...(fallback ? [fallback] : []),
     { label: 'Choose another model', run: chooseAnother },
   ]);
 }

@@ -22,7 +22,7 @@ initComposer(send);
 initConversations();
 initMemoryPanel();
 initSettingsDialog(() => void loadModel(state.loadedSpec || currentSpec()));
-initModelDialog((spec) => void loadModel(spec));
+initModelDialog((spec) => void loadModel(spec, { save: true }));
 lock.onLost = letModelGo;
 watchForUpdates(newVersion);
 

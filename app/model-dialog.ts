@@ -6,8 +6,7 @@
 import { $ } from './dom';
 import { formatBytes, formatCount } from './format';
 import { specLabel } from './model-spec';
-import { client, currentSpec, removeModelParam, settings, state } from './state';
-import { saveSettings } from './store';
+import { client, currentSpec, settings, state } from './state';
 import { modelPresets, presetFit } from '../worker/protocol';
 
 const modelDialog = $<HTMLDialogElement>('model-dialog');
@@ -113,7 +112,7 @@ async function renderStored(): Promise<void> {
   }
 }
 
-/** The model chip opens the dialog; "Load" saves the choice and calls `load` with it. */
+/** The model chip opens the dialog; "Load" calls `load` with the choice (the loader saves it once the model loaded). */
 export function initModelDialog(load: (spec: string) => void): void {
   $('model-chip').addEventListener('click', openModelDialog);
   specInput.addEventListener('input', () => {
@@ -123,11 +122,6 @@ export function initModelDialog(load: (spec: string) => void): void {
     if (modelDialog.returnValue !== 'load') return;
     const spec = source().value === 'default' ? 'default' : specInput.value.trim();
     if (!spec) return;
-    settings.model = spec;
-    if (spec !== 'default') settings.recentModels = [spec, ...settings.recentModels.filter((m) => m !== spec)].slice(0, 8);
-    saveSettings(settings);
-    // The page was opened for a given model; drop the override from the address so the choice sticks.
-    if (state.urlModel !== null) removeModelParam();
     load(spec);
   });
 }
