@@ -8,12 +8,12 @@ import { paintChains, voteLine } from './chains';
 import { fillComposer } from './composer';
 import { droppedText } from './format';
 import { renderMessage } from './render';
-import { state } from './state';
+import { DEMO_SUGGESTIONS, GENERAL_SUGGESTIONS, isDemoSpec } from './demo-model';
+import { currentSpec, state } from './state';
+import { demoNote, isFirstRun, welcomeSection } from './welcome';
 import type { StoredMessage } from './store';
 
 const log = $('log');
-
-const SUGGESTIONS = ['Explain KV cache compression in two sentences.', 'Write a haiku about a GPU in a browser tab.', 'Give me three tips for writing clear commit messages.'];
 
 /** Paints the open conversation afresh. */
 export function renderLog(): void {
@@ -21,15 +21,29 @@ export function renderLog(): void {
   if (state.conv.messages.length === 0) {
     const empty = document.createElement('div');
     empty.className = 'empty';
-    empty.innerHTML = '<div class="empty-logo" aria-hidden="true"></div><h1>What can I help with?</h1><p class="muted">The model runs here, on your GPU. Its memory is compressed as it goes; watch it in the Memory panel.</p>';
+    const demo = isDemoSpec(state.loadedSpec || currentSpec());
+    if (isFirstRun()) {
+      empty.append(welcomeSection());
+    } else {
+      empty.innerHTML = '<div class="empty-logo" aria-hidden="true"></div><h1>What can I help with?</h1>';
+      if (demo) empty.append(demoNote());
+      else {
+        const p = document.createElement('p');
+        p.className = 'muted';
+        p.textContent = 'The model runs here, on your GPU. Its memory is compressed as it goes; watch it in the Memory panel.';
+        empty.append(p);
+      }
+    }
     const chips = document.createElement('div');
     chips.className = 'chips';
-    for (const s of SUGGESTIONS) {
+    chips.setAttribute('role', 'group');
+    chips.setAttribute('aria-label', demo ? 'Things the demo model was trained to do' : 'Suggestions');
+    for (const s of demo ? DEMO_SUGGESTIONS : GENERAL_SUGGESTIONS) {
       const b = document.createElement('button');
       b.type = 'button';
       b.className = 'chip';
-      b.textContent = s;
-      b.addEventListener('click', () => fillComposer(s));
+      b.textContent = s.label;
+      b.addEventListener('click', () => fillComposer(s.prompt));
       chips.append(b);
     }
     empty.append(chips);

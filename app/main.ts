@@ -9,13 +9,14 @@ import { renderLog } from './conversation-log';
 import { initConversations, renderConvList } from './conversations';
 import { initMemoryPanel } from './memory-panel';
 import { updateModelChip } from './model-chip';
-import { initModelDialog } from './model-dialog';
+import { initModelDialog, openModelDialog } from './model-dialog';
 import { letModelGo, loadModel, startModel } from './model-loader';
 import { send } from './reply';
 import { initSettingsDialog } from './settings-dialog';
 import { currentSpec, lock, state } from './state';
 import { watchForUpdates } from './sw-update';
 import { applyTheme, initTheme } from './theme';
+import { initWelcome } from './welcome';
 
 initTheme();
 initComposer(send);
@@ -23,6 +24,7 @@ initConversations();
 initMemoryPanel();
 initSettingsDialog(() => void loadModel(state.loadedSpec || currentSpec()));
 initModelDialog((spec) => void loadModel(spec, { save: true }));
+initWelcome((spec) => void loadModel(spec, { save: true }), openModelDialog, renderLog);
 lock.onLost = letModelGo;
 watchForUpdates(newVersion);
 

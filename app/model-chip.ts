@@ -3,6 +3,7 @@ import { $ } from './dom';
 import { formatCount } from './format';
 import { specLabel } from './model-spec';
 import { updateComposer } from './composer';
+import { DEMO_SHORT, isDemoSpec } from './demo-model';
 import { currentSpec, state, type ModelState } from './state';
 
 export function setModelState(s: ModelState): void {
@@ -15,6 +16,10 @@ export function updateModelChip(): void {
   const { modelInfo, modelState, loadedSpec } = state;
   const name = $('model-name');
   const meta = $('model-meta');
+  const demo = isDemoSpec(modelState === 'ready' || modelState === 'loading' ? loadedSpec : currentSpec());
+  const badge = $('model-badge');
+  badge.hidden = !demo;
+  $('model-about').textContent = demo ? DEMO_SHORT : '';
   if (modelInfo && modelState === 'ready') {
     name.textContent = !modelInfo.name || /^https?:/.test(modelInfo.name) ? specLabel(loadedSpec) : modelInfo.name;
     name.title = modelInfo.name;
@@ -23,4 +28,5 @@ export function updateModelChip(): void {
     name.textContent = modelState === 'loading' ? `Loading ${specLabel(loadedSpec)}…` : modelState === 'elsewhere' ? 'In use in another tab' : specLabel(currentSpec());
     meta.textContent = modelState === 'error' ? 'failed to load' : modelState === 'idle' ? 'not loaded' : modelState === 'lost' ? 'GPU lost: reloads on send' : '';
   }
+  $('model-chip').setAttribute('aria-label', `Choose model (now: ${name.textContent}${demo ? `, ${DEMO_SHORT}` : ''})`);
 }

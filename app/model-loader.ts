@@ -5,6 +5,7 @@
  */
 import * as banners from './banners';
 import { input, stopGeneration } from './composer';
+import { renderLog } from './conversation-log';
 import { hideProgress, showProgress } from './load-progress';
 import { renderModelGrid, updateMemory } from './memory-panel';
 import { setModelState, updateModelChip } from './model-chip';
@@ -117,6 +118,8 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<v
     state.kvHistory = [];
     renderModelGrid();
     updateMemory(null, 0);
+    // The empty conversation's suggestions and notes depend on the model.
+    if (state.conv.messages.length === 0) renderLog();
     if (info.storageWarning) banners.storageWarning(info.stored, info.storageWarning);
     input.focus();
     console.info(`[webdms] model ready in ${((performance.now() - started) / 1000).toFixed(1)} s`, info);
@@ -130,6 +133,7 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<v
       state.loadedSpec = previous.spec;
       state.modelInfo = kept;
       setModelState('ready');
+      if (state.conv.messages.length === 0) renderLog();
       banners.loadFailed(`${msg} Still using ${specLabel(previous.spec)}.`, () => void loadModel(spec, opts), openModelDialog, null);
       return;
     }

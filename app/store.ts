@@ -69,6 +69,8 @@ export interface Settings {
   chains: number;
   theme: 'system' | 'light' | 'dark';
   recentModels: string[];
+  /** The first-run choice of a model was made (app/welcome.ts); settings saved before it existed count as made. */
+  welcomed: boolean;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -85,6 +87,7 @@ export const DEFAULT_SETTINGS: Settings = {
   chains: 1,
   theme: 'system',
   recentModels: [],
+  welcomed: false,
 };
 
 const SETTINGS_KEY = 'webdms.settings';
@@ -92,7 +95,7 @@ const SETTINGS_KEY = 'webdms.settings';
 export function loadSettings(): Settings {
   try {
     const raw = localStorage.getItem(SETTINGS_KEY);
-    if (raw) return { ...DEFAULT_SETTINGS, ...(JSON.parse(raw) as Partial<Settings>) };
+    if (raw) return { ...DEFAULT_SETTINGS, welcomed: true, ...(JSON.parse(raw) as Partial<Settings>) };
   } catch {
     /* corrupt or unavailable storage */
   }
