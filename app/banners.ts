@@ -5,7 +5,7 @@
  */
 import { $ } from './dom';
 
-type BannerKey = 'load' | 'lock' | 'gpu' | 'storage' | 'update';
+type BannerKey = 'load' | 'lock' | 'gpu' | 'storage' | 'update' | 'import' | 'adapter';
 
 interface BannerAction {
   label: string;
@@ -120,4 +120,12 @@ export function newVersion(): void {
   show('update', 'info', 'A new version of WebDMS is ready', 'Reload to use it. Your conversations and stored models are kept.', [
     { label: 'Reload', primary: true, run: () => location.reload() },
   ]);
+}
+
+export function imported(count: number, renamed: number): void {
+  show('import', 'info', `Imported ${count} conversation${count === 1 ? '' : 's'}`, renamed ? `${renamed} had the id of one you already have and were added as new ones; nothing was overwritten.` : 'They are in the list of conversations.');
+}
+
+export function importFailed(message: string): void {
+  show('import', 'error', 'The file could not be imported', `${message} Nothing was imported.`);
 }

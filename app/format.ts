@@ -49,3 +49,14 @@ export function relativeTime(t: number, now = Date.now()): string {
 export function droppedText(d: { messages: number; tokens: number }): string {
   return `Earlier turns no longer fit: ${formatCount(d.tokens)} tokens dropped (${d.messages} oldest message${d.messages === 1 ? '' : 's'}). The model did not see them for this reply.`;
 }
+
+/** A short duration in seconds with one decimal ("0.4 s", "12.3 s"), minutes past a minute. */
+export function formatSeconds(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '–';
+  return ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : formatDuration(ms / 1000);
+}
+
+/** "1 token", "2 tokens". */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
+}

@@ -9,12 +9,30 @@ export interface StoredMessage {
   at: number;
   finishReason?: 'stop' | 'length' | 'abort';
   error?: string;
-  usage?: { promptTokens: number; cachedTokens: number; completionTokens: number; decodeTokensPerSecond: number; prefillMs: number };
+  usage?: MessageUsage;
   /** Hyper-scaling mode: the parallel chains of this reply and the vote that picked `content`. */
   chains?: StoredChain[];
   vote?: ChainVote;
   /** The oldest turns this reply's prompt left out (the conversation outgrew the context). */
   dropped?: ContextDropped;
+}
+
+/** A reply's sizes and timings. */
+export interface MessageUsage {
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+  decodeTokensPerSecond: number;
+  /** The worker's prefill of the new prompt tokens. */
+  prefillMs: number;
+  /** From sending to the first streamed text (prefill, the first token, and the trip back), measured on the page. */
+  ttftMs?: number;
+}
+
+/** Prompt tokens per second of a reply's prefill (the tokens not continued from the cache), or null. */
+export function prefillTokensPerSecond(u: MessageUsage): number | null {
+  const n = u.promptTokens - u.cachedTokens;
+  return n > 0 && u.prefillMs > 0 ? n / (u.prefillMs / 1000) : null;
 }
 
 export interface Conversation {
@@ -24,6 +42,8 @@ export interface Conversation {
   updatedAt: number;
   /** The model spec it was held with (informational). */
   model?: string;
+  /** This conversation's system prompt; absent: the settings' default. */
+  systemPrompt?: string;
   messages: StoredMessage[];
 }
 
