@@ -176,18 +176,43 @@ function newConversation(): void {
   input.focus();
 }
 
+/** The drawer is modal on narrow screens: the page behind it is inert until it closes. */
+const narrowScreen = window.matchMedia('(max-width: 760px)');
+
+function openSidebar(): void {
+  document.body.classList.add('sidebar-open');
+  $('toggle-sidebar').setAttribute('aria-expanded', 'true');
+  if (!narrowScreen.matches) return;
+  $('drawer-backdrop').hidden = false;
+  for (const id of ['main', 'memory']) document.getElementById(id)?.toggleAttribute('inert', true);
+  document.querySelector<HTMLElement>('main.main')?.toggleAttribute('inert', true);
+  $('close-sidebar').focus();
+}
+
 function closeSidebar(): void {
+  const wasOpen = document.body.classList.contains('sidebar-open');
   document.body.classList.remove('sidebar-open');
   $('toggle-sidebar').setAttribute('aria-expanded', 'false');
+  $('drawer-backdrop').hidden = true;
+  document.querySelector<HTMLElement>('main.main')?.removeAttribute('inert');
+  document.getElementById('memory')?.removeAttribute('inert');
+  if (wasOpen && narrowScreen.matches) $('toggle-sidebar').focus();
 }
 
 /** "New chat", search, rename, export and import, the system prompt, and the sidebar on narrow screens. */
 export function initConversations(): void {
   $('new-chat').addEventListener('click', newConversation);
-  $('toggle-sidebar').addEventListener('click', () => {
-    const open = document.body.classList.toggle('sidebar-open');
-    $('toggle-sidebar').setAttribute('aria-expanded', String(open));
+  $('toggle-sidebar').addEventListener('click', () => (document.body.classList.contains('sidebar-open') ? closeSidebar() : openSidebar()));
+  $('close-sidebar').addEventListener('click', closeSidebar);
+  // A tap outside the drawer, or Escape, closes it.
+  $('drawer-backdrop').addEventListener('click', closeSidebar);
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && document.body.classList.contains('sidebar-open') && !document.querySelector('dialog[open]')) {
+      e.preventDefault();
+      closeSidebar();
+    }
   });
+  narrowScreen.addEventListener('change', () => closeSidebar());
   $<HTMLInputElement>('conv-search').addEventListener('input', (e) => {
     query = (e.target as HTMLInputElement).value.trim().toLowerCase();
     void renderConvList();
