@@ -129,3 +129,15 @@ export function imported(count: number, renamed: number): void {
 export function importFailed(message: string): void {
   show('import', 'error', 'The file could not be imported', `${message} Nothing was imported.`);
 }
+
+/** WebGPU runs on a software rasterizer here: say so, with the speed to expect. */
+export function softwareAdapter(name: string, expected: { decode: string; firstToken: string }): void {
+  show(
+    'adapter',
+    'warn',
+    `WebGPU runs in software here (${name})`,
+    `This browser has no GPU acceleration for WebGPU, so the model runs on the CPU: expect about ${expected.decode} and ${expected.firstToken} ` +
+      'before the first token with the 30 MB demo, and far slower with real models (the model list marks those too slow here). ' +
+      'For real speed, turn on hardware acceleration (see chrome://gpu) or use a browser with WebGPU on your GPU.',
+  );
+}

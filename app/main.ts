@@ -3,7 +3,8 @@
  * app/state.ts; each part below paints and handles one region of index.html.
  */
 import './styles.css';
-import { newVersion } from './banners';
+import { adapterFacts, SOFTWARE_EXPECTED } from './adapter';
+import { newVersion, softwareAdapter } from './banners';
 import { initComposer, updateComposer } from './composer';
 import { renderLog, setMessageActions } from './conversation-log';
 import { initConversations, renderConvList, updateSystemButton } from './conversations';
@@ -36,3 +37,6 @@ updateModelChip();
 updateSystemButton();
 void renderConvList();
 void startModel();
+void adapterFacts().then((a) => {
+  if (a?.software) softwareAdapter(a.name, SOFTWARE_EXPECTED);
+});
