@@ -61,7 +61,8 @@ export function noWebGpu(): void {
     'error',
     'WebGPU is not available',
     'WebGPU is not available in this browser, and WebDMS needs it to run the model on your GPU. ' +
-      'It works in Chrome or Edge 113+ (Windows, macOS, ChromeOS; Android 121+), Safari 26+ and Firefox 141+ on Windows.',
+      'It works in Chrome or Edge 113+ (Windows, macOS, ChromeOS; Android 121+), Safari 26+ (macOS, iOS, iPadOS) and Firefox 141+ (Windows). ' +
+      'On Linux, Chrome needs WebGPU turned on at chrome://flags/#enable-unsafe-webgpu (and hardware acceleration, see chrome://gpu).',
   );
 }
 
@@ -84,7 +85,24 @@ export function noStorage(message: string, runWithoutStoring: () => void, freeSp
 
 /** The model loaded, but its weights are not (or not newly) kept in this browser. */
 export function storageWarning(stored: boolean | undefined, warning: string): void {
-  show('storage', 'info', stored ? 'Using the stored copy' : 'Running without storing', warning);
+  show('storage', 'info', stored ? 'Using the stored copy' : 'Running without storing', readableNotice(warning));
+}
+
+/**
+ * A notice for reading, not debugging: offline, it says so in words; otherwise addresses are cut to their
+ * host ("huggingface.co") instead of a long raw URL.
+ */
+export function readableNotice(text: string): string {
+  if (/You are offline|You went offline/.test(text) || navigator.onLine === false) {
+    return 'You are offline, so updates to this model could not be checked. The copy stored in this browser works; updates are checked when you are back online.';
+  }
+  return text.replace(/https?:\/\/[^\s)"']+/g, (u) => {
+    try {
+      return new URL(u).host;
+    } catch {
+      return u;
+    }
+  });
 }
 
 export function waitingForTab(): void {

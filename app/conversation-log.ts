@@ -110,6 +110,12 @@ export function paintMessage(el: HTMLElement, m: StoredMessage, streaming: boole
     note.textContent = droppedText(m.dropped);
     meta.append(note);
   }
+  if (!streaming && m.role === 'assistant' && m.finishReason === 'length' && endsInThink(m.content)) {
+    const hint = document.createElement('div');
+    hint.className = 'msg-notice msg-hint';
+    hint.textContent = 'The reply reached Max tokens while the model was still thinking, before it wrote an answer. Raise Max tokens in Settings and press Regenerate.';
+    meta.append(hint);
+  }
   if (m.error) {
     const err = document.createElement('div');
     err.className = 'msg-error';
@@ -231,6 +237,12 @@ function startEdit(el: HTMLElement, m: StoredMessage): void {
     }
   });
   ta.focus();
+}
+
+/** Whether `text` is still inside a think block at its end (a <think> with no </think> after it). */
+export function endsInThink(text: string): boolean {
+  const open = text.lastIndexOf('<think>');
+  return open >= 0 && text.indexOf('</think>', open) < 0;
 }
 
 /** Scrolls to the newest message when the reader is near it already (or always, with `force`). */

@@ -47,7 +47,7 @@ export function relativeTime(t: number, now = Date.now()): string {
 
 /** The note shown on a reply whose prompt left out the oldest turns (ChatResult.dropped). */
 export function droppedText(d: { messages: number; tokens: number }): string {
-  return `Earlier turns no longer fit: ${formatCount(d.tokens)} tokens dropped (${d.messages} oldest message${d.messages === 1 ? '' : 's'}). The model did not see them for this reply.`;
+  return `Earlier turns no longer fit: ${formatCount(d.tokens)} token${d.tokens === 1 ? '' : 's'} dropped (${d.messages} oldest message${d.messages === 1 ? '' : 's'}). The model did not see them for this reply.`;
 }
 
 /** A short duration in seconds with one decimal ("0.4 s", "12.3 s"), minutes past a minute. */

@@ -6,7 +6,7 @@
 import { $ } from './dom';
 import { formatBytes, formatCount, formatDuration, formatRatio, formatSeconds } from './format';
 import { drawKvMap, residentShare } from './kv-map';
-import { specLabel } from './model-spec';
+import { modelDisplayName } from './model-spec';
 import { client, state } from './state';
 import { prefillTokensPerSecond, type MessageUsage } from './store';
 import type { KvStats, ModelInfo } from '../worker/protocol';
@@ -110,7 +110,7 @@ export function renderModelGrid(): void {
   if (!state.modelInfo) return;
   const i = state.modelInfo;
   const rows: [string, string][] = [
-    ['Name', /^https?:/.test(i.name) ? specLabel(state.loadedSpec) : i.name],
+    ['Name', modelDisplayName(state.loadedSpec, i.name)],
     ['Architecture', i.architecture],
     ['Parameters', formatCount(i.parameters)],
     ['Weights', `${i.weights} · ${formatBytes(i.weightBytes)}`],

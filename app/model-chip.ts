@@ -1,7 +1,7 @@
 /** The model chip in the top bar: the model's name and size, and the status dot that shows the model's state. */
 import { $ } from './dom';
 import { formatCount } from './format';
-import { specLabel } from './model-spec';
+import { modelDisplayName, specLabel } from './model-spec';
 import { updateComposer } from './composer';
 import { DEMO_SHORT, isDemoSpec } from './demo-model';
 import { currentSpec, state, type ModelState } from './state';
@@ -21,7 +21,7 @@ export function updateModelChip(): void {
   badge.hidden = !demo;
   $('model-about').textContent = demo ? DEMO_SHORT : '';
   if (modelInfo && modelState === 'ready') {
-    name.textContent = !modelInfo.name || /^https?:/.test(modelInfo.name) ? specLabel(loadedSpec) : modelInfo.name;
+    name.textContent = isDemoSpec(loadedSpec) ? specLabel(loadedSpec) : modelDisplayName(loadedSpec, modelInfo.name);
     name.title = modelInfo.name;
     meta.textContent = [formatCount(modelInfo.parameters), modelInfo.weights, modelInfo.dms ? 'DMS' : null].filter(Boolean).join(' · ');
   } else {

@@ -82,6 +82,7 @@ export interface Settings {
   kv: KvChoice;
   /** Tokens kept per layer and KV head (training-free policies) or the DMS slot cap; 0 = the engine's default. */
   kvBudget: number;
+  /** Most tokens per conversation; 0 = the engine's default: the model's own limit, at most 4096. */
   maxContext: number;
   weights: WeightFormat | 'auto';
   systemPrompt: string;
@@ -101,7 +102,7 @@ export const DEFAULT_SETTINGS: Settings = {
   maxTokens: 512,
   kv: 'auto',
   kvBudget: 0,
-  maxContext: 2048,
+  maxContext: 0,
   weights: 'auto',
   systemPrompt: '',
   chains: 1,
