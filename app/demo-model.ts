@@ -10,7 +10,7 @@ export const DEMO_NAME = 'Offline demo';
 export const DEMO_DOWNLOAD = '30 MB';
 
 /** One line next to the model's name. */
-export const DEMO_SHORT = '15M-parameter offline demo: arithmetic and variable tracking, not general chat';
+export const DEMO_SHORT = '15M-parameter offline demo: spaced arithmetic and variable tracking, not general chat';
 
 /** What it can and cannot do, for the empty conversation and the first-run screen. */
 export const DEMO_ABOUT =

@@ -19,7 +19,8 @@ export function updateModelChip(): void {
   const demo = isDemoSpec(modelState === 'ready' || modelState === 'loading' ? loadedSpec : currentSpec());
   const badge = $('model-badge');
   badge.hidden = !demo;
-  $('model-about').textContent = demo ? DEMO_SHORT : '';
+  $('model-about').textContent = demo ? `Offline demo model: ${DEMO_SHORT.replace(/^15M-parameter offline demo: /, '15M parameters, ')}.` : '';
+  $('model-about').hidden = !demo;
   if (modelInfo && modelState === 'ready') {
     name.textContent = isDemoSpec(loadedSpec) ? specLabel(loadedSpec) : modelDisplayName(loadedSpec, modelInfo.name);
     name.title = modelInfo.name;

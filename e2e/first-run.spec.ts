@@ -22,7 +22,7 @@ test('first visit: the choice of a real model or the offline demo; the demo says
   await expect(page.locator('#status-dot')).toHaveAttribute('data-state', 'ready', { timeout: 150_000 });
   await expect(page.locator('#model-badge')).toHaveText('Offline demo');
   await expect(page.locator('#model-badge')).toBeVisible();
-  await expect(page.getByRole('button', { name: /^Choose model \(now: .*15M-parameter offline demo: arithmetic and variable tracking/ })).toBeVisible();
+  await expect(page.getByRole('button', { name: /^Choose model \(now: .*15M-parameter offline demo: spaced arithmetic and variable tracking/ })).toBeVisible();
   // Its suggestions are its training tasks, not a haiku.
   const chips = page.getByRole('group', { name: 'Things the demo model was trained to do' });
   await expect(chips.getByRole('button', { name: 'What is 23 + 48?' })).toBeVisible();
