@@ -142,9 +142,7 @@ async function importFile(file: File): Promise<void> {
         renamed++;
       }
       have.add(c.id);
-      const updatedAt = c.updatedAt;
       await saveConversation(c);
-      c.updatedAt = updatedAt;
     }
     banners.imported(convs.length, renamed);
   } catch (e) {
