@@ -4,6 +4,7 @@
  * One banner per key: a new one replaces the old. Their buttons run what the caller passes.
  */
 import { $ } from './dom';
+import { readableNotice } from './format';
 
 type BannerKey = 'load' | 'lock' | 'gpu' | 'storage' | 'update' | 'import' | 'adapter';
 
@@ -85,25 +86,9 @@ export function noStorage(message: string, runWithoutStoring: () => void, freeSp
 
 /** The model loaded, but its weights are not (or not newly) kept in this browser. */
 export function storageWarning(stored: boolean | undefined, warning: string): void {
-  show('storage', 'info', stored ? 'Using the stored copy' : 'Running without storing', readableNotice(warning));
+  show('storage', 'info', stored ? 'Using the stored copy' : 'Running without storing', readableNotice(warning, navigator.onLine !== false));
 }
 
-/**
- * A notice for reading, not debugging: offline, it says so in words; otherwise addresses are cut to their
- * host ("huggingface.co") instead of a long raw URL.
- */
-export function readableNotice(text: string): string {
-  if (/You are offline|You went offline/.test(text) || navigator.onLine === false) {
-    return 'You are offline, so updates to this model could not be checked. The copy stored in this browser works; updates are checked when you are back online.';
-  }
-  return text.replace(/https?:\/\/[^\s)"']+/g, (u) => {
-    try {
-      return new URL(u).host;
-    } catch {
-      return u;
-    }
-  });
-}
 
 export function waitingForTab(): void {
   show('lock', 'info', 'Waiting for the other tab', 'The model will load here as soon as the other WebDMS tab closes or unloads its model.');

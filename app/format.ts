@@ -60,3 +60,20 @@ export function formatSeconds(ms: number): string {
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${formatCount(n)} ${n === 1 ? one : many}`;
 }
+
+/**
+ * A notice about the stored copy, for reading rather than debugging: offline, it says so in words; otherwise
+ * addresses are cut to their host ("huggingface.co") instead of a long raw URL.
+ */
+export function readableNotice(text: string, online = true): string {
+  if (!online || /You are offline|You went offline/.test(text)) {
+    return 'You are offline, so updates to this model could not be checked. The copy stored in this browser works; updates are checked when you are back online.';
+  }
+  return text.replace(/https?:\/\/[^\s)"']+/g, (u) => {
+    try {
+      return new URL(u).host;
+    } catch {
+      return u;
+    }
+  });
+}
