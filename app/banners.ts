@@ -4,8 +4,9 @@
  * One banner per key: a new one replaces the old. Their buttons run what the caller passes.
  */
 import { $ } from './dom';
+import { readableNotice } from './format';
 
-type BannerKey = 'load' | 'lock' | 'gpu' | 'storage' | 'update';
+type BannerKey = 'load' | 'lock' | 'gpu' | 'storage' | 'update' | 'import' | 'adapter';
 
 interface BannerAction {
   label: string;
@@ -61,13 +62,17 @@ export function noWebGpu(): void {
     'error',
     'WebGPU is not available',
     'WebGPU is not available in this browser, and WebDMS needs it to run the model on your GPU. ' +
-      'It works in Chrome or Edge 113+ (Windows, macOS, ChromeOS; Android 121+), Safari 26+ and Firefox 141+ on Windows.',
+      'It works in Chrome or Edge 113+ (Windows, macOS, ChromeOS; Android 121+), Safari 26+ (macOS, iOS, iPadOS) and Firefox 141+ (Windows). ' +
+      'On Linux, Chrome needs WebGPU turned on at chrome://flags/#enable-unsafe-webgpu (and hardware acceleration, see chrome://gpu).',
   );
 }
 
-export function loadFailed(message: string, retry: () => void, chooseAnother: () => void): void {
-  show('load', 'error', 'The model could not be loaded', message, [
+/** `fallback`: a model known to work (the one used before, or the embedded demo), offered as a button. */
+export function loadFailed(message: string, retry: () => void, chooseAnother: () => void, fallback: BannerAction | null = null): void {
+  const offline = /^You are offline/.test(message);
+  show('load', 'error', offline ? 'You are offline' : 'The model could not be loaded', message, [
     { label: 'Retry', primary: true, run: retry },
+    ...(fallback ? [fallback] : []),
     { label: 'Choose another model', run: chooseAnother },
   ]);
 }
@@ -81,8 +86,9 @@ export function noStorage(message: string, runWithoutStoring: () => void, freeSp
 
 /** The model loaded, but its weights are not (or not newly) kept in this browser. */
 export function storageWarning(stored: boolean | undefined, warning: string): void {
-  show('storage', 'info', stored ? 'Using the stored copy' : 'Running without storing', warning);
+  show('storage', 'info', stored ? 'Using the stored copy' : 'Running without storing', readableNotice(warning, navigator.onLine !== false));
 }
+
 
 export function waitingForTab(): void {
   show('lock', 'info', 'Waiting for the other tab', 'The model will load here as soon as the other WebDMS tab closes or unloads its model.');
@@ -117,4 +123,24 @@ export function newVersion(): void {
   show('update', 'info', 'A new version of WebDMS is ready', 'Reload to use it. Your conversations and stored models are kept.', [
     { label: 'Reload', primary: true, run: () => location.reload() },
   ]);
+}
+
+export function imported(count: number, renamed: number): void {
+  show('import', 'info', `Imported ${count} conversation${count === 1 ? '' : 's'}`, renamed ? `${renamed} had the id of one you already have and were added as new ones; nothing was overwritten.` : 'They are in the list of conversations.');
+}
+
+export function importFailed(message: string): void {
+  show('import', 'error', 'The file could not be imported', `${message} Nothing was imported.`);
+}
+
+/** WebGPU runs on a software rasterizer here: say so, with the speed to expect. */
+export function softwareAdapter(name: string, expected: { decode: string; firstToken: string }): void {
+  show(
+    'adapter',
+    'warn',
+    `WebGPU runs in software here (${name})`,
+    `This browser has no GPU acceleration for WebGPU, so the model runs on the CPU: expect about ${expected.decode} and ${expected.firstToken} ` +
+      'before the first token with the 30 MB demo, and far slower with real models (the model list marks those too slow here). ' +
+      'For real speed, turn on hardware acceleration (see chrome://gpu) or use a browser with WebGPU on your GPU.',
+  );
 }

@@ -55,6 +55,11 @@ export class EngineClient {
     return this.call(this.api.chat(req, Comlink.proxy(onDelta)));
   }
 
+  /** The model the worker holds now (after a failed load: the one it kept), or null. */
+  async current(): Promise<ModelInfo | null> {
+    return this.api ? this.call(this.api.current()) : null;
+  }
+
   abort(): void {
     void this.api?.abort().catch(() => undefined);
   }

@@ -47,5 +47,33 @@ export function relativeTime(t: number, now = Date.now()): string {
 
 /** The note shown on a reply whose prompt left out the oldest turns (ChatResult.dropped). */
 export function droppedText(d: { messages: number; tokens: number }): string {
-  return `Earlier turns no longer fit: ${formatCount(d.tokens)} tokens dropped (${d.messages} oldest message${d.messages === 1 ? '' : 's'}). The model did not see them for this reply.`;
+  return `Earlier turns no longer fit: ${formatCount(d.tokens)} token${d.tokens === 1 ? '' : 's'} dropped (${d.messages} oldest message${d.messages === 1 ? '' : 's'}). The model did not see them for this reply.`;
+}
+
+/** A short duration in seconds with one decimal ("0.4 s", "12.3 s"), minutes past a minute. */
+export function formatSeconds(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '–';
+  return ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : formatDuration(ms / 1000);
+}
+
+/** "1 token", "2 tokens". */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
+}
+
+/**
+ * A notice about the stored copy, for reading rather than debugging: offline, it says so in words; otherwise
+ * addresses are cut to their host ("huggingface.co") instead of a long raw URL.
+ */
+export function readableNotice(text: string, online = true): string {
+  if (!online || /You are offline|You went offline/.test(text)) {
+    return 'You are offline, so updates to this model could not be checked. The copy stored in this browser works; updates are checked when you are back online.';
+  }
+  return text.replace(/https?:\/\/[^\s)"']+/g, (u) => {
+    try {
+      return new URL(u).host;
+    } catch {
+      return u;
+    }
+  });
 }

@@ -4,10 +4,11 @@
  * and what the loaded model is. Beside the chat on wide screens, an overlay on narrow ones.
  */
 import { $ } from './dom';
-import { formatBytes, formatCount, formatDuration, formatRatio } from './format';
+import { formatBytes, formatCount, formatDuration, formatRatio, formatSeconds } from './format';
 import { drawKvMap, residentShare } from './kv-map';
-import { specLabel } from './model-spec';
+import { modelDisplayName } from './model-spec';
 import { client, state } from './state';
+import { prefillTokensPerSecond, type MessageUsage } from './store';
 import type { KvStats, ModelInfo } from '../worker/protocol';
 
 /** Shows `kv` (or, without it, the last statistics) and the decode speed `tps` when it is known. */
@@ -49,6 +50,18 @@ export function updateMemory(kv: KvStats | null, tps: number): void {
     if (state.kvHistory.length > 400) state.kvHistory = state.kvHistory.filter((_, i) => i % 2 === 0);
     drawSpark();
   }
+}
+
+/** The last reply's time to first token and prefill speed (decode speed is updated as it streams). */
+export function updateSpeed(u: MessageUsage | null): void {
+  if (!u) {
+    $('mem-ttft').textContent = '–';
+    $('mem-prefill').textContent = '–';
+    return;
+  }
+  $('mem-ttft').textContent = u.ttftMs !== undefined ? formatSeconds(u.ttftMs) : '–';
+  const p = prefillTokensPerSecond(u);
+  $('mem-prefill').textContent = p !== null ? `${p.toFixed(p >= 10 ? 0 : 1)} tok/s` : u.cachedTokens > 0 ? 'cached' : '–';
 }
 
 /** Refreshes the resident-positions map; at most one readback in flight. */
@@ -97,7 +110,7 @@ export function renderModelGrid(): void {
   if (!state.modelInfo) return;
   const i = state.modelInfo;
   const rows: [string, string][] = [
-    ['Name', /^https?:/.test(i.name) ? specLabel(state.loadedSpec) : i.name],
+    ['Name', modelDisplayName(state.loadedSpec, i.name)],
     ['Architecture', i.architecture],
     ['Parameters', formatCount(i.parameters)],
     ['Weights', `${i.weights} · ${formatBytes(i.weightBytes)}`],

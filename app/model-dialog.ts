@@ -4,11 +4,10 @@
  * Choosing one saves it as the model and asks for it to be loaded.
  */
 import { $ } from './dom';
-import { formatBytes, formatCount } from './format';
+import { formatBytes } from './format';
+import { presetButtons } from './presets-view';
 import { specLabel } from './model-spec';
-import { client, currentSpec, removeModelParam, settings, state } from './state';
-import { saveSettings } from './store';
-import { modelPresets, presetFit } from '../worker/protocol';
+import { client, currentSpec, settings, state } from './state';
 
 const modelDialog = $<HTMLDialogElement>('model-dialog');
 const modelForm = $<HTMLFormElement>('model-form');
@@ -34,45 +33,14 @@ export function openModelDialog(): void {
   modelDialog.showModal();
 }
 
-/** This GPU's buffer limits, for the presets' fit (the worker runs the same pre-flight before loading). */
-let adapterLimits: Promise<{ maxBufferSize: number; maxStorageBufferBindingSize: number } | null> | null = null;
-function gpuLimits() {
-  adapterLimits ??= (async () => {
-    const a = await navigator.gpu?.requestAdapter().catch(() => null);
-    return a ? { maxBufferSize: a.limits.maxBufferSize, maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize } : null;
-  })();
-  return adapterLimits;
-}
-
-/** Presets: real models with their sizes and whether they fit this GPU; a click picks one. */
+/** Presets: real models with their sizes and whether they suit this GPU (memory and speed); a click picks one. */
 async function renderPresets(): Promise<void> {
   const box = $('model-presets');
-  const limits = await gpuLimits();
   box.replaceChildren(
-    ...modelPresets().map((p) => {
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.className = 'preset';
-      const left = document.createElement('span');
-      const name = document.createElement('strong');
-      name.textContent = p.label;
-      const sub = document.createElement('small');
-      sub.textContent = ` ${formatCount(p.parameters)} params · ${formatBytes(p.sizes.q4.downloadBytes)} at q4 · needs ${formatBytes(p.gpuMemory)}`;
-      left.append(name, sub);
-      const fit = document.createElement('small');
-      if (limits) {
-        const f = presetFit(p, limits);
-        fit.className = f.ok ? 'fit-yes' : 'fit-no';
-        fit.textContent = f.ok ? `fits (${f.report.format})` : 'too big here';
-        if (!f.ok) b.title = f.error.message;
-      }
-      b.append(left, fit);
-      b.addEventListener('click', () => {
-        specInput.value = p.id;
-        source().value = 'custom';
-      });
-      return b;
-    }),
+    ...(await presetButtons((p) => {
+      specInput.value = p.id;
+      source().value = 'custom';
+    })),
   );
 }
 
@@ -113,7 +81,7 @@ async function renderStored(): Promise<void> {
   }
 }
 
-/** The model chip opens the dialog; "Load" saves the choice and calls `load` with it. */
+/** The model chip opens the dialog; "Load" calls `load` with the choice (the loader saves it once the model loaded). */
 export function initModelDialog(load: (spec: string) => void): void {
   $('model-chip').addEventListener('click', openModelDialog);
   specInput.addEventListener('input', () => {
@@ -123,11 +91,6 @@ export function initModelDialog(load: (spec: string) => void): void {
     if (modelDialog.returnValue !== 'load') return;
     const spec = source().value === 'default' ? 'default' : specInput.value.trim();
     if (!spec) return;
-    settings.model = spec;
-    if (spec !== 'default') settings.recentModels = [spec, ...settings.recentModels.filter((m) => m !== spec)].slice(0, 8);
-    saveSettings(settings);
-    // The page was opened for a given model; drop the override from the address so the choice sticks.
-    if (state.urlModel !== null) removeModelParam();
     load(spec);
   });
 }

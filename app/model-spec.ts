@@ -31,3 +31,14 @@ export function specLabel(spec: string): string {
     return spec;
   }
 }
+
+/**
+ * The name to show for a loaded model: the embedded one by what it is, else the checkpoint's own name
+ * when it is a name (not a URL or a path), else the short form of the spec.
+ */
+export function modelDisplayName(spec: string, infoName?: string): string {
+  const s = spec.trim();
+  if (s === '' || s === 'default') return 'WebDMS demo model';
+  if (!infoName || /^[a-z]+:/i.test(infoName) || infoName.startsWith('/') || infoName.startsWith('.')) return specLabel(s);
+  return infoName;
+}

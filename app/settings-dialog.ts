@@ -20,6 +20,8 @@ function fillSettings(): void {
   field('weights').value = settings.weights;
   field('systemPrompt').value = settings.systemPrompt;
   field('chains').value = String(settings.chains);
+  const limit = state.modelInfo?.maxContext;
+  $('max-context-hint').textContent = `0 = the model's limit, at most 4096${limit ? ` (in use now: ${limit})` : ''}`;
   syncOutputs();
 }
 
@@ -45,6 +47,7 @@ export function initSettingsDialog(reload: () => void): void {
     }
     settings.maxTokens = Math.max(1, Math.round(settings.maxTokens));
     settings.topK = Math.max(0, Math.round(settings.topK));
+    settings.maxContext = Math.max(0, Math.round(settings.maxContext));
     settings.kv = field('kv').value as Settings['kv'];
     settings.kvDtype = field('kvDtype').value as Settings['kvDtype'];
     settings.weights = field('weights').value as Settings['weights'];

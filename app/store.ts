@@ -9,12 +9,30 @@ export interface StoredMessage {
   at: number;
   finishReason?: 'stop' | 'length' | 'abort';
   error?: string;
-  usage?: { promptTokens: number; cachedTokens: number; completionTokens: number; decodeTokensPerSecond: number; prefillMs: number };
+  usage?: MessageUsage;
   /** Hyper-scaling mode: the parallel chains of this reply and the vote that picked `content`. */
   chains?: StoredChain[];
   vote?: ChainVote;
   /** The oldest turns this reply's prompt left out (the conversation outgrew the context). */
   dropped?: ContextDropped;
+}
+
+/** A reply's sizes and timings. */
+export interface MessageUsage {
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+  decodeTokensPerSecond: number;
+  /** The worker's prefill of the new prompt tokens. */
+  prefillMs: number;
+  /** From sending to the first streamed text (prefill, the first token, and the trip back), measured on the page. */
+  ttftMs?: number;
+}
+
+/** Prompt tokens per second of a reply's prefill (the tokens not continued from the cache), or null. */
+export function prefillTokensPerSecond(u: MessageUsage): number | null {
+  const n = u.promptTokens - u.cachedTokens;
+  return n > 0 && u.prefillMs > 0 ? n / (u.prefillMs / 1000) : null;
 }
 
 export interface Conversation {
@@ -24,6 +42,8 @@ export interface Conversation {
   updatedAt: number;
   /** The model spec it was held with (informational). */
   model?: string;
+  /** This conversation's system prompt; absent: the settings' default. */
+  systemPrompt?: string;
   messages: StoredMessage[];
 }
 
@@ -62,6 +82,7 @@ export interface Settings {
   kv: KvChoice;
   /** Tokens kept per layer and KV head (training-free policies) or the DMS slot cap; 0 = the engine's default. */
   kvBudget: number;
+  /** Most tokens per conversation; 0 = the engine's default: the model's own limit, at most 4096. */
   maxContext: number;
   /** How the KV cache stores K and V (docs/kv-cache.md): f16 (the engine's default), f32, q8 or q4. */
   kvDtype: KvDtype;
@@ -71,6 +92,8 @@ export interface Settings {
   chains: number;
   theme: 'system' | 'light' | 'dark';
   recentModels: string[];
+  /** The first-run choice of a model was made (app/welcome.ts); settings saved before it existed count as made. */
+  welcomed: boolean;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -81,13 +104,14 @@ export const DEFAULT_SETTINGS: Settings = {
   maxTokens: 512,
   kv: 'auto',
   kvBudget: 0,
-  maxContext: 2048,
+  maxContext: 0,
   kvDtype: 'f16',
   weights: 'auto',
   systemPrompt: '',
   chains: 1,
   theme: 'system',
   recentModels: [],
+  welcomed: false,
 };
 
 const SETTINGS_KEY = 'webdms.settings';
@@ -95,7 +119,7 @@ const SETTINGS_KEY = 'webdms.settings';
 export function loadSettings(): Settings {
   try {
     const raw = localStorage.getItem(SETTINGS_KEY);
-    if (raw) return { ...DEFAULT_SETTINGS, ...(JSON.parse(raw) as Partial<Settings>) };
+    if (raw) return { ...DEFAULT_SETTINGS, welcomed: true, ...(JSON.parse(raw) as Partial<Settings>) };
   } catch {
     /* corrupt or unavailable storage */
   }

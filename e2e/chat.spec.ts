@@ -236,9 +236,9 @@ test('the model dialog offers presets with their sizes and whether they fit this
   const presets = page.getByRole('region', { name: 'Presets' });
   const big = presets.getByRole('button', { name: /Qwen3 8B DMS 8x/ });
   const small = presets.getByRole('button', { name: /Qwen3 0\.6B/ });
-  // SwiftShader allows 1 GiB buffers, a 4 GiB budget: 8B does not fit, 0.6B does.
+  // SwiftShader allows 1 GiB buffers, a 4 GiB budget: 8B does not fit; 0.6B does, but is far too slow on a software adapter.
   await expect(big).toContainText('too big here');
-  await expect(small).toContainText(/fits \((f16|q8|q4)\)/);
+  await expect(small).toContainText(/too slow here \(~[\d.]+ tok\/s\)/);
   await expect(small).toContainText(/needs [\d.]+ [MG]B/);
   await small.click();
   await expect(page.locator('#model-spec')).toHaveValue('Qwen/Qwen3-0.6B');

@@ -204,6 +204,12 @@ export interface WorkerApi {
   load(req: LoadRequest, onProgress?: (p: LoadProgress) => void, onDeviceLost?: (message: string) => void): Promise<ModelInfo>;
   /** Streams deltas; resolves when the reply ends. A new chat turn continues the cached conversation when its messages extend the last ones. */
   chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult>;
+  /**
+   * The model loaded now, or null. A load keeps the model it replaces until the new one is ready (a small
+   * one also through a failed load; worker.ts, KEEP_WHILE_LOADING_BYTES), so after a failed load this says
+   * whether the previous model is still there to use.
+   */
+  current(): Promise<ModelInfo | null>;
   /** Stops the running chat at the next token; the engine stays usable. */
   abort(): void;
   kvStats(): Promise<KvStats | null>;

@@ -30,6 +30,14 @@ export const NO_ADAPTER =
 let gpu: Gpu | null = null;
 let engine: Engine | null = null;
 let session: ChatSession | null = null;
+/** What `engine` is (WorkerApi.current). */
+let engineInfo: ModelInfo | null = null;
+/**
+ * A model with at most this many bytes of weights on the GPU stays loaded (and usable) while the next one
+ * loads, and stays if that load fails. A bigger one is let go once the new model's address answered, so two
+ * big models are never on the GPU at once; a load that fails offline or at the address still keeps it.
+ */
+export const KEEP_WHILE_LOADING_BYTES = 512 * 1024 * 1024;
 /** Bumped by every load and unload, so a load that was overtaken cleans up after itself. */
 let generation = 0;
 /** Aborts the load in progress (a model streaming from the network stops downloading at once). */
@@ -118,6 +126,7 @@ function dropEngine(): void {
     /* already gone */
   }
   engine = null;
+  engineInfo = null;
 }
 
 const api: WorkerApi = {
@@ -125,10 +134,13 @@ const api: WorkerApi = {
     const mine = ++generation;
     cancelLoad();
     const ctl = (loading = new AbortController());
-    dropEngine();
+    // The model loaded now stays until the new one is ready (see KEEP_WHILE_LOADING_BYTES).
+    session?.abort();
     const base = modelBaseUrl(req.model);
     const g = await getGpu();
     await preflight(base);
+    if (mine !== generation) throw new Error('The load was cancelled by a newer request.');
+    if (engineInfo && engineInfo.weightBytes > KEEP_WHILE_LOADING_BYTES) dropEngine();
     let e: Engine;
     let info: ModelInfo;
     try {
@@ -147,8 +159,11 @@ const api: WorkerApi = {
       e.destroy();
       throw new Error('The load was cancelled by a newer request.');
     }
+    // The new model is ready: the old one goes now.
+    dropEngine();
     if (loading === ctl) loading = null;
     engine = e;
+    engineInfo = info;
     const chains = Math.max(1, Math.floor(req.chains ?? 1));
     session = new ChatSession(e, (ids, o) => generateChains(e, ids, o), chains);
     // A lost device takes the model with it: tell the page, which reloads it on the next message.
@@ -170,6 +185,10 @@ const api: WorkerApi = {
 
   abort(): void {
     session?.abort();
+  },
+
+  async current(): Promise<ModelInfo | null> {
+    return engine ? engineInfo : null;
   },
 
   async kvStats(): Promise<KvStats | null> {

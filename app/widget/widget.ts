@@ -16,7 +16,7 @@ import { EngineClient, TabLock } from '../engine-client';
 import { renderMessage } from '../render';
 import { streamPainter } from '../stream-paint';
 import { droppedText, formatBytes, formatDuration } from '../format';
-import { specForWorker } from '../model-spec';
+import { modelDisplayName, specForWorker } from '../model-spec';
 import type { ChatMessage, LoadProgress, ModelInfo } from '../../worker/protocol';
 
 const NO_WEBGPU = 'This chat needs WebGPU: Chrome or Edge 113+, Safari 26+, or Firefox 141+ on Windows.';
@@ -206,7 +206,7 @@ export class WebDmsChat extends HTMLElement {
       });
       if (this.loadedSpec !== spec) return;
       this.info = info;
-      const name = /^https?:/.test(info.name) ? info.name.replace(/\/+$/, '').split('/').slice(-2).join('/') : info.name;
+      const name = modelDisplayName(spec, info.name);
       this.$('.sub').textContent = `${name} · runs on your device`;
       this.setState('ready');
     } catch (e) {

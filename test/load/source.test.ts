@@ -156,7 +156,7 @@ describe('HttpSource on unhelpful servers', () => {
     }
   });
 
-  it('reports network failures, with a CORS hint in a browser', async () => {
+  it('reports network failures; in a browser, CORS only when a no-cors request is answered, else "cannot reach"', async () => {
     // A port that was free a moment ago: nothing listens there.
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
@@ -171,7 +171,29 @@ describe('HttpSource on unhelpful servers', () => {
     const g = globalThis as { document?: unknown };
     g.document = {};
     try {
-      expect((await rejection(src.size('x.bin'))).message).toMatch(/CORS/);
+      // Nothing listens: the no-cors probe fails too, so the server cannot be reached (not CORS).
+      const unreachable = (await rejection(src.size('x.bin'))).message;
+      expect(unreachable).toMatch(/Cannot reach 127\.0\.0\.1/);
+      expect(unreachable).not.toMatch(/CORS/);
+      // The request fails but a no-cors one gets an (opaque) answer: that is CORS.
+      const modes: (string | undefined)[] = [];
+      const corsFetch: typeof fetch = async (_input, init) => {
+        modes.push(init?.mode);
+        if (init?.mode === 'no-cors') return new Response(null, { status: 200 });
+        throw new TypeError('Failed to fetch');
+      };
+      const cors = (await rejection(new HttpSource('https://models.example/m/', { fetch: corsFetch }).size('x.bin'))).message;
+      expect(cors).toMatch(/models\.example answered, but does not let this page read .*CORS/);
+      expect(modes).toContain('no-cors');
+      // The browser knows it is offline: say so, without probing.
+      const nav = Object.getOwnPropertyDescriptor(globalThis, 'navigator');
+      Object.defineProperty(globalThis, 'navigator', { value: { onLine: false }, configurable: true });
+      try {
+        expect((await rejection(new HttpSource('https://models.example/m/', { fetch: corsFetch }).size('x.bin'))).message).toMatch(/^You are offline/);
+      } finally {
+        if (nav) Object.defineProperty(globalThis, 'navigator', nav);
+        else delete (globalThis as { navigator?: unknown }).navigator;
+      }
     } finally {
       delete g.document;
     }

@@ -5,6 +5,7 @@
  */
 
 import { fileNameProblem } from './file-name';
+import { explainNetworkFailure } from './net-error';
 
 export interface ModelSource {
   /** For messages: the URL or folder. */
@@ -55,9 +56,6 @@ export function resolveModelUrl(spec: string): string {
   return `https://huggingface.co/${org}/${name}/resolve/${encodeURIComponent(revision ?? 'main')}/`;
 }
 
-const inBrowser = () =>
-  typeof (globalThis as { document?: unknown }).document !== 'undefined' ||
-  typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
 
 /** Above this, a server that ignores Range (200 with the whole body) is not worth caching. */
 const MAX_CACHED_BODY = 64 * 1024 * 1024;
@@ -102,10 +100,8 @@ export class HttpSource implements ModelSource {
     try {
       res = await this.fetchFn(url, { ...init, headers: { ...this.headers, ...(init.headers as Record<string, string>) } });
     } catch (e) {
-      const hint = inBrowser()
-        ? ' (in a browser this is often CORS: the server must send Access-Control-Allow-Origin and expose Content-Range/Content-Length)'
-        : '';
-      throw new ModelLoadError(`Network error fetching ${url}: ${(e as Error)?.message ?? e}${hint}`, url);
+      const f = await explainNetworkFailure(url, 'fetch', (e as Error)?.message ?? String(e), { probe: this.fetchFn });
+      throw new ModelLoadError(f.kind === 'network' ? `Network error fetching ${url}: ${(e as Error)?.message ?? e}` : f.message, url);
     }
     return res;
   }

@@ -7,6 +7,9 @@
  * stall timeouts, and errors that say whether a retry can help.
  */
 import { HttpSource, ModelLoadError, parseContentRange } from '../load/source';
+import { explainNetworkFailure } from '../load/net-error';
+
+const isOffline = (): boolean => (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false;
 
 export interface RemoteOptions {
   fetch?: typeof fetch;
@@ -42,11 +45,6 @@ export class FetchError extends ModelLoadError {
   }
 }
 
-const isOffline = (): boolean => (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false;
-
-const inBrowser = (): boolean =>
-  typeof (globalThis as { document?: unknown }).document !== 'undefined' ||
-  typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
 
 /** A quoted (possibly weak) ETag that is a 64-hex SHA-256, as Hugging Face sends for LFS files. */
 export function sha256FromEtag(h: string | null | undefined): string | undefined {
@@ -101,13 +99,8 @@ export class Remote {
       });
     } catch (e) {
       const reason = ctl.signal.aborted ? (ctl.signal.reason as Error)?.message ?? 'timed out' : (e as Error)?.message ?? String(e);
-      const msg = isOffline()
-        ? `You are offline: cannot download ${url} (${what}).`
-        : `Network error downloading ${url} (${what}): ${reason}.` +
-          (inBrowser() && !ctl.signal.aborted
-            ? ' The connection failed, or the server does not let this site read the file (CORS: it must send Access-Control-Allow-Origin and expose Content-Length, Content-Range and ETag).'
-            : '');
-      throw new FetchError(msg, url, undefined, true, true);
+      const f = await explainNetworkFailure(url, what, reason, { timedOut: ctl.signal.aborted, probe: this.fetchFn });
+      throw new FetchError(f.message, url, undefined, f.retriable, true);
     } finally {
       clearTimeout(timer);
     }
