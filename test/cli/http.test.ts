@@ -78,7 +78,7 @@ describe('dms generate --model <URL>', () => {
     const { url } = await serve(fixture(), () => true); // accept, never respond
     const r = await dms('generate', '--model', url, '--prompt-ids', '1', '--timeout', '1');
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/\[retrying in 0\.5 s \(attempt 2 of 5\): Network error downloading http:\/\/127\.0\.0\.1:\d+\/m\/config\.json \(size\): no response after 1000 ms/);
+    expect(r.stderr).toMatch(/\[retrying in 0\.5 s \(attempt 2 of 5\): 127\.0\.0\.1:\d+ did not answer in time for http:\/\/127\.0\.0\.1:\d+\/m\/config\.json \(size\): no response after 1000 ms/);
     expect(r.stderr).toMatch(/error: .*config\.json.*no response after 1000 ms.* \(gave up after 5 attempts\)/);
     expect(r.ms).toBeLessThan(40_000);
   });
