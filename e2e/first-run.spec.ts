@@ -5,6 +5,7 @@
  * it was trained on (test/cli/demo-suggestions.test.ts checks the model answers them right).
  */
 import { test, expect } from '@playwright/test';
+import { modelPresets } from '../worker/model/presets';
 
 test('first visit: the choice of a real model or the offline demo; the demo says what it is and suggests what it can do', async ({ page }) => {
   await page.goto('/');
@@ -14,7 +15,7 @@ test('first visit: the choice of a real model or the offline demo; the demo says
   const real = welcome.getByRole('group', { name: 'Models from Hugging Face' });
   const qwen = real.getByRole('button', { name: /^Download Qwen3 0\.6B, [\d.]+ MB download at q4, needs [\d.]+ GB of GPU memory/ });
   await expect(qwen).toBeVisible();
-  await expect(real.getByRole('button')).toHaveCount(7);
+  await expect(real.getByRole('button')).toHaveCount(modelPresets().length);
   // The demo, offered with what it is.
   await expect(welcome).toContainText('The offline demo (30 MB)');
   await expect(welcome).toContainText('15M-parameter demo');
