@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from '../../worker/gpu/encoder';
+import type { Gpu } from '../../worker/gpu/context';
 import { SlotKvCache } from '../../worker/kv/slot-cache';
 import { kvRowBytes, roundF16 } from '../../worker/model/dtype';
 import { storeKv } from '../../worker/reference/kv-commit';
@@ -67,6 +68,19 @@ describe.each(DTYPES)("policy 'full', K/V in %s: GPU attention == dense causal r
   });
 });
 
+/** One prefill step of `tokens` rows of `qkv` into layer 0 of a fresh cache (sequence 0): written, then attended. */
+function storeStep(gpu: Gpu, cache: SlotKvCache, qkv: Float32Array, tokens: number, qWidth: number): { bq: GPUBuffer; out: GPUBuffer } {
+  const bq = gpu.upload('test qkv', qkv);
+  const out = gpu.buffer('test out', tokens * qWidth * 4);
+  const enc = new Encoder(gpu);
+  cache.begin(enc, [{ seq: 0, row: 0, tokens, pos0: 0 }]);
+  cache.write(enc, 0, bq, null);
+  cache.attend(enc, 0, bq, out);
+  cache.end(enc);
+  enc.submit();
+  return { bq, out };
+}
+
 describe('K/V storage types', () => {
   it('f16 stores keys and values rounded to nearest f16 (ties to even, clamped to ±65504), f32 stores them exactly; f16 allocates half', async () => {
     const gpu = await testGpu();
@@ -80,14 +94,7 @@ describe('K/V storage types', () => {
     for (const dtype of ['f32', 'f16'] as const) {
       const cache = new SlotKvCache(gpu, { numLayers: 1, numHeads: hq, numKvHeads: hkv, headDim: d, dms: null }, { policy: 'full', maxTokens: 32, maxStepTokens: 8, dtype });
       expect(cache.dtype).toBe(dtype);
-      const bq = gpu.upload('test qkv', qkv);
-      const out = gpu.buffer('test out', T * hq * d * 4);
-      const enc = new Encoder(gpu);
-      cache.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: 0 }]);
-      cache.write(enc, 0, bq, null);
-      cache.attend(enc, 0, bq, out);
-      cache.end(enc);
-      enc.submit();
+      const { bq, out } = storeStep(gpu, cache, qkv, T, hq * d);
       for (let h = 0; h < hkv; h++) {
         const got = await cache.keysValues(0, 0, h);
         expect(got.map((t) => t.pos)).toEqual([0, 1, 2, 3, 4, 5]);
@@ -126,14 +133,7 @@ describe('K/V storage types', () => {
     const f16Bytes = 2 * kvRowBytes(d, 'f16');
     for (const dtype of ['q8', 'q4'] as const) {
       const cache = new SlotKvCache(gpu, shape, { policy: 'full', maxTokens: 16, maxStepTokens: 8, dtype });
-      const bq = gpu.upload('test qkv', qkv);
-      const out = gpu.buffer('test out', T * hq * d * 4);
-      const enc = new Encoder(gpu);
-      cache.begin(enc, [{ seq: 0, row: 0, tokens: T, pos0: 0 }]);
-      cache.write(enc, 0, bq, null);
-      cache.attend(enc, 0, bq, out);
-      cache.end(enc);
-      enc.submit();
+      const { bq, out } = storeStep(gpu, cache, qkv, T, hq * d);
       for (let h = 0; h < hkv; h++) {
         for (const t of await cache.keysValues(0, 0, h)) {
           for (const [got, o] of [[t.k, (hq + h) * d], [t.v, (hq + hkv + h) * d]] as const) {
