@@ -15,13 +15,15 @@ import { forwardTuning } from '../worker/engine/forward';
 import { nodeGpu } from '../worker/gpu/node';
 import { decodeTuning } from '../worker/kernels/attention';
 import { linearTuning } from '../worker/kernels/linear';
-import type { KvPolicyName, WeightFormat } from '../worker/model/types';
+import type { KvDtype, KvPolicyName, WeightFormat } from '../worker/model/types';
 import { parseArgs, UsageError } from './args';
+import { KV_DTYPES } from '../worker/model/dtype';
 import { WEIGHTS } from './generate';
 
 export interface CheckCase {
   weights: WeightFormat;
   kv: KvPolicyName;
+  kvDtype: KvDtype;
   prompt: number;
   /** Worst |fast - plain| / max(1, max |plain|) over the prefill's logits and every decode step's. */
   worst: number;
@@ -61,7 +63,7 @@ function worstDiff(a: Float32Array, b: Float32Array): number {
 }
 
 export async function checkCommand(argv: string[]): Promise<void> {
-  const { values, switches } = parseArgs(argv, { values: ['weights', 'prompt', 'steps', 'flush', 'mv', 'gemm', 'decode', 'decode-split'], switches: ['json'] });
+  const { values, switches } = parseArgs(argv, { values: ['weights', 'kv-dtype', 'prompt', 'steps', 'flush', 'mv', 'gemm', 'decode', 'decode-split'], switches: ['json'] });
   // The fast paths can be tuned as in `dms bench` (worker/bench/tuning.ts), to check a variant before timing it.
   let tuning;
   try {
@@ -73,6 +75,10 @@ export async function checkCommand(argv: string[]): Promise<void> {
     if (!(WEIGHTS as readonly string[]).includes(v)) throw new UsageError(`--weights: one or more of ${WEIGHTS.join(', ')}, not "${v}"`);
     return v as WeightFormat;
   });
+  const kvDtypes = (values.get('kv-dtype') ?? 'f16').split(',').map((v) => {
+    if (!(KV_DTYPES as readonly string[]).includes(v)) throw new UsageError(`--kv-dtype: one or more of ${KV_DTYPES.join(', ')}, not "${v}"`);
+    return v as KvDtype;
+  });
   const prompts = (values.get('prompt') ?? '80,400').split(',').map(Number);
   const steps = Number(values.get('steps') ?? 16);
   if (!(prompts.every((n) => Number.isInteger(n) && n >= 2) && Number.isInteger(steps) && steps >= 1)) throw new UsageError('--prompt (>= 2, a comma list) and --steps (>= 1) are token counts');
@@ -83,9 +89,9 @@ export async function checkCommand(argv: string[]): Promise<void> {
   const cases: CheckCase[] = [];
   for (const format of formats) {
     const w = randomWeights(gpu, config, format);
-    for (const prompt of prompts) for (const kv of ['full', 'dms'] as const) {
+    for (const kvDtype of kvDtypes) for (const prompt of prompts) for (const kv of ['full', 'dms'] as const) {
       const ids = Array.from({ length: prompt }, () => (seed = (seed * 1103515245 + 12345) >>> 0) % config.vocabSize);
-      const make = () => Engine.assemble(gpu, 'check', config, {}, null, w, { weights: format, kv, maxContext: prompt + steps + 8, prefillChunk: 64 });
+      const make = () => Engine.assemble(gpu, 'check', config, {}, null, w, { weights: format, kv, kvDtype, maxContext: prompt + steps + 8, prefillChunk: 64 });
       const fast = make();
       const ref = make();
       let worst = 0;
@@ -100,9 +106,9 @@ export async function checkCommand(argv: string[]): Promise<void> {
       }
       fast.release();
       ref.release();
-      const c = { weights: format, kv, prompt, worst, steps, ok: worst <= TOLERANCE };
+      const c = { weights: format, kv, kvDtype, prompt, worst, steps, ok: worst <= TOLERANCE };
       cases.push(c);
-      if (!switches.has('json')) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${format} ${kv}: prefill ${prompt} + ${steps} decode steps, worst relative logit difference ${worst.toExponential(2)} (tolerance ${TOLERANCE})\n`);
+      if (!switches.has('json')) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${format} ${kv} K/V ${kvDtype}: prefill ${prompt} + ${steps} decode steps, worst relative logit difference ${worst.toExponential(2)} (tolerance ${TOLERANCE})\n`);
     }
   }
   const failed = cases.filter((c) => !c.ok).length;

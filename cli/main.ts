@@ -24,7 +24,7 @@ commands:
         --weights q4|q8|f16|f32 --context 1024,4096 --kv full,dms [--kv-dtype f16,f32,q8,q4]
         [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--ttft 2048] [--json]
         [--flush N] [--mv RxL|off] [--gemm TMxTNxMT|off] [--decode KB|off] [--decode-split MINKEYSxWORKGROUPS]
-  check [--weights q4,q8,f16,f32] [--prompt 80,400] [--steps 16] [--json] [the tuning flags of bench]
+  check [--weights q4,q8,f16,f32] [--kv-dtype f16,q8,q4] [--prompt 80,400] [--steps 16] [--json] [the tuning flags of bench]
         (the fast paths against the plain ones on this device: fused matvecs, decode attention, GEMM, step plans)
   convert --model <folder | base URL | repo id> --weights q4|q8|f16|f32 --out <folder> [--shard-mb 64] [--json]
            (pre-quantized shards + manifest; generate/Engine.load read the folder or its URL directly)

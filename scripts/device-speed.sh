@@ -10,15 +10,16 @@
 # before (the main rows with CLI_BEFORE, a bundle of an older commit carried beside, for before/after on
 # the same machine: e.g. `git worktree add /tmp/b <commit>`, build its bundle there, copy it to .cache/dms-before.mjs),
 # main (Qwen3-8B shape q4, 4K and 32K, full and DMS, with the per-kernel profile and the time to first token
-# of a 2K prompt), kvq (32K full and DMS with f16 and q8 K/V, KVQ), gemv (the decode projections alone), decode (decode attention keys per step, and the
-# general kernel, at 32K full), split (decode attention key splits), gemm (prefill GEMM tiles, and the
+# of a 2K prompt), kvq (32K full and DMS with f16 and q8 K/V, KVQ), mv (decode matvec shapes in the step, MVS), gemv (the decode
+# projections alone), decode (decode attention keys per step, and the
+# general kernel, at 32K full, K/V f16 and q8: DECODE_KV), split (decode attention key splits), gemm (prefill GEMM tiles, and the
 # lane-split kernel), flush (early submits), small (Qwen3-0.6B shape). Everything goes to $OUT as it
 # happens: summary.txt (the readable lines), results.jsonl (one JSON object per bench run, with its stage
 # and arguments), log.txt (all output, stderr included).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 CLI=${CLI:-.cache/dms.mjs}
-STAGES=${STAGES:-check main kvq gemv decode split gemm flush small}
+STAGES=${STAGES:-check main kvq mv gemv decode split gemm flush small}
 LIMIT=${LIMIT:-90}
 mkdir -p "$OUT"
 T0=$(date +%s)
@@ -52,7 +53,7 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 say "$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1)"
 if has check; then
   say "check: the fast paths against the plain ones on this GPU"
-  timeout 240 node "$CLI" check --weights q4,f16 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
+  timeout 240 node "$CLI" check --weights q4,f16 --kv-dtype ${CHECK_KV:-f16,q8,q4} 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
 fi
 # DECODES, SPLITS, GEMMS, FLUSHES: the values each sweep tries (see worker/bench/tuning.ts).
 # B8 / CTX / SMALL only shrink it for a try-out here (e.g. B8="--shape tiny --weights q4" CTX=256 STAGES=main).
@@ -65,12 +66,15 @@ fi
 has main && bench main $B8 --context $CTX --kv full,dms --steps 32
 # K/V storage types at 32K (docs/kv-cache.md): the same rows with f16 and q8 K/V.
 has kvq && bench kvq $B8 --context ${CTX##*,} --kv full,dms --kv-dtype ${KVQ:-f16,q8} --steps 16 --ttft 0
+if has mv; then
+  for m in ${MVS:-8x64x1 8x32x1 4x64x1 16x64x1 8x128x1}; do bench mv $B8 --context ${CTX%%,*} --kv dms --steps 16 --ttft 0 --mv $m; done
+fi
 if has gemv; then
   say "gemv: the decode projections alone (GB/s of weights read)"
   timeout "$LIMIT" node "$CLI" bench --gemv $B8 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
 fi
 if has decode; then
-  for kb in ${DECODES:-1 4 off}; do bench decode $B8 --context ${CTX##*,} --kv full --steps 16 --ttft 0 --decode $kb; done
+  for kb in ${DECODES:-1 2 4 8 off}; do bench decode $B8 --context ${CTX##*,} --kv full --kv-dtype ${DECODE_KV:-f16,q8} --steps 16 --ttft 0 --decode $kb; done
 fi
 if has split; then
   for s in ${SPLITS:-32x2048 128x512}; do bench split $B8 --context $CTX --kv full --steps 16 --ttft 0 --decode-split $s; done

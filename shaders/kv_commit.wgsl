@@ -1,8 +1,9 @@
 // The end of a layer's KV work in a step, two independent jobs in one dispatch (neither reads what the
 // other writes, and a decode step is bound by how many dispatches it records):
-//   workgroups [0, nMerge)            merge attention's key-split partials into `out` (one per (row, query head))
+//   workgroups [0, nMerge)            merge attention's key-split partials into `out` (one per (row, query head,
+//                                     block of 32 columns))
 //   workgroups [nMerge, nMerge + hkv) commit the step's tokens into the stream (one per KV head h)
-// nMerge is T * hq when attention split its keys, else 0; the commit role is absent (nCommit = 0) when
+// nMerge is T * hq * ceil(d / 32) when attention split its keys, else 0; the commit role is absent (nCommit = 0) when
 // only the merge is wanted (tova/h2o score the keys between the two).
 //
 // Merge: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s, from the partials of
@@ -25,7 +26,7 @@
 //   are not copied): f32, or with the pipeline constant F16 rounded to f16 (clamped to ±65504) and
 //   packed two per u32 (pack2x16float, even element in the low half), [Hkv][cap][d/2]; with Q8 / Q4
 //   quantized (kv_quant.wgsl; layouts in worker/kv/quant.ts): codes [Hkv][cap][d/4 or d/8], then the
-//   scales [Hkv][cap][1 or ceil(d/64)], one invocation per (row, K or V[, q4 scale word]); seen += T.
+//   scales [Hkv][cap][1 or ceil(d/64)], eight lanes per (row, K or V[, q4 scale word]); seen += T.
 // mode 2 (reset): len = seen = 0, subtracting len from the resident counter.
 // mode 3 (forked): adds len to the resident counter (after the stream was copied from another sequence).
 // Counters (u32): 0 resident tokens, 1 peak resident, 2/3 token reads lo/hi, 4 budget evictions,
@@ -84,10 +85,15 @@ fn reduce64(v: f32, lid: u32, max_: bool) -> f32 {
   return r;
 }
 
-// The split weights are computed once, in parallel; then each invocation sums its columns over the
-// splits with loads that are independent and coalesced across invocations.
+// One workgroup per (row, query head, block of 32 columns), so that a decode step's few (row, head) pairs
+// still fill the GPU. The split weights are computed once per workgroup, in parallel; then each half of
+// the workgroup sums every other split of the block's columns, four independent coalesced loads in flight
+// per lane, and the halves are added in bk.
 fn merge(wgi: u32, lid: u32) {
-  let idx0 = wgi * p.nsplit;
+  let blocks = (p.d + 31u) / 32u;
+  let pair = wgi / blocks;
+  let c = (wgi % blocks) * 32u + lid % 32u;
+  let idx0 = pair * p.nsplit;
   var mx = -3.0e38;
   for (var s = lid; s < p.nsplit; s += 64u) { mx = max(mx, partial(p.mlOff + (idx0 + s) * 2u)); }
   mx = reduce64(mx, lid, true);
@@ -98,16 +104,26 @@ fn merge(wgi: u32, lid: u32) {
     l += partial(p.mlOff + (idx0 + s) * 2u + 1u) * e;
   }
   l = reduce64(l, lid, false);
-  let r = wgi / p.hq;
-  let head = wgi % p.hq;
-  for (var c = lid; c < p.d; c += 64u) {
-    var o = 0.0;
-    for (var s = 0u; s < p.nsplit; s++) { o = fma(partial((idx0 + s) * p.d + c), sw[s], o); }
-    out[(p.rowBase + r) * p.hq * p.d + head * p.d + c] = o / l;
+  var o = vec4f(0.0);
+  if (c < p.d) {
+    var s = lid / 32u;
+    for (; s + 6u < p.nsplit; s += 8u) {
+      let v = vec4f(partial((idx0 + s) * p.d + c), partial((idx0 + s + 2u) * p.d + c),
+        partial((idx0 + s + 4u) * p.d + c), partial((idx0 + s + 6u) * p.d + c));
+      o = fma(v, vec4f(sw[s], sw[s + 2u], sw[s + 4u], sw[s + 6u]), o);
+    }
+    for (; s < p.nsplit; s += 2u) { o.x = fma(partial((idx0 + s) * p.d + c), sw[s], o.x); }
   }
-  if (lid == 0u && p.stats == 1u) {
-    scratch[p.statOff + wgi * 2u] = bitcast<u32>(mx);
-    scratch[p.statOff + wgi * 2u + 1u] = bitcast<u32>(l);
+  bk[lid] = (o.x + o.y) + (o.z + o.w);
+  workgroupBarrier();
+  if (lid < 32u && c < p.d) {
+    let r = pair / p.hq;
+    let head = pair % p.hq;
+    out[(p.rowBase + r) * p.hq * p.d + head * p.d + c] = (bk[lid] + bk[lid + 32u]) / l;
+  }
+  if (lid == 0u && wgi % blocks == 0u && p.stats == 1u) {
+    scratch[p.statOff + pair * 2u] = bitcast<u32>(mx);
+    scratch[p.statOff + pair * 2u + 1u] = bitcast<u32>(l);
   }
 }
 
@@ -238,56 +254,85 @@ fn commit(h: u32, lid: u32) {
   storageBarrier();
   workgroupBarrier();
   if (Q8) {
-    // One invocation per (row, K or V): the scale over the head's d values, then the codes.
+    // Eight lanes per (row, K or V): each takes every eighth value for the scale (the max over the eight,
+    // in bk), then every eighth word of codes. Eight rows of K or V per pass.
     let dw = p.d / 4u;
-    for (var e = lid; e < p.T * 2u; e += 64u) {
-      let r = e / 2u;
-      let slot = scratch[destIndex(h, r)];
+    let j = lid % 8u;
+    for (var e0 = 0u; e0 < p.T * 2u; e0 += 8u) {
+      let e = e0 + lid / 8u;
+      var slot = NONE;
+      var src = 0u;
+      var amax = 0.0;
+      if (e < p.T * 2u) {
+        slot = scratch[destIndex(h, e / 2u)];
+        src = (p.rowBase + e / 2u) * p.stride + (p.hq + (e % 2u) * p.hkv + h) * p.d;
+        for (var c = j; c < p.d; c += 8u) { amax = max(amax, abs(qkv[src + c])); }
+      }
+      bk[lid] = amax;
+      workgroupBarrier();
+      for (var off = 4u; off > 0u; off >>= 1u) {
+        if (j < off) { bk[lid] = max(bk[lid], bk[lid + off]); }
+        workgroupBarrier();
+      }
+      let s = q8Scale(bk[lid - j]);
+      workgroupBarrier();
       if (slot != NONE) {
-        let src = (p.rowBase + r) * p.stride + (p.hq + (e % 2u) * p.hkv + h) * p.d;
-        var amax = 0.0;
-        for (var c = 0u; c < p.d; c++) { amax = max(amax, abs(qkv[src + c])); }
-        let s = q8Scale(amax);
         let row = h * p.cap + slot;
-        for (var w = 0u; w < dw; w++) {
+        for (var w = j; w < dw; w += 8u) {
           let b = src + 4u * w;
           let word = (u32(q8Code(qkv[b], s)) & 255u) | ((u32(q8Code(qkv[b + 1u], s)) & 255u) << 8u)
             | ((u32(q8Code(qkv[b + 2u], s)) & 255u) << 16u) | (u32(q8Code(qkv[b + 3u], s)) << 24u);
           if (e % 2u == 0u) { kc[row * dw + w] = word; } else { vc[row * dw + w] = word; }
         }
-        let so = p.hkv * p.cap * dw + row;
-        if (e % 2u == 0u) { kc[so] = bitcast<u32>(s); } else { vc[so] = bitcast<u32>(s); }
+        if (j == 0u) {
+          let so = p.hkv * p.cap * dw + row;
+          if (e % 2u == 0u) { kc[so] = bitcast<u32>(s); } else { vc[so] = bitcast<u32>(s); }
+        }
       }
     }
     return;
   }
   if (Q4) {
-    // One invocation per (row, K or V, scale word): two blocks of 32 values (one when d / 32 is odd and
-    // it is the last), their f16 scales in one word, then their codes.
+    // Eight lanes per (row, K or V, scale word): four per block of 32 values, one word of 8 codes each.
+    // The block's value of largest magnitude (the first of equals) is reduced over its four lanes in bk,
+    // adjacent lanes first so that the order is kept. Eight items per pass.
     let dw = p.d / 8u;
     let sw = (p.d + 63u) / 64u;
-    for (var e = lid; e < p.T * 2u * sw; e += 64u) {
-      let r = e / (2u * sw);
-      let kv = (e / sw) % 2u;
-      let j = e % sw;
-      let slot = scratch[destIndex(h, r)];
-      if (slot != NONE) {
-        let src = (p.rowBase + r) * p.stride + (p.hq + kv * p.hkv + h) * p.d;
-        let row = h * p.cap + slot;
-        var sc = vec2f(0.0);
-        for (var b = 2u * j; b < min(2u * j + 2u, p.d / 32u); b++) {
-          var m = vec2f(0.0);
-          for (var c = 0u; c < 32u; c++) { m = q4Max(m, qkv[src + 32u * b + c]); }
-          let s = q4Scale(m.x);
-          sc[b - 2u * j] = s;
-          for (var w = 4u * b; w < 4u * b + 4u; w++) {
-            var word = 0u;
-            for (var c = 0u; c < 8u; c++) { word |= u32(q4Code(qkv[src + 8u * w + c], s) + 8) << (4u * c); }
-            if (kv == 0u) { kc[row * dw + w] = word; } else { vc[row * dw + w] = word; }
-          }
+    let nb = p.d / 32u;
+    let k = lid % 4u;
+    for (var e0 = 0u; e0 < p.T * 2u * sw; e0 += 8u) {
+      let e = e0 + lid / 8u;
+      let b = ((e % sw) * 2u) + (lid / 4u) % 2u;
+      let w = 4u * b + k;
+      var slot = NONE;
+      var src = 0u;
+      var m = vec2f(0.0);
+      if (e < p.T * 2u * sw) {
+        slot = scratch[destIndex(h, e / (2u * sw))];
+        src = (p.rowBase + e / (2u * sw)) * p.stride + (p.hq + ((e / sw) % 2u) * p.hkv + h) * p.d;
+        if (b < nb) {
+          for (var c = 0u; c < 8u; c++) { m = q4Max(m, qkv[src + 8u * w + c]); }
         }
-        let so = p.hkv * p.cap * dw + row * sw + j;
-        if (kv == 0u) { kc[so] = pack2x16float(sc); } else { vc[so] = pack2x16float(sc); }
+      }
+      bk[lid] = m.x;
+      workgroupBarrier();
+      if (k % 2u == 0u && abs(bk[lid + 1u]) > abs(bk[lid])) { bk[lid] = bk[lid + 1u]; }
+      workgroupBarrier();
+      if (k == 0u && abs(bk[lid + 2u]) > abs(bk[lid])) { bk[lid] = bk[lid + 2u]; }
+      workgroupBarrier();
+      let s = q4Scale(bk[lid - k]);
+      let pairBase = lid - lid % 8u;
+      let sc = vec2f(q4Scale(bk[pairBase]), select(0.0, q4Scale(bk[pairBase + 4u]), (e % sw) * 2u + 1u < nb));
+      workgroupBarrier();
+      if (slot != NONE && b < nb) {
+        let row = h * p.cap + slot;
+        var word = 0u;
+        for (var c = 0u; c < 8u; c++) { word |= u32(q4Code(qkv[src + 8u * w + c], s) + 8) << (4u * c); }
+        if ((e / sw) % 2u == 0u) { kc[row * dw + w] = word; } else { vc[row * dw + w] = word; }
+        if (lid % 8u == 0u) {
+          let so = p.hkv * p.cap * dw + row * sw + e % sw;
+          if ((e / sw) % 2u == 0u) { kc[so] = pack2x16float(sc); } else { vc[so] = pack2x16float(sc); }
+        }
       }
     }
     return;

@@ -69,14 +69,16 @@ export function kvCommit(
 ): void {
   const c = commit;
   const w1 = c && c.policy === POLICY_CODE.dms ? c.w + 1 : 1;
+  // The merge takes one workgroup per (row, query head, block of 32 columns).
+  const nMerge = merge ? a.T * a.hq * Math.ceil(a.d / 32) : 0;
   const pr = PARAMS.pack({
     T: a.T, rowBase: a.rowBase, seenOff: c?.seenOff ?? 0, hq: a.hq, hkv: a.hkv, d: a.d, cap: c?.cap ?? 0, w: c?.w ?? 0, w1,
     stride: (a.hq + 2 * a.hkv) * a.d, posOff: c?.posOff ?? 0, ringOff: c?.ringOff ?? 0, policy: c?.policy ?? 0, mode: c?.mode ?? 0,
     maxStep: c?.maxStep ?? 0, sink: c?.sink ?? 0, recent: c?.recent ?? 0, scoreOff: c?.scoreOff ?? 0, destOff: c?.destOff ?? 0,
-    nMerge: merge ? a.T * a.hq : 0, nCommit: c ? a.hkv : 0, nsplit: merge?.nsplit ?? 1, mlOff: merge?.mlOff ?? 0,
+    nMerge, nCommit: c ? a.hkv : 0, nsplit: merge?.nsplit ?? 1, mlOff: merge?.mlOff ?? 0,
     stats: merge && merge.statOff >= 0 ? 1 : 0, statOff: Math.max(0, merge?.statOff ?? 0),
   });
-  const count = (merge ? a.T * a.hq : 0) + (c ? a.hkv : 0);
+  const count = nMerge + (c ? a.hkv : 0);
   const pipe = enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0, Q8: a.dtype === 'q8' ? 1 : 0, Q4: a.dtype === 'q4' ? 1 : 0 });
   enc.dispatch(pipe, pr, [bufs.scratch, bufs.out, bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.counters], enc.grid(count));
 }
