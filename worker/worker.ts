@@ -188,7 +188,7 @@ const api: WorkerApi = {
   },
 
   async current(): Promise<ModelInfo | null> {
-    return engine ? engineInfo : null;
+    return engineInfo;
   },
 
   async kvStats(): Promise<KvStats | null> {

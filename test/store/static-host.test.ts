@@ -83,6 +83,14 @@ describe('a server that ignores Range', () => {
     }
   });
 
+  it('a slow but steady body is not a stall, though one chunk takes longer than the stall timeout to arrive', async () => {
+    hub.faults.ignoreRange = true;
+    // A quarter chunk every 60 ms: a chunk in 240 ms, data never more than 60 ms apart.
+    hub.faults.slow = { bytes: CHUNK / 4, everyMs: 60 };
+    const src = (await StoredSource.open(hub.base(repo), opts({ parallel: 1, retries: 0, stallTimeoutMs: 150 }))) as StoredSource;
+    for (const [name, bytes] of files()) expect(await contentOf(src, name), name).toBe(sha256Of(bytes));
+  });
+
   it('several downloads at once still take each file whole, and a body cut halfway is taken again', async () => {
     hub.faults.ignoreRange = true;
     hub.repos.set(repo, makeRepo({ sharded: true }));

@@ -289,37 +289,13 @@ export class Remote {
       onBytes?.(length);
       return out;
     }
-    const reader = res.body.getReader();
+    const body = new StallGuard(res.body, ctl, this.stallTimeoutMs, url, what, res.status);
     let pos = 0; // body bytes seen
     let filled = 0;
-    let stalled = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        stalled = true;
-        ctl.abort(new Error('stalled'));
-        reader.cancel().catch(() => undefined);
-      }, this.stallTimeoutMs);
-    };
     try {
-      arm();
       while (filled < length) {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch (e) {
-          throw new FetchError(
-            stalled
-              ? `The download of ${url} (${what}) stalled: no data for ${Math.round(this.stallTimeoutMs / 1000)} s`
-              : isOffline()
-                ? `You went offline while downloading ${url} (${what}).`
-                : `The connection was lost while downloading ${url} (${what}) after ${filled} of ${length} bytes: ${(e as Error)?.message ?? e}`,
-            url, res.status, true, !stalled);
-        }
-        if (r.done) break;
-        arm();
-        const v = r.value;
+        const v = await body.next(filled, length);
+        if (!v) break;
         const from = Math.max(skip, pos);
         const to = Math.min(skip + length, pos + v.length);
         if (to > from) {
@@ -332,16 +308,77 @@ export class Remote {
           throw new FetchError(`${url} sent more bytes than asked (${what})`, url, 206, true);
         }
       }
-      if (stalled) throw new FetchError(`The download of ${url} (${what}) stalled`, url, res.status, true);
     } finally {
-      clearTimeout(timer);
-      if (filled >= length) await reader.cancel().catch(() => undefined);
+      await body.close(filled >= length);
     }
     if (filled < length) {
       throw new FetchError(
         `The connection was cut while downloading ${url} (${what}): got ${filled} of ${length} bytes`, url, res.status, true, true);
     }
     return out;
+  }
+}
+
+/**
+ * A response body read with a stall timer: no data for `ms` aborts the request (`ctl`) and the read then
+ * fails as a stall. The timer runs from the first read and restarts with every chunk; `pause()` stops it
+ * while the caller is busy (storing a chunk), `arm()` starts it again.
+ */
+class StallGuard {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stalled = false;
+
+  constructor(
+    body: ReadableStream<Uint8Array>,
+    private readonly ctl: AbortController,
+    private readonly ms: number,
+    private readonly url: string,
+    private readonly what: string,
+    private readonly status: number,
+  ) {
+    this.reader = body.getReader();
+    this.arm();
+  }
+
+  arm(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.stalled = true;
+      this.ctl.abort(new Error('stalled'));
+      this.reader.cancel().catch(() => undefined);
+    }, this.ms);
+  }
+
+  pause(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** The next chunk, or null at the end of the body; `got` of `of` bytes so far, for the error message. */
+  async next(got: number, of: number): Promise<Uint8Array | null> {
+    const { url, what } = this;
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await this.reader.read();
+    } catch (e) {
+      throw new FetchError(
+        this.stalled
+          ? `The download of ${url} (${what}) stalled: no data for ${Math.round(this.ms / 1000)} s`
+          : isOffline()
+            ? `You went offline while downloading ${url} (${what}).`
+            : `The connection was lost while downloading ${url} (${what}) after ${got} of ${of} bytes: ${(e as Error)?.message ?? e}`,
+        url, this.status, true, !this.stalled);
+    }
+    if (this.stalled) throw new FetchError(`The download of ${url} (${what}) stalled: no data for ${Math.round(this.ms / 1000)} s`, url, this.status, true);
+    if (r.done) return null;
+    this.arm();
+    return r.value;
+  }
+
+  /** Stops the timer; `cancel` also releases the rest of the body. */
+  async close(cancel: boolean): Promise<void> {
+    clearTimeout(this.timer);
+    if (cancel) await this.reader.cancel().catch(() => undefined);
   }
 }
 
@@ -362,32 +399,16 @@ export class WholeBody {
   async chunks(chunkSize: number, onChunk: (index: number, bytes: Uint8Array) => Promise<void>, onBytes?: (n: number) => void): Promise<void> {
     const { url, size, ctl } = this;
     const what = 'the whole file (the server ignores Range)';
-    const reader = this.res.body!.getReader();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let stalled = false;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        stalled = true;
-        ctl.abort(new Error('stalled'));
-        reader.cancel().catch(() => undefined);
-      }, this.remote.stallTimeoutMs);
-    };
+    const body = new StallGuard(this.res.body!, ctl, this.remote.stallTimeoutMs, url, what, 200);
     let index = 0;
     let chunk = new Uint8Array(Math.min(chunkSize, size));
     let filled = 0;
     let seen = 0;
     try {
-      arm();
       while (seen < size) {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await reader.read();
-        } catch (e) {
-          throw new FetchError(stalled ? `The download of ${url} (${what}) stalled` : `The connection was lost while downloading ${url} (${what}) after ${seen} of ${size} bytes: ${(e as Error)?.message ?? e}`, url, 200, true, !stalled);
-        }
-        if (r.done) break;
-        let v = r.value.subarray(0, size - seen);
+        const read = await body.next(seen, size);
+        if (!read) break;
+        let v = read.subarray(0, size - seen);
         seen += v.length;
         onBytes?.(v.length);
         while (v.length > 0) {
@@ -396,17 +417,17 @@ export class WholeBody {
           filled += take;
           v = v.subarray(take);
           if (filled === chunk.length) {
-            clearTimeout(timer);
+            // Storing paces the download: the wait for it is not a stall.
+            body.pause();
             await onChunk(index++, chunk);
-            arm();
+            body.arm();
             chunk = new Uint8Array(Math.max(0, Math.min(chunkSize, size - index * chunkSize)));
             filled = 0;
           }
         }
       }
     } finally {
-      clearTimeout(timer);
-      await reader.cancel().catch(() => undefined);
+      await body.close(true);
     }
     if (seen < size) throw new FetchError(`The connection was cut while downloading ${url} (${what}): got ${seen} of ${size} bytes`, url, 200, true, true);
   }
