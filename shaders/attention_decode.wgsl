@@ -6,7 +6,7 @@
 //
 // Specialized by worker/kernels/attention.ts, which prepends the constants G (query heads per KV head),
 // D (head dim), LG (lanes per key group: a power of two no larger than the subgroup size), NCH
-// (= ceil(D / 8 / LG)) and KB (keys per group step), and keeps or drops `// #if F16`.
+// (= ceil(D / 8 / LG)) and KB (keys per group step), and keeps or drops the `// #if` blocks F16, Q8, Q4 and QUANT (q8 or q4).
 // The WG invocations form NG = WG / LG key groups of LG lanes, each group inside one subgroup. A key's D
 // values are D/8 chunks of 8 (16 bytes of f16, 32 of f32); lane j of a group owns chunks j, j + LG, ... of
 // every key, for K (partial dot products, summed over the group with subgroupShuffleXor) and for V (its
@@ -21,17 +21,13 @@ enable subgroups;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
-// #if Q8
-@group(0) @binding(3) var<storage, read> kc: array<vec2u>;
-@group(0) @binding(4) var<storage, read> vc: array<vec2u>;
-// #else
-// #if Q4
+// q8 and q4 bind words (a chunk's codes and the row's scale are plain u32 loads), f16 and f32 vec4u.
+// #if QUANT
 @group(0) @binding(3) var<storage, read> kc: array<u32>;
 @group(0) @binding(4) var<storage, read> vc: array<u32>;
 // #else
 @group(0) @binding(3) var<storage, read> kc: array<vec4u>;
 @group(0) @binding(4) var<storage, read> vc: array<vec4u>;
-// #endif
 // #endif
 @group(0) @binding(5) var<storage, read> state: array<u32>;
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
@@ -60,18 +56,18 @@ var<workgroup> gacc: array<f32, G * D>;
 
 // Chunk c (values 8c .. 8c+7) of the key (keyChunk) or value (valueChunk) of resident slot k of head h.
 // #if Q8
-fn q8Chunk(w: vec2u, s: f32) -> array<f32, 8> {
-  let a = q8Codes(w.x) * s; let b = q8Codes(w.y) * s;
+fn q8Chunk(w0: u32, w1: u32, s: f32) -> array<f32, 8> {
+  let a = q8Codes(w0) * s; let b = q8Codes(w1) * s;
   return array<f32, 8>(a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w);
 }
 fn scaleIndex(h: u32, k: u32) -> u32 { return p.hkv * p.cap * (D / 4u) + h * p.cap + k; }
 fn keyChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
-  let si = scaleIndex(h, k);
-  return q8Chunk(kc[(h * p.cap + k) * (D / 8u) + c], bitcast<f32>(kc[si >> 1u][si & 1u]));
+  let w = (h * p.cap + k) * (D / 4u) + 2u * c;
+  return q8Chunk(kc[w], kc[w + 1u], bitcast<f32>(kc[scaleIndex(h, k)]));
 }
 fn valueChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
-  let si = scaleIndex(h, k);
-  return q8Chunk(vc[(h * p.cap + k) * (D / 8u) + c], bitcast<f32>(vc[si >> 1u][si & 1u]));
+  let w = (h * p.cap + k) * (D / 4u) + 2u * c;
+  return q8Chunk(vc[w], vc[w + 1u], bitcast<f32>(vc[scaleIndex(h, k)]));
 }
 // #else
 // #if Q4

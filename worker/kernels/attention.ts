@@ -112,7 +112,7 @@ export function attentionDecode(
   const kb = decodeTuning.keysPerStep;
   const code = 'enable subgroups;\n'
     + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb }) + DECODE_PARAMS.struct
-    + specialize(include(decodeSource), { F16: a.dtype === 'f16', Q8: a.dtype === 'q8', Q4: a.dtype === 'q4' }).replace('enable subgroups;\n', '');
+    + specialize(include(decodeSource), { F16: a.dtype === 'f16', Q8: a.dtype === 'q8', Q4: a.dtype === 'q4', QUANT: a.dtype === 'q8' || a.dtype === 'q4' }).replace('enable subgroups;\n', '');
   const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}`, code);
   const pr = DECODE_PARAMS.pack({
     rowBase: a.rowBase, seenOff: a.seenOff, hq: a.hq, hkv: a.hkv, cap: a.cap, w: a.w, nsplit: a.nsplit, stride: (a.hq + 2 * a.hkv) * a.d,
