@@ -56,3 +56,11 @@ export function choiceArg<T extends string>(values: Map<string, string>, name: s
   if (!(choices as readonly string[]).includes(v)) throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got "${v}"`);
   return v as T;
 }
+
+/** A comma list of choices (`--kv-dtype f16,q8`), each checked; `fallback` when the option is absent. */
+export function choiceListArg<T extends string>(values: Map<string, string>, name: string, choices: readonly T[], fallback: string): T[] {
+  return (values.get(name) ?? fallback).split(',').map((v) => {
+    if (!(choices as readonly string[]).includes(v)) throw new UsageError(`--${name}: one or more of ${choices.join(', ')}, not "${v}"`);
+    return v as T;
+  });
+}

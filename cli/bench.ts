@@ -18,7 +18,7 @@ import { nodeGpu } from '../worker/gpu/node';
 import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
 import { KV_DTYPES } from '../worker/model/dtype';
 export type { BenchRow };
-import { choiceArg, intArg, numArg, parseArgs, UsageError } from './args';
+import { choiceArg, choiceListArg, intArg, numArg, parseArgs, UsageError } from './args';
 import { WEIGHTS } from './generate';
 import { modelSource } from './model-source';
 
@@ -50,10 +50,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     if (v !== 'full' && v !== 'dms') throw new UsageError(`--kv: the benchmark measures full and dms, not "${v}"`);
     return v as KvPolicyName;
   });
-  const kvDtypes = (values.get('kv-dtype') ?? 'f16').split(',').map((v) => {
-    if (!(KV_DTYPES as readonly string[]).includes(v)) throw new UsageError(`--kv-dtype: ${KV_DTYPES.join(', ')} (or several, f16,q8), not "${v}"`);
-    return v as KvDtype;
-  });
+  const kvDtypes = choiceListArg(values, 'kv-dtype', KV_DTYPES, 'f16');
   const steps = intArg(values, 'steps', 1, 16)!;
   const prefill = intArg(values, 'prefill', 1, shapeName === 'tiny' && model === undefined ? 64 : 512)!;
   if (model !== undefined) {

@@ -16,7 +16,7 @@ import { nodeGpu } from '../worker/gpu/node';
 import { decodeTuning } from '../worker/kernels/attention';
 import { linearTuning } from '../worker/kernels/linear';
 import type { KvDtype, KvPolicyName, WeightFormat } from '../worker/model/types';
-import { parseArgs, UsageError } from './args';
+import { choiceListArg, parseArgs, UsageError } from './args';
 import { KV_DTYPES } from '../worker/model/dtype';
 import { WEIGHTS } from './generate';
 
@@ -78,14 +78,8 @@ export async function checkCommand(argv: string[]): Promise<void> {
   } catch (e) {
     throw e instanceof TuningError ? new UsageError(e.message) : e;
   }
-  const formats = (values.get('weights') ?? 'q4,q8,f16,f32').split(',').map((v) => {
-    if (!(WEIGHTS as readonly string[]).includes(v)) throw new UsageError(`--weights: one or more of ${WEIGHTS.join(', ')}, not "${v}"`);
-    return v as WeightFormat;
-  });
-  const kvDtypes = (values.get('kv-dtype') ?? 'f16').split(',').map((v) => {
-    if (!(KV_DTYPES as readonly string[]).includes(v)) throw new UsageError(`--kv-dtype: one or more of ${KV_DTYPES.join(', ')}, not "${v}"`);
-    return v as KvDtype;
-  });
+  const formats = choiceListArg(values, 'weights', WEIGHTS, 'q4,q8,f16,f32');
+  const kvDtypes = choiceListArg(values, 'kv-dtype', KV_DTYPES, 'f16');
   const prompts = (values.get('prompt') ?? '80,400').split(',').map(Number);
   const steps = Number(values.get('steps') ?? 16);
   if (!(prompts.every((n) => Number.isInteger(n) && n >= 2) && Number.isInteger(steps) && steps >= 1)) throw new UsageError('--prompt (>= 2, a comma list) and --steps (>= 1) are token counts');

@@ -11,7 +11,7 @@ import { Engine } from '../worker/engine/engine';
 import { nodeGpu } from '../worker/gpu/node';
 import { KV_DTYPES } from '../worker/model/dtype';
 import type { KvDtype } from '../worker/model/types';
-import { choiceArg, intArg, parseArgs, UsageError } from './args';
+import { choiceArg, choiceListArg, intArg, parseArgs, UsageError } from './args';
 import { checkBudget, POLICIES, WEIGHTS } from './generate';
 import { modelSource, netOptions } from './model-source';
 
@@ -66,10 +66,7 @@ export async function kvQualityCommand(argv: string[]): Promise<void> {
   const policy = choiceArg(values, 'kv', POLICIES) ?? 'dms';
   const budget = intArg(values, 'kv-budget', 1);
   checkBudget(policy, budget);
-  const dtypes = (values.get('kv-dtype') ?? 'f16,q8,q4').split(',').map((v) => {
-    if (!(KV_DTYPES as readonly string[]).includes(v)) throw new UsageError(`--kv-dtype: ${KV_DTYPES.join(', ')}, comma-separated (the first is the reference), not "${v}"`);
-    return v as KvDtype;
-  });
+  const dtypes = choiceListArg(values, 'kv-dtype', KV_DTYPES, 'f16,q8,q4');
   const gpu = await nodeGpu();
   const rows: KvQualityRow[] = [];
   let ref: { logp: Float32Array; ppl: number; greedy: number[]; bytes: number } | null = null;

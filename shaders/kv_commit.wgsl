@@ -320,9 +320,10 @@ fn commit(h: u32, lid: u32) {
       workgroupBarrier();
       if (k == 0u && abs(bk[lid + 2u]) > abs(bk[lid])) { bk[lid] = bk[lid + 2u]; }
       workgroupBarrier();
-      let s = q4Scale(bk[lid - k]);
+      // The item's two block scales (the second 0 when d / 32 is odd and it is the last); this lane's is sc[b % 2].
       let pairBase = lid - lid % 8u;
       let sc = vec2f(q4Scale(bk[pairBase]), select(0.0, q4Scale(bk[pairBase + 4u]), (e % sw) * 2u + 1u < nb));
+      let s = sc[b % 2u];
       workgroupBarrier();
       if (slot != NONE && b < nb) {
         let row = h * p.cap + slot;

@@ -361,18 +361,22 @@ class StallGuard {
     try {
       r = await this.reader.read();
     } catch (e) {
+      if (this.stalled) throw this.stallError();
       throw new FetchError(
-        this.stalled
-          ? `The download of ${url} (${what}) stalled: no data for ${Math.round(this.ms / 1000)} s`
-          : isOffline()
-            ? `You went offline while downloading ${url} (${what}).`
-            : `The connection was lost while downloading ${url} (${what}) after ${got} of ${of} bytes: ${(e as Error)?.message ?? e}`,
-        url, this.status, true, !this.stalled);
+        isOffline()
+          ? `You went offline while downloading ${url} (${what}).`
+          : `The connection was lost while downloading ${url} (${what}) after ${got} of ${of} bytes: ${(e as Error)?.message ?? e}`,
+        url, this.status, true, true);
     }
-    if (this.stalled) throw new FetchError(`The download of ${url} (${what}) stalled: no data for ${Math.round(this.ms / 1000)} s`, url, this.status, true);
+    // A stall cancels the reader, which may end the body instead of failing the read.
+    if (this.stalled) throw this.stallError();
     if (r.done) return null;
     this.arm();
     return r.value;
+  }
+
+  private stallError(): FetchError {
+    return new FetchError(`The download of ${this.url} (${this.what}) stalled: no data for ${Math.round(this.ms / 1000)} s`, this.url, this.status, true);
   }
 
   /** Stops the timer; `cancel` also releases the rest of the body. */
