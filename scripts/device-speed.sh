@@ -40,6 +40,7 @@ bench() {
     const pct = (v) => v == null ? "n/a" : (100 * v / r.bandwidthGBps).toFixed(0) + "%";
     for (const w of r.rows) {
       console.log(`  ${w.shape} ${w.weights} ctx ${w.context} ${w.kv}: decode ${w.decodeTokensPerSecond.toFixed(1)} tok/s = ${(100 * w.fractionOfBound).toFixed(0)}% of bound ${w.boundTokensPerSecond.toFixed(0)}` +
+        ` (serial ${w.serialTokensPerSecond == null ? "n/a" : w.serialTokensPerSecond.toFixed(1)})` +
         ` | ${w.dispatchesPerToken} dispatches, CPU ${w.recordMs.toFixed(2)} ms record, ${w.waitMs.toFixed(2)} ms wait, GPU ${w.gpuStepMs == null ? "n/a" : w.gpuStepMs.toFixed(2) + " ms"}/step` +
         ` | matvec ${pct(w.matvecGBps)}, attention ${pct(w.attentionGBps)} of copy | prefill ${w.prefillTokensPerSecond.toFixed(0)} tok/s`);
       if (w.kernels) console.log("    " + w.kernels.slice(0, 8).map((k) => `${k.label} x${k.dispatches} ${k.us.toFixed(0)}us`).join(" | "));

@@ -71,6 +71,24 @@ describe.skipIf(!existsSync(DIR))('stories260K (real Llama checkpoint)', () => {
     engine.destroy();
   });
 
+  it('a reply that ends on a stop id leaves it in the cache (the step run ahead fed it), and the next call continues from there', async () => {
+    const ref = await loadReference(DIR);
+    const V = ref.config.vocabSize;
+    const seq = [1];
+    for (let i = 0; i < 24; i++) seq.push(argmaxRow(referenceForward(ref.config, ref.tensors, seq).logits, seq.length - 1, V));
+    // The first id from the fifth on that the reply has not produced before.
+    const k = seq.findIndex((id, i) => i >= 5 && !seq.slice(1, i).includes(id));
+    const engine = await loadEngine(DIR, { weights: 'f32', kv: 'full', kvDtype: 'f32' });
+    const first = await engine.generate([1], { maxTokens: 20, temperature: 0, stopIds: [seq[k]] });
+    expect(first.finishReason).toBe('stop');
+    expect(first.ids).toEqual(seq.slice(1, k + 1));
+    expect(engine.cachedTokens).toEqual(seq.slice(0, k + 1));
+    expect(first.kv.tokensSeen).toBe(k + 1);
+    const second = await engine.generate(seq.slice(0, 13), { maxTokens: 11, temperature: 0, stopIds: [] });
+    expect(second.ids).toEqual(seq.slice(13, 24));
+    engine.destroy();
+  });
+
   it('an aborted generation leaves the engine usable', async () => {
     const engine = await loadEngine(DIR, { weights: 'f32' });
     const ctrl = new AbortController();
@@ -78,6 +96,8 @@ describe.skipIf(!existsSync(DIR))('stories260K (real Llama checkpoint)', () => {
     const r = await engine.generate([1], { maxTokens: 50, temperature: 0, stopIds: [], signal: ctrl.signal, onToken: (id) => { got.push(id); if (got.length === 3) ctrl.abort(); } });
     expect(r.finishReason).toBe('abort');
     expect(r.ids.length).toBe(3);
+    // The step run ahead had fed the third id before the abort.
+    expect(engine.cachedTokens).toEqual([1, ...r.ids]);
     const again = await engine.generate([1], { maxTokens: 3, temperature: 0, stopIds: [] });
     expect(again.ids).toEqual(r.ids);
     engine.destroy();

@@ -37,7 +37,12 @@ export interface BenchRow {
   kvBytes: number;
   residentTokens: number;
   dispatchesPerToken: number;
-  /** Mean CPU time per decode step spent recording and submitting, and waiting for the sampled id. */
+  /**
+   * Decode one step at a time, each step recorded only after the previous id is read back (tok/s): what
+   * decodeTokensPerSecond (generate(), which runs one step ahead) gains by overlapping.
+   */
+  serialTokensPerSecond: number;
+  /** Mean CPU time per decode step of generate() spent recording and submitting, and waiting for the sampled id. */
   recordMs: number;
   waitMs: number;
   submitsPerToken: number;
@@ -110,9 +115,9 @@ export interface BenchSetup {
   bandwidthGBps: number;
 }
 
-/** Tokens an engine for `context` must hold: the context, one prefill chunk, the decode steps, the timed GPU steps, slack. */
+/** Tokens an engine for `context` must hold: the context, one prefill chunk, the decode steps twice, the timed GPU steps, slack. */
 export function benchMaxContext(context: number, prefill: number, steps: number): number {
-  return context + prefill + steps + 16;
+  return context + prefill + 2 * steps + 16;
 }
 
 /** Reads `count` timestamps (ns) of a query set. */
@@ -182,19 +187,19 @@ export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow)
       const engine = Engine.assemble(gpu, s.name, { ...config, maxPositionEmbeddings: maxContext }, {}, null, w, {
         weights: s.format, kv, kvDtype, kvBudget: budget, maxContext, prefillChunk: prefill,
       });
-      // Decode: `steps` timed tokens after a warm-up, each a full step (one submit, sampled id read back).
+      // Decode: after a warm-up, `steps` tokens one step at a time (each id read back before the next step is
+      // recorded), then `steps` tokens as the app decodes them (generate(), one step ahead).
       engine.prime(context, kept);
-      let dispatches = 0, submits = 0, recordMs = 0, waitMs = 0;
       for (let i = 0; i < 3; i++) await engine.step([1]);
+      let dispatches = 0;
       const t0 = performance.now();
-      for (let i = 0; i < steps; i++) {
-        const r = await engine.step([1]);
-        dispatches = r.dispatches;
-        submits = engine.lastStep.submits;
-        recordMs += engine.lastStep.recordMs / steps;
-        waitMs += engine.lastStep.waitMs / steps;
-      }
-      const decodeS = (performance.now() - t0) / 1000;
+      for (let i = 0; i < steps; i++) dispatches = (await engine.step([1])).dispatches;
+      const serialS = (performance.now() - t0) / 1000;
+      const submits = engine.lastSubmits;
+      const run = await engine.generate([...engine.cachedTokens, 1], { maxTokens: steps + 1, temperature: 0, stopIds: [] });
+      const { recordMs, waitMs, steps: decoded } = engine.decodeStats;
+      if (decoded !== steps) throw new Error(`bench: generate() decoded ${decoded} steps, not ${steps}`);
+      const decodeS = run.timing.decodeMs / 1000;
       const stats = await engine.kvStats();
       // Each decode step reads every weight once and K and V of every resident token once.
       const residentTokens = stats.residentTokens;
@@ -212,10 +217,12 @@ export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow)
       await engine.step(new Array(prefill).fill(1));
       const prefillS = (performance.now() - t1) / 1000;
       const decodeTokensPerSecond = steps / decodeS;
+      const serialTokensPerSecond = steps / serialS;
       const boundTokensPerSecond = (s.bandwidthGBps * 1e9) / bytesPerToken;
       rows.push({
         shape: s.name, weights: s.format, context, kv, kvDtype,
         decodeTokensPerSecond,
+        serialTokensPerSecond,
         prefillTokensPerSecond: prefill / prefillS,
         bytesPerToken, weightBytes: w.bytes, kvBytesRead, kvBytesPerToken: stats.bytesPerToken!,
         bandwidthGBps: s.bandwidthGBps,
@@ -224,7 +231,7 @@ export async function benchRows(gpu: Gpu, s: BenchSetup, onRow?: (row: BenchRow)
         kvBytes: stats.peakBytes,
         residentTokens,
         dispatchesPerToken: dispatches,
-        recordMs, waitMs, submitsPerToken: submits,
+        recordMs: recordMs / steps, waitMs: waitMs / steps, submitsPerToken: submits,
         gpuStepMs: timing?.stepMs ?? null,
         kernels: timing?.kernels ?? null,
         // The decode matvecs read every weight but the embedding table (lm_head reads its own or the tied copy).
@@ -267,7 +274,8 @@ export function formatRow(r: BenchRow): string {
   const gbps = (v: number | null) => (v === null ? 'n/a' : `${v.toPrecision(3)} GB/s (${((100 * v) / r.bandwidthGBps).toFixed(0)}% of copy)`);
   let line =
     `${r.shape} ${r.weights} ctx ${r.context} ${r.kv}: decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s ` +
-    `(${(100 * r.fractionOfBound).toFixed(0)}% of bound ${r.boundTokensPerSecond.toFixed(1)} at ${r.bandwidthGBps.toFixed(2)} GB/s copy), ` +
+    `(${(100 * r.fractionOfBound).toFixed(0)}% of bound ${r.boundTokensPerSecond.toFixed(1)} at ${r.bandwidthGBps.toFixed(2)} GB/s copy; ` +
+    `${r.serialTokensPerSecond.toFixed(1)} tok/s one step at a time), ` +
     `prefill ${r.prefillTokensPerSecond.toFixed(0)} tok/s, ${mb(r.bytesPerToken)} MB/token (KV ${mb(r.kvBytesRead)}), ` +
     `KV ${mb(r.kvBytes)} MB (K/V ${r.kvDtype}, ${r.kvBytesPerToken} B per token and KV head), ${r.dispatchesPerToken} dispatches/token in ${r.submitsPerToken} submits ` +
     `(CPU ${r.recordMs.toFixed(2)} ms recording+submitting, ${r.waitMs.toFixed(2)} ms waiting)`;

@@ -4,7 +4,7 @@
  */
 import type { Gpu } from '../gpu/context';
 import { Encoder } from '../gpu/encoder';
-import { sample } from '../kernels/sample';
+import { sample, type SampleOptions } from '../kernels/sample';
 import { kvPolicy, type KvCache } from '../kv/cache';
 import { SlotKvCache } from '../kv/slot-cache';
 import { readModelConfig } from '../model/config';
@@ -64,8 +64,23 @@ export interface GenerateResult {
   kv: KvStats;
 }
 
-/** What feedAndSample answers when the logits it sampled from are not finite (outside every vocabulary). */
+/** What collect() answers when the logits it sampled from are not finite (outside every vocabulary). */
 const NON_FINITE = 0xffffffff;
+
+/** A sampled step submitted to the GPU, its id on the way to `readback`. */
+interface PendingSample {
+  readback: GPUBuffer;
+  dispatches: number;
+  /** CPU time to record and submit it. */
+  recordMs: number;
+}
+
+/** CPU time of a generation's decode steps (see Engine.decodeStats). */
+export interface DecodeStats {
+  steps: number;
+  recordMs: number;
+  waitMs: number;
+}
 
 export class EngineError extends Error {
   constructor(message: string) {
@@ -78,13 +93,22 @@ export class Engine {
   /** Ids of the tokens whose K/V are in the cache (sequence 0), in order; their position is the cache's seen[0]. */
   private cached: number[] = [];
   private readonly sampled: GPUBuffer;
-  /** The sampled id's way back to the CPU, reused every step (mapped and unmapped around each read). */
-  private readonly readback: GPUBuffer;
+  /**
+   * The sampled id's way back to the CPU: two, used in turn, so that the next step's copy can be queued while
+   * this step's buffer is mapped (see run()).
+   */
+  private readonly readbacks: [GPUBuffer, GPUBuffer];
+  private nextReadback = 0;
   private busy = false;
   /** Set by load(). */
   loadStats: LoadStats | null = null;
-  /** CPU time of the last sampled step: recording + submitting, then waiting for the id; submits of its last chunk. */
-  lastStep = { recordMs: 0, waitMs: 0, submits: 0 };
+  /** Submits of the last sampled step (the early flushes of its encoder and the last one). */
+  lastSubmits = 0;
+  /**
+   * CPU time of the last generation's decode steps (the first sample, after the prompt, not counted): recording
+   * and submitting them, and waiting for their ids.
+   */
+  decodeStats: DecodeStats = { steps: 0, recordMs: 0, waitMs: 0 };
   /**
    * Benchmarks: GPU timestamps of the next steps. 'step': the whole step in one compute pass (queries 0
    * and 1); 'dispatch': each dispatch of a replayed decode step in a pass of its own (queries 2i, 2i + 1).
@@ -102,7 +126,8 @@ export class Engine {
     private readonly kv: KvCache,
   ) {
     this.sampled = gpu.buffer('act:sampled', 4 * forward.maxStepTokens);
-    this.readback = gpu.device.createBuffer({ label: 'act:sampled readback', size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const readback = (i: number) => gpu.device.createBuffer({ label: `act:sampled readback ${i}`, size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.readbacks = [readback(0), readback(1)];
   }
 
   static async load(gpu: Gpu, original: ModelSource, opts: EngineOptions = {}): Promise<Engine> {
@@ -207,59 +232,69 @@ export class Engine {
 
   /**
    * Feeds `ids` after the cached tokens in prefill chunks; leaves the logits of the last `logitRows`
-   * rows of the final chunk in forward.logits. Returns the dispatches recorded.
+   * rows of the final chunk in forward.logits. Returns the dispatches recorded. `ids` null: one token, the id
+   * the last sampled step left on the GPU (run() pushes it to `cached` once it is read back).
    */
-  private feed(ids: number[], logitRows: number, last?: (enc: Encoder) => void): number {
+  private feed(ids: number[] | null, logitRows: number, last?: (enc: Encoder) => void): number {
     const chunk = this.forward.maxStepTokens;
+    const count = ids ? ids.length : 1;
     let dispatches = 0;
-    for (let i = 0; i < ids.length; i += chunk) {
-      const rows = Math.min(chunk, ids.length - i);
+    for (let i = 0; i < count; i += chunk) {
+      const rows = Math.min(chunk, count - i);
       const pos0 = this.kv.seen[0];
       const positions = Array.from({ length: rows }, (_, k) => pos0 + k);
-      this.forward.setRows(ids.slice(i, i + rows), positions);
+      if (ids) this.forward.setRows(ids.slice(i, i + rows), positions);
+      else this.forward.setPositions(positions);
       const t = this.gpuTiming;
       const enc = new Encoder(this.gpu, 'prefill', !t ? { flush: true }
         : t.mode === 'step' ? { timestamps: { querySet: t.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
         : { profile: t.querySet });
-      const isLast = i + rows >= ids.length;
+      if (!ids) enc.copy(this.sampled, 0, this.forward.ids, 0, 4);
+      const isLast = i + rows >= count;
       this.forward.encode(enc, this.kv, [{ seq: 0, row: 0, tokens: rows, pos0 }], rows, isLast ? Math.min(logitRows, rows) : 0);
       if (isLast && last) last(enc);
       dispatches += enc.dispatches;
       enc.submit();
-      for (let k = 0; k < rows; k++) this.cached.push(ids[i + k]);
+      if (ids) for (let k = 0; k < rows; k++) this.cached.push(ids[i + k]);
     }
     return dispatches;
   }
 
   /**
-   * Feeds `ids` and samples the next token from the last row's logits in the same submit as the final
-   * forward chunk (one submit and one readback per decoded token). Returns the id and the dispatches.
+   * Feeds `ids` (null: the last sampled id, on the GPU) and samples the next token from the last row's logits
+   * in the same submit as the final forward chunk, with a copy of the id to the next readback buffer. Does not
+   * wait: collect() reads the id back.
    */
-  private async feedAndSample(ids: number[], temperature: number, topK: number, topP: number, u: number): Promise<{ id: number; dispatches: number }> {
+  private submitSample(ids: number[] | null, s: Omit<SampleOptions, 'u'>, u: number): PendingSample {
     const V = this.config.vocabSize;
     const t0 = performance.now();
-    let submits = 0;
+    const readback = this.readbacks[this.nextReadback];
+    this.nextReadback ^= 1;
     const dispatches = this.feed(ids, 1, (enc) => {
-      sample(enc, this.forward.logits, 0, V, this.sampled, 0, { temperature, topK, topP, u });
-      enc.copy(this.sampled, 0, this.readback, 0, 4);
+      sample(enc, this.forward.logits, 0, V, this.sampled, 0, { ...s, u });
+      enc.copy(this.sampled, 0, readback, 0, 4);
       // The row's first logit too: NaN logits can sample a valid-looking id (see checkSampled).
-      enc.copy(this.forward.logits, 0, this.readback, 4, 4);
-      submits = enc.submits + 1;
+      enc.copy(this.forward.logits, 0, readback, 4, 4);
+      this.lastSubmits = enc.submits + 1;
     });
-    const t1 = performance.now();
-    await this.readback.mapAsync(GPUMapMode.READ, 0, 8);
-    const mapped = this.readback.getMappedRange(0, 8);
+    return { readback, dispatches, recordMs: performance.now() - t0 };
+  }
+
+  /** Waits for a submitted sample's id (NON_FINITE when its logits were not finite). */
+  private async collect(p: PendingSample): Promise<{ id: number; waitMs: number }> {
+    const t0 = performance.now();
+    await p.readback.mapAsync(GPUMapMode.READ, 0, 8);
+    const mapped = p.readback.getMappedRange(0, 8);
     const id = new Uint32Array(mapped, 0, 1)[0];
     const finite = Number.isFinite(new Float32Array(mapped, 4, 1)[0]);
-    this.readback.unmap();
+    p.readback.unmap();
     this.gpu.check();
-    this.lastStep = { recordMs: t1 - t0, waitMs: performance.now() - t1, submits };
-    return { id: finite ? id : NON_FINITE, dispatches };
+    return { id: finite ? id : NON_FINITE, waitMs: performance.now() - t0 };
   }
 
   /**
    * Non-finite logits (NaN or Inf weights, an f16 overflow) make the sampler answer an id outside the
-   * vocabulary, or a valid-looking one read from NaNs (feedAndSample then answers NON_FINITE): stop rather
+   * vocabulary, or a valid-looking one read from NaNs (collect() then answers NON_FINITE): stop rather
    * than feed it back as a token. `n` counts the reply's tokens from 1.
    */
   private checkSampled(id: number, n: number): void {
@@ -336,24 +371,42 @@ export class Engine {
     const out: number[] = [];
     let finishReason: GenerateResult['finishReason'] = 'length';
 
+    const sampling = { temperature, topK, topP };
+    const stats: DecodeStats = { steps: 0, recordMs: 0, waitMs: 0 };
     const t0 = performance.now();
-    let id = (await this.feedAndSample(fresh, temperature, topK, topP, random())).id;
-    const t1 = performance.now();
-    while (true) {
-      this.checkSampled(id, out.length + 1);
-      out.push(id);
-      opts.onToken?.(id);
-      if (stop.has(id)) {
-        finishReason = 'stop';
-        break;
+    let t1 = 0;
+    let cur = this.submitSample(fresh, sampling, random());
+    try {
+      while (true) {
+        // Run ahead: the next step is recorded and submitted, fed from the id still on the GPU, before this one's
+        // id is read back, so the GPU does not idle while the id travels back and the CPU records. When this id
+        // ends the reply (a stop id, an abort) that step is wasted, but it fed the id: `cached` ends with it.
+        const mayFollow = out.length + 1 < maxTokens && this.kv.seen[0] < this.info.maxContext && !opts.signal?.aborted;
+        const ahead = mayFollow ? this.submitSample(null, sampling, random()) : null;
+        const got = await this.collect(cur);
+        if (out.length === 0) t1 = performance.now();
+        else (stats.steps++, stats.recordMs += cur.recordMs, stats.waitMs += got.waitMs);
+        this.checkSampled(got.id, out.length + 1);
+        if (ahead) this.cached.push(got.id);
+        out.push(got.id);
+        opts.onToken?.(got.id);
+        if (stop.has(got.id)) {
+          finishReason = 'stop';
+          break;
+        }
+        if (opts.signal?.aborted) {
+          finishReason = 'abort';
+          break;
+        }
+        if (!ahead) break;
+        cur = ahead;
       }
-      if (opts.signal?.aborted) {
-        finishReason = 'abort';
-        break;
-      }
-      if (out.length >= maxTokens || this.kv.seen[0] >= this.info.maxContext) break;
-      id = (await this.feedAndSample([id], temperature, topK, topP, random())).id;
+    } catch (e) {
+      // A step may have fed an id that was never checked (non-finite logits, a lost device): start over next time.
+      this.reset();
+      throw e;
     }
+    this.decodeStats = stats;
     const t2 = performance.now();
     const decoded = Math.max(0, out.length - 1);
     return {
@@ -375,7 +428,8 @@ export class Engine {
   /** Benchmarks: one forward step over `ids` after the cache, then a greedy sample; returns the dispatches recorded. */
   async step(ids: number[]): Promise<{ id: number; dispatches: number }> {
     this.checkRoom(ids.length);
-    return this.feedAndSample(ids, 0, 0, 1, 0);
+    const p = this.submitSample(ids, { temperature: 0, topK: 0, topP: 1 }, 0);
+    return { id: (await this.collect(p)).id, dispatches: p.dispatches };
   }
 
   /** Benchmarks: the pipeline label of each dispatch of the decode step step([id]) replays next (null before one was recorded). */
@@ -449,7 +503,7 @@ export class Engine {
     this.kv.destroy();
     this.forward.destroy();
     this.gpu.destroy(this.sampled);
-    this.readback.destroy();
+    for (const b of this.readbacks) b.destroy();
   }
 
   destroy(): void {

@@ -196,6 +196,11 @@ export class Forward {
   /** Writes the token ids and positions of a step's rows. */
   setRows(ids: ArrayLike<number>, positions: ArrayLike<number>): void {
     this.gpu.write(this.ids, Uint32Array.from(ids));
+    this.setPositions(positions);
+  }
+
+  /** Writes the positions of a step's rows whose ids the step copies into `ids` itself (a sampled id on the GPU). */
+  setPositions(positions: ArrayLike<number>): void {
     this.gpu.write(this.positions, Uint32Array.from(positions));
   }
 
