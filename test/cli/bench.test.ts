@@ -15,8 +15,9 @@ describe('dms bench', () => {
     expect(r.rows).toHaveLength(2);
     const [full, dms] = r.rows;
     for (const row of r.rows) {
-      for (const k of ['context', 'kv', 'decodeTokensPerSecond', 'prefillTokensPerSecond', 'bytesPerToken', 'bandwidthGBps', 'boundTokensPerSecond', 'fractionOfBound', 'kvBytes', 'dispatchesPerToken']) expect(row).toHaveProperty(k);
+      for (const k of ['context', 'kv', 'decodeTokensPerSecond', 'serialTokensPerSecond', 'prefillTokensPerSecond', 'bytesPerToken', 'bandwidthGBps', 'boundTokensPerSecond', 'fractionOfBound', 'kvBytes', 'dispatchesPerToken']) expect(row).toHaveProperty(k);
       expect(row.decodeTokensPerSecond).toBeGreaterThan(0);
+      expect(row.serialTokensPerSecond).toBeGreaterThan(0);
       expect(row.fractionOfBound).toBeGreaterThan(0);
     }
     // tiny: 4 layers x 2 KV heads; full keeps all 192+ tokens, dms at 0.875 eviction keeps the window
