@@ -24,7 +24,7 @@ import { modelSource } from './model-source';
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'kv-dtype', 'dms-evict-rate', 'dms-window', 'steps', 'prefill', 'ttft', 'flush', 'mv', 'gemm', 'decode', 'decode-split'],
+    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'kv-dtype', 'dms-evict-rate', 'dms-window', 'dms-rule', 'steps', 'prefill', 'ttft', 'flush', 'mv', 'gemm', 'decode', 'decode-split'],
     switches: ['json', 'gemv'],
   });
   let tuning;
@@ -67,7 +67,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   const evictRate = numArg(values, 'dms-evict-rate', 0, 0.999) ?? 0.875;
   const window = intArg(values, 'dms-window', 1, 256)!;
-  const config = withDms(base, window, 1 / (1 - evictRate));
+  const config = withDms(base, window, 1 / (1 - evictRate), choiceArg(values, 'dms-rule', ['nvidia', 'fastdms'] as const) ?? 'nvidia');
 
   const gpu = await nodeGpu();
   if (switches.has('gemv')) {

@@ -22,7 +22,7 @@ commands:
            [--kv full,dms,window,tova,h2o] [--kv-budget N] [--kv-dtype f16|f32|q8|q4] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--out file.json] [--json]
   bench (--shape tiny|qwen3-0.6b|qwen3-1.7b|qwen3-4b|qwen3-8b | --model <folder | URL | repo id> [--gpu-memory MB] [--warmup S])
         --weights q4|q8|f16|f32 --context 1024,4096 --kv full,dms [--kv-dtype f16,f32,q8,q4]
-        [--dms-evict-rate 0.875] [--dms-window 256] [--steps 16] [--prefill 512] [--ttft 2048] [--json]
+        [--dms-evict-rate 0.875] [--dms-window 256] [--dms-rule nvidia|fastdms] [--steps 16] [--prefill 512] [--ttft 2048] [--json]
         [--flush N] [--mv RxL|off] [--gemm TMxTNxMT|off] [--decode KB|off] [--decode-split MINKEYSxWORKGROUPS]
   check [--weights q4,q8,f16,f32] [--kv-dtype f16,q8,q4] [--prompt 80,400] [--steps 16] [--json] [the tuning flags of bench]
         (the fast paths against the plain ones on this device: fused matvecs, decode attention, GEMM, step plans)

@@ -4,8 +4,9 @@
 // seen[h] (state word seenOff + h, advanced by kv_commit.wgsl after attention). Visibility: all resident keys and causal step
 // keys, and with DMS (p.w != NONE) a key at position j marked for eviction is hidden from query i once
 // i - j > w. A key's DMS mark: resident slots carry it in bit 31 of their position word, except the
-// previous step's last token (pos0 - 1), marked iff alpha[first row][h] > 0; step key r' is marked iff
-// alpha[row r'+1][h] > 0 (the decision of the next token, shift by one).
+// previous step's last token (pos0 - 1), marked iff decisionBefore(0, h) > 0; step key r' is marked iff
+// decisionBefore(r'+1, h) > 0 (dms_decision.wgsl: alpha of the next row, NVIDIA's shift by one, or the
+// token's own decision).
 // One workgroup = one KV head x one block of QH query vectors (row, head of the group) x one key split
 // (flash-decoding: split s takes keys [s * S, (s + 1) * S), S = len + T spread over nsplit splits in tiles
 // of 64, so one recorded dispatch serves any cache length). Online softmax over tiles of 64 keys. QH (query vectors per workgroup) and D (head
@@ -63,6 +64,7 @@ var<private> pos0: u32;
 // rnd(), rnd2() and F16_MAX; q8Round() ...:
 // #include f16_round.wgsl
 // #include kv_quant.wgsl
+// #include dms_decision.wgsl
 
 // Q8 / Q4: words per stored row, scale words per row, and the first scale word of the K / V buffers.
 override QDW: u32 = select(D / 8u, D / 4u, Q8);
@@ -123,14 +125,14 @@ fn keyInfo(k: u32, len: u32, h: u32) -> u32 {
   if (k < len) {
     let ki = state[p.posOff + h * p.cap + k];
     // The previous step's last token is marked by this step's first decision (committed after attention).
-    if (p.w != NONE && pos0 > 0u && (ki & 0x7fffffffu) == pos0 - 1u && alpha[p.rowBase * p.hkv + h] > 0.0) {
+    if (p.w != NONE && pos0 > 0u && (ki & 0x7fffffffu) == pos0 - 1u && decisionBefore(0u, h) > 0.0) {
       return ki | 0x80000000u;
     }
     return ki;
   }
   let rk = k - len;
   var m = 0u;
-  if (rk + 1u < p.T && alpha[(p.rowBase + rk + 1u) * p.hkv + h] > 0.0) { m = 0x80000000u; }
+  if (rk + 1u < p.T && decisionBefore(rk + 1u, h) > 0.0) { m = 0x80000000u; }
   return (pos0 + rk) | m;
 }
 

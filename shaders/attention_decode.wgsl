@@ -53,6 +53,7 @@ var<workgroup> gacc: array<f32, G * D>;
 // rnd(), q8Round() ...:
 // #include f16_round.wgsl
 // #include kv_quant.wgsl
+// #include dms_decision.wgsl
 
 // Chunk c (values 8c .. 8c+7) of the key (keyChunk) or value (valueChunk) of resident slot k of head h.
 // #if Q8
@@ -157,8 +158,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (lid == 0u) {
     wlen = state[h];
     wpos0 = state[p.seenOff + h];
-    // DMS: the previous step's last token (pos0 - 1) is marked by this step's decision (committed after).
-    wmark = select(0u, 1u, p.w != NONE && alpha[p.rowBase * p.hkv + h] > 0.0);
+    // DMS: the previous step's last token (pos0 - 1) is marked by decisionBefore(0) (committed after).
+    wmark = select(0u, 1u, p.w != NONE && decisionBefore(0u, h) > 0.0);
   }
   let len = workgroupUniformLoad(&wlen);
   let pos0 = workgroupUniformLoad(&wpos0);

@@ -16,8 +16,9 @@
 // window"); ring[h][t % (w+1)] at ringOff = slot of token t, for the last w+1 tokens (DMS); score[h][slot]
 // at scoreOff (f32 bits, tova/h2o). dest[h * maxStep + r] at destOff of scratch: the slot of step row r.
 // mode 0 (commit, after attention): inserts the step's T tokens t = seen + r one by one, in order:
-//   DMS: token t-1 gets its mark from alpha[row of t] (shift by one; for the first row that is the
-//        previous step's last token); the candidate t-w-1, if marked,
+//   DMS: token t-1 gets its mark from decisionBefore(row of t) (dms_decision.wgsl: alpha of that row, shift
+//        by one, where for the first row t-1 is the previous step's last token; or t-1's own decision, from
+//        alpha of the row before or the stream's carry, updated at the end); the candidate t-w-1, if marked,
 //        gives its slot to t (delayed eviction, slot reuse); else t is appended.
 //   all: if no slot is free, a victim is chosen by the policy (argmin of (key, pos) over eligible
 //        resident slots) and its slot is reused; DMS counts it in budgetEvictions.
@@ -52,6 +53,7 @@ const BIG: f32 = 3.0e38;
 // F16_MAX, rnd(), q8Code() ...:
 // #include f16_round.wgsl
 // #include kv_quant.wgsl
+// #include dms_decision.wgsl
 
 override F16: bool = false;
 override Q8: bool = false;
@@ -143,10 +145,10 @@ fn dropInStep(h: u32, pos: u32, pos0: u32) {
   if (pos >= pos0) { scratch[destIndex(h, pos - pos0)] = NONE; }
 }
 
-fn markPrev(h: u32, t: u32, row: u32, len: u32) {
+fn markPrev(h: u32, t: u32, r: u32, len: u32) {
   if (t == 0u) { return; }
   let s = ringSlot(h, t - 1u, len);
-  if (s != NONE && alpha[row * p.hkv + h] > 0.0) {
+  if (s != NONE && decisionBefore(r, h) > 0.0) {
     let i = p.posOff + h * p.cap + s;
     state[i] = state[i] | 0x80000000u;
   }
@@ -178,7 +180,7 @@ fn commit(h: u32, lid: u32) {
       var len = wlen;
       var slot = NONE;
       if (p.policy == DMS) {
-        markPrev(h, t, p.rowBase + r, len);
+        markPrev(h, t, r, len);
         if (t >= p.w1) {
           let cs = ringSlot(h, t - p.w1, len);
           if (cs != NONE && (state[p.posOff + h * p.cap + cs] >> 31u) == 1u) {
@@ -250,6 +252,8 @@ fn commit(h: u32, lid: u32) {
     let old = atomicAdd(&counters[0], len - len0);
     atomicMax(&counters[1], old + len - len0);
     if (p.T == 1u) { add64(2u, len0 + 1u); }
+    // Own decisions: the last token's, which marks it at the next step (dms_decision.wgsl).
+    if (p.carryOff != NONE) { state[p.carryOff + h] = bitcast<u32>(alpha[(p.rowBase + p.T - 1u) * p.hkv + h]); }
   }
   storageBarrier();
   workgroupBarrier();

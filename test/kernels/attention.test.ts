@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { attention, attentionDecode, decodeLanes, NO_WINDOW } from '../../worker/kernels/attention';
+import { NO_CARRY } from '../../worker/kernels/kv-commit';
 import { partialFloats } from '../../worker/kv/layout';
 import { attentionRef } from '../../worker/reference/attention';
 import { dmsVisible } from '../../worker/reference/kv-cache';
@@ -84,7 +85,7 @@ async function run(t: OpBuffers, c: Case, dtype: KvDtype, seed: number, kernel: 
   const qkv = t.input(qkvData), alpha = t.input(alphaData);
   const out = t.output(c.T * c.hq * c.d);
   const part = t.output(partialFloats(c.T, c.hq, c.d, nsplit));
-  const where = { rowBase: 0, hq: c.hq, hkv: c.hkv, d: c.d, cap: c.cap, w: c.dms ? W : NO_WINDOW, seenOff: s.st.seenOff, posOff: s.st.posOff, nsplit, dtype };
+  const where = { rowBase: 0, hq: c.hq, hkv: c.hkv, d: c.d, cap: c.cap, w: c.dms ? W : NO_WINDOW, seenOff: s.st.seenOff, posOff: s.st.posOff, carryOff: NO_CARRY, nsplit, dtype };
   t.run((enc) => {
     if (kernel === 'decode') attentionDecode(enc, where, { qkv, alpha, k: s.k, v: s.v, state: s.state, part });
     else attention(enc, { ...where, T: c.T, statOff: -1 }, { qkv, alpha, k: s.k, v: s.v, state: s.state, out, part });

@@ -7,7 +7,7 @@
  * runs in every cache test (test/kv/*).
  */
 import { describe, expect, it } from 'vitest';
-import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET, type CommitArgs } from '../../worker/kernels/kv-commit';
+import { COMMIT, FORKED, kvCommit, NO_CARRY, POLICY_CODE, RESET, type CommitArgs } from '../../worker/kernels/kv-commit';
 import { partialStatsOffset } from '../../worker/kernels/attention';
 import { COUNTERS, scratchLayout, scoredPolicy } from '../../worker/kv/layout';
 import type { KvDtype, KvPolicyName } from '../../worker/model/types';
@@ -124,7 +124,7 @@ describe.each(DTYPES)('kv_commit: commit, K/V in %s', (dtype) => {
         const counters = t.output(COUNTERS, new Uint32Array([before, before, 0, 0, 0, 0, 0, 0]));
         const rule: CommitRule = { policy: c.policy, capacity: c.cap, window: W, sink: c.policy === 'window' ? Math.min(4, c.cap - 1) : 0, recent: c.policy === 'h2o' ? Math.max(1, Math.floor(c.cap / 2)) : 0 };
         const args: CommitArgs = {
-          mode: COMMIT, cap: c.cap, w: spec.window, seenOff: s.st.seenOff, posOff: s.st.posOff, ringOff: s.st.ringOff, scoreOff: s.st.scoreOff,
+          mode: COMMIT, cap: c.cap, w: spec.window, seenOff: s.st.seenOff, posOff: s.st.posOff, ringOff: s.st.ringOff, carryOff: NO_CARRY, scoreOff: s.st.scoreOff,
           destOff: sc.destOff, policy: POLICY_CODE[c.policy], maxStep, sink: rule.sink!, recent: rule.recent!,
         };
         t.run((enc) => kvCommit(enc, { T: c.T, rowBase: 0, hq, hkv, d, dtype }, args, null, {
@@ -188,7 +188,7 @@ describe.each(DTYPES)('kv_commit: reset and fork bookkeeping, K/V in %s', (dtype
       const run = async (mode: number, counts: number[]) => {
         const s = buildStream(t, spec);
         const counters = t.output(COUNTERS, new Uint32Array([...counts, 0, 0, 0, 0, 0, 0]));
-        const args: CommitArgs = { mode, cap: c.cap, w: 0, seenOff: s.st.seenOff, posOff: s.st.posOff, ringOff: s.st.ringOff, scoreOff: s.st.scoreOff, destOff: sc.destOff, policy: POLICY_CODE.full, maxStep, sink: 0, recent: 0 };
+        const args: CommitArgs = { mode, cap: c.cap, w: 0, seenOff: s.st.seenOff, posOff: s.st.posOff, ringOff: s.st.ringOff, carryOff: NO_CARRY, scoreOff: s.st.scoreOff, destOff: sc.destOff, policy: POLICY_CODE.full, maxStep, sink: 0, recent: 0 };
         t.run((enc) => kvCommit(enc, { T: 1, rowBase: 0, hq, hkv, d, dtype }, args, null, { ...spare(t), scratch: t.output(sc.words), state: s.state, counters }));
         return { stream: await readStream(t, s), counters: Array.from((await t.words(counters)).subarray(0, 2)) };
       };

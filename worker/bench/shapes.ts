@@ -30,7 +30,7 @@ export const SHAPES: Record<string, ModelConfig> = {
   'qwen3-8b': qwen3(4096, 36, 32, 12288, false),
 };
 
-/** The shape with a DMS configuration (the released 8x model's window). */
-export function withDms(c: ModelConfig, windowSize: number, cr: number): ModelConfig {
-  return { ...c, dms: { windowSize, alphaScale: 100, alphaOffset: 5, cr, separateAlpha: false } };
+/** The shape with a DMS configuration (the released 8x model's window), under NVIDIA's or FastDMS's decision rule. */
+export function withDms(c: ModelConfig, windowSize: number, cr: number, rule: 'nvidia' | 'fastdms' = 'nvidia'): ModelConfig {
+  return { ...c, dms: { windowSize, alphaScale: 100, alphaOffset: 5, cr, separateAlpha: false, ...(rule === 'fastdms' ? { convention: rule } : {}) } };
 }

@@ -183,7 +183,7 @@ export class Engine {
     if (policy === 'dms' && !config.dms) {
       throw new EngineError(`--kv dms needs a DMS checkpoint (config.json has no dms_window_size); use full, window, tova or h2o`);
     }
-    const forward = new Forward(gpu, config, weights, chunk, chunk, Math.max(1, opts.sequences ?? 1));
+    const forward = new Forward(gpu, config, weights, chunk, chunk);
     const kv = new SlotKvCache(
       gpu,
       { numLayers: config.numLayers, numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim, dms: config.dms },
@@ -475,7 +475,6 @@ export class Engine {
   /** Copies sequence `src`'s cache into each of `dsts` (parallel chains from one prompt). */
   forkSequence(src: number, dsts: number[]): void {
     this.kv.fork(src, dsts);
-    this.forward.forkDecisions(src, dsts);
   }
 
   /** Which positions of the conversation are resident per (layer, KV head). */

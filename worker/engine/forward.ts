@@ -8,11 +8,9 @@
  * Decode steps (one row per sequence) are recorded once per shape and replayed (StepPlan): nothing in
  * them depends on the position, which the KV cache keeps on the GPU.
  *
- * DMS decisions: the KV cache applies the decision of row t to the token before it (NVIDIA's shift by
- * one). A FastDMS checkpoint (dms_metadata.json) decides each token's fate by its own query instead, so
- * q/k norm + RoPE writes those into `alphaOwn`, and per layer and segment three copies shift them by one
- * row into `alpha`: the segment's first row gets the sequence's last decision of the previous step (kept
- * per (sequence, layer) in `alphaCarry`), row r gets row r-1's, and the last row's is kept for the next step.
+ * DMS decisions: q/k norm + RoPE writes each row's decision into `alpha`; the KV cache applies row t's to
+ * the token before it (NVIDIA's shift by one) or, for a FastDMS checkpoint (dms_metadata.json), to row t's
+ * own token, carrying each sequence's last decision to its next step itself (worker/kv/cache.ts, write()).
  */
 import type { Gpu } from '../gpu/context';
 import { Encoder, type StepPlan } from '../gpu/encoder';
@@ -44,11 +42,6 @@ export class Forward {
   private readonly act: GPUBuffer;
   private readonly alpha: GPUBuffer | null;
   private readonly alphaNorm: GPUBuffer | null;
-  /** FastDMS convention: each row's own decision f32 [T][Hkv], and the carry f32 [sequences][layers][Hkv]. */
-  private readonly alphaOwn: GPUBuffer | null;
-  private readonly alphaCarry: GPUBuffer | null;
-  /** One sequence's carry, staged for a fork (a copy cannot have the same buffer as source and destination). */
-  private readonly alphaFork: GPUBuffer | null;
   private readonly invFreq: GPUBuffer;
   private readonly last: GPUBuffer;
   /** Recorded decode steps by plan key (see encode), oldest first. */
@@ -60,8 +53,6 @@ export class Forward {
     private readonly w: ModelWeights,
     readonly maxStepTokens: number,
     readonly maxLogitRows: number,
-    /** Sequences the KV cache holds (the FastDMS decision carry keeps one row per sequence and layer). */
-    private readonly sequences = 1,
   ) {
     const T = maxStepTokens, H = c.hiddenSize, d = c.headDim;
     const f32 = (label: string, n: number) => gpu.buffer(`act:${label}`, 4 * n);
@@ -76,10 +67,6 @@ export class Forward {
     this.act = f32('act', T * c.intermediateSize);
     this.alpha = c.dms ? f32('alpha', T * c.numKvHeads) : null;
     this.alphaNorm = c.dms?.separateAlpha ? f32('alpha_norm', T * H) : null;
-    const own = c.dms?.convention === 'fastdms' && !c.dms.separateAlpha;
-    this.alphaOwn = own ? f32('alpha_own', T * c.numKvHeads) : null;
-    this.alphaCarry = own ? f32('alpha_carry', sequences * c.numLayers * c.numKvHeads) : null;
-    this.alphaFork = own && sequences > 1 ? f32('alpha_fork', c.numLayers * c.numKvHeads) : null;
     this.last = f32('last', maxLogitRows * H);
     this.logits = f32('logits', maxLogitRows * c.vocabSize);
     this.invFreq = gpu.upload('act:inv_freq', ropeInvFreq(d, c.ropeTheta, c.ropeScaling));
@@ -134,7 +121,7 @@ export class Forward {
       if (L.dmsAlpha && this.alpha && this.alphaNorm) {
         project(enc, L.dmsAlpha.proj, this.x, this.alpha, rows, { norm: { weight: L.dmsAlpha.norm, eps } }, { normed: this.alphaNorm });
       }
-      qkNormRope(enc, this.qkv, this.positions, this.invFreq, this.alphaOwn ?? this.alpha, {
+      qkNormRope(enc, this.qkv, this.positions, this.invFreq, this.alpha, {
         rows,
         numHeads: c.numHeads,
         numKvHeads: c.numKvHeads,
@@ -146,7 +133,6 @@ export class Forward {
           ? { scale: c.dms.alphaScale, offset: c.dms.alphaOffset, channel: c.dms.channel, zeroAfter: c.dms.convention !== 'fastdms' }
           : null,
       });
-      if (this.alphaOwn) this.shiftOwnDecisions(enc, l, segments);
       kv.write(enc, l, this.qkv, this.alpha);
       kv.attend(enc, l, this.qkv, this.attn);
       project(enc, L.o, this.attn, this.x, rows, { epilogue: 'add' }, { product: this.tmp });
@@ -166,33 +152,6 @@ export class Forward {
     }
   }
 
-  /** FastDMS: alpha[row] = the decision of the token before it in its sequence (see the file comment). */
-  private shiftOwnDecisions(enc: Encoder, layer: number, segments: Segment[]): void {
-    const own = this.alphaOwn!, carry = this.alphaCarry!, alpha = this.alpha!;
-    const row = 4 * this.c.numKvHeads;
-    for (const s of segments) {
-      if (s.tokens <= 0) continue;
-      if (s.seq < 0 || s.seq >= this.sequences) throw new Error(`DMS decisions: sequence ${s.seq} is outside the ${this.sequences} this forward pass keeps`);
-      const slot = (s.seq * this.c.numLayers + layer) * row;
-      enc.copy(carry, slot, alpha, s.row * row, row);
-      if (s.tokens > 1) enc.copy(own, s.row * row, alpha, (s.row + 1) * row, (s.tokens - 1) * row);
-      enc.copy(own, (s.row + s.tokens - 1) * row, carry, slot, row);
-    }
-  }
-
-  /** Sequences `dsts` continue from `src`'s last DMS decisions (parallel chains forked from one prompt). */
-  forkDecisions(src: number, dsts: number[]): void {
-    if (!this.alphaCarry || !this.alphaFork) return;
-    const bytes = 4 * this.c.numLayers * this.c.numKvHeads;
-    for (const s of [src, ...dsts]) {
-      if (!Number.isInteger(s) || s < 0 || s >= this.sequences) throw new Error(`DMS decisions: sequence ${s} is outside the ${this.sequences} this forward pass keeps`);
-    }
-    const enc = new Encoder(this.gpu, 'dms decisions fork');
-    enc.copy(this.alphaCarry, src * bytes, this.alphaFork, 0, bytes);
-    for (const d of dsts) if (d !== src) enc.copy(this.alphaFork, 0, this.alphaCarry, d * bytes, bytes);
-    enc.submit();
-  }
-
   /** Writes the token ids and positions of a step's rows. */
   setRows(ids: ArrayLike<number>, positions: ArrayLike<number>): void {
     this.gpu.write(this.ids, Uint32Array.from(ids));
@@ -207,7 +166,7 @@ export class Forward {
   destroy(): void {
     for (const p of this.plans.values()) p.destroy();
     this.plans.clear();
-    for (const b of [this.ids, this.positions, this.x, this.h, this.qkv, this.attn, this.tmp, this.gateUp, this.act, this.alpha, this.alphaNorm, this.alphaOwn, this.alphaCarry, this.alphaFork, this.last, this.logits, this.invFreq]) {
+    for (const b of [this.ids, this.positions, this.x, this.h, this.qkv, this.attn, this.tmp, this.gateUp, this.act, this.alpha, this.alphaNorm, this.last, this.logits, this.invFreq]) {
       if (b) this.gpu.destroy(b);
     }
   }

@@ -8,11 +8,12 @@ import type { KvDtype } from '../model/types';
 /** attention.wgsl's parameters (see the kernel's header; its struct Params is made from this list). */
 const PARAMS = paramLayout({
   T: 'u32', rowBase: 'u32', seenOff: 'u32', hq: 'u32', hkv: 'u32', d: 'u32', g: 'u32', cap: 'u32', w: 'u32', nqb: 'u32', nsplit: 'u32',
-  scale: 'f32', stride: 'u32', posOff: 'u32', mlOff: 'u32', stats: 'u32', statOff: 'u32',
+  scale: 'f32', stride: 'u32', posOff: 'u32', mlOff: 'u32', stats: 'u32', statOff: 'u32', carryOff: 'u32',
 });
 /** attention_decode.wgsl's parameters. */
 const DECODE_PARAMS = paramLayout({
   rowBase: 'u32', seenOff: 'u32', hq: 'u32', hkv: 'u32', cap: 'u32', w: 'u32', nsplit: 'u32', stride: 'u32', posOff: 'u32', mlOff: 'u32', scale: 'f32',
+  carryOff: 'u32',
 });
 
 const source = PARAMS.struct + include(kernelSource);
@@ -40,6 +41,8 @@ export interface AttentionArgs {
   /** Word offsets of seen[h] and pos[h][slot] in the state buffer. */
   seenOff: number;
   posOff: number;
+  /** Own DMS decisions (FastDMS): word offset of carry[h] in the state buffer; else NO_CARRY (kv-commit.ts). */
+  carryOff: number;
   /** Key splits (flash-decoding); 1 writes the output directly (general kernel only). */
   nsplit: number;
   /** Float offset in `part` where (m, l) of every (row, query head) are kept, or -1 for none. */
@@ -76,7 +79,7 @@ export function attention(
   const pr = PARAMS.pack({
     T: a.T, rowBase: a.rowBase, seenOff: a.seenOff, hq: a.hq, hkv: a.hkv, d: a.d, g, cap: a.cap, w: a.w, nqb, nsplit: a.nsplit,
     scale: 1 / Math.sqrt(a.d), stride: (a.hq + 2 * a.hkv) * a.d, posOff: a.posOff,
-    mlOff: partialStatsOffset(a.T, a.hq, a.d, a.nsplit), stats: a.statOff >= 0 ? 1 : 0, statOff: Math.max(0, a.statOff),
+    mlOff: partialStatsOffset(a.T, a.hq, a.d, a.nsplit), stats: a.statOff >= 0 ? 1 : 0, statOff: Math.max(0, a.statOff), carryOff: a.carryOff,
   });
   const constants = { QH: qh, D: a.d, F16: a.dtype === 'f16' ? 1 : 0, Q8: a.dtype === 'q8' ? 1 : 0, Q4: a.dtype === 'q4' ? 1 : 0 };
   enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * a.nsplit));
@@ -116,7 +119,7 @@ export function attentionDecode(
   const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}`, code);
   const pr = DECODE_PARAMS.pack({
     rowBase: a.rowBase, seenOff: a.seenOff, hq: a.hq, hkv: a.hkv, cap: a.cap, w: a.w, nsplit: a.nsplit, stride: (a.hq + 2 * a.hkv) * a.d,
-    posOff: a.posOff, mlOff: partialStatsOffset(1, a.hq, a.d, a.nsplit), scale: 1 / Math.sqrt(a.d),
+    posOff: a.posOff, mlOff: partialStatsOffset(1, a.hq, a.d, a.nsplit), scale: 1 / Math.sqrt(a.d), carryOff: a.carryOff,
   });
   enc.dispatch(pipe, pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.part], enc.grid(a.hkv * a.nsplit));
 }

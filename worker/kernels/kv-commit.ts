@@ -7,10 +7,13 @@ import type { KvDtype } from '../model/types';
 const PARAMS = paramLayout({
   T: 'u32', rowBase: 'u32', seenOff: 'u32', hq: 'u32', hkv: 'u32', d: 'u32', cap: 'u32', w: 'u32', w1: 'u32', stride: 'u32',
   posOff: 'u32', ringOff: 'u32', policy: 'u32', mode: 'u32', maxStep: 'u32', sink: 'u32', recent: 'u32', scoreOff: 'u32', destOff: 'u32',
-  nMerge: 'u32', nCommit: 'u32', nsplit: 'u32', mlOff: 'u32', stats: 'u32', statOff: 'u32',
+  nMerge: 'u32', nCommit: 'u32', nsplit: 'u32', mlOff: 'u32', stats: 'u32', statOff: 'u32', carryOff: 'u32',
 });
 
 const source = PARAMS.struct + include(kernelSource);
+
+/** carryOff of a cache whose DMS decisions are not the tokens' own (the kernels' NONE; shaders/dms_decision.wgsl). */
+export const NO_CARRY = 0xffffffff;
 
 export const POLICY_CODE = { full: 0, dms: 1, window: 2, tova: 3, h2o: 4 } as const;
 export const COMMIT = 0;
@@ -37,6 +40,8 @@ export interface CommitArgs {
   seenOff: number;
   posOff: number;
   ringOff: number;
+  /** Own DMS decisions (FastDMS): word offset of carry[h] in the state buffer, which the commit updates; else NO_CARRY. */
+  carryOff: number;
   scoreOff: number;
   /** Word offset of dest in the scratch buffer. */
   destOff: number;
@@ -76,7 +81,7 @@ export function kvCommit(
     stride: (a.hq + 2 * a.hkv) * a.d, posOff: c?.posOff ?? 0, ringOff: c?.ringOff ?? 0, policy: c?.policy ?? 0, mode: c?.mode ?? 0,
     maxStep: c?.maxStep ?? 0, sink: c?.sink ?? 0, recent: c?.recent ?? 0, scoreOff: c?.scoreOff ?? 0, destOff: c?.destOff ?? 0,
     nMerge, nCommit: c ? a.hkv : 0, nsplit: merge?.nsplit ?? 1, mlOff: merge?.mlOff ?? 0,
-    stats: merge && merge.statOff >= 0 ? 1 : 0, statOff: Math.max(0, merge?.statOff ?? 0),
+    stats: merge && merge.statOff >= 0 ? 1 : 0, statOff: Math.max(0, merge?.statOff ?? 0), carryOff: c?.carryOff ?? NO_CARRY,
   });
   const count = nMerge + (c ? a.hkv : 0);
   const pipe = enc.gpu.pipeline('kv_commit', source, { F16: a.dtype === 'f16' ? 1 : 0, Q8: a.dtype === 'q8' ? 1 : 0, Q4: a.dtype === 'q4' ? 1 : 0 });

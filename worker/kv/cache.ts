@@ -62,8 +62,10 @@ export interface KvCache {
    * then k heads (already normed and roped), then v heads. alpha is f32 [rows][Hkv] of DMS decision
    * logits (positive = evict after the window), or null when the model has no DMS (it is required by
    * policy 'dms'). The keys, values and decisions enter the cache at the end of attend(), which reads
-   * them from the same qkv and alpha (for DMS the first row's decision marks the last token of the
-   * previous step: the shift by one across step boundaries). The slot cache records no GPU work here.
+   * them from the same qkv and alpha. Row t's decision marks the token before it (NVIDIA's shift by one;
+   * the first row's marks the last token of the previous step); with own decisions (a FastDMS checkpoint:
+   * dms.convention 'fastdms' without separateAlpha) row t's decision marks row t's own token, and the cache
+   * carries each stream's last decision to its next step. The slot cache records no GPU work here.
    */
   write(enc: Encoder, layer: number, qkv: GPUBuffer, alpha: GPUBuffer | null): void;
   /**

@@ -46,12 +46,15 @@ export function kvCapacity(shape: Pick<KvShape, 'dms'>, policy: KvPolicyName, ma
  *   seen[Hkv]         tokens the stream has seen (the position of the next one), per KV head
  *   pos[Hkv][cap]     position of each slot's token, bit 31 = DMS mark "evict after the window"
  *   ring[Hkv][w+1]    DMS: slot of each of the last w+1 tokens
+ *   carry[Hkv]        DMS with own decisions (FastDMS): f32 decision of the stream's last token, which
+ *                     marks it at the next step (worker/kv/cache.ts, write())
  *   score[Hkv][cap]   tova/h2o: f32 eviction score of each slot
  */
 export interface StateLayout {
   seenOff: number;
   posOff: number;
   ringOff: number;
+  carryOff: number;
   scoreOff: number;
   words: number;
 }
@@ -60,9 +63,10 @@ export function stateLayout(hkv: number, cap: number, policy: KvPolicyName, wind
   const seenOff = hkv;
   const posOff = Math.ceil((2 * hkv) / 4) * 4;
   const ringOff = posOff + hkv * cap;
-  const scoreOff = ringOff + (policy === 'dms' ? hkv * (window + 1) : 0);
+  const carryOff = ringOff + (policy === 'dms' ? hkv * (window + 1) : 0);
+  const scoreOff = carryOff + (policy === 'dms' ? hkv : 0);
   const words = scoreOff + (scoredPolicy(policy) ? hkv * cap : 0);
-  return { seenOff, posOff, ringOff, scoreOff, words };
+  return { seenOff, posOff, ringOff, carryOff, scoreOff, words };
 }
 
 /**

@@ -13,7 +13,7 @@
 import type { Gpu } from '../gpu/context';
 import { Encoder, type Binding } from '../gpu/encoder';
 import { attention, attentionDecode, decodeLanes, NO_WINDOW, partialStatsOffset, queryBlock } from '../kernels/attention';
-import { COMMIT, FORKED, kvCommit, POLICY_CODE, RESET, type CommitArgs, type MergeArgs } from '../kernels/kv-commit';
+import { COMMIT, FORKED, kvCommit, NO_CARRY, POLICY_CODE, RESET, type CommitArgs, type MergeArgs } from '../kernels/kv-commit';
 import { kvScore } from '../kernels/kv-score';
 import { DEFAULT_KV_DTYPE, kvDtypeProblem, kvRowBytes, kvRowWords } from '../model/dtype';
 import { unpackKvRows } from './quant';
@@ -66,6 +66,8 @@ export class SlotKvCache implements KvCache {
   private readonly maxStep: number;
   private readonly maxTokens: number;
   private readonly st: StateLayout;
+  /** State word offset of carry[h] when DMS decisions are the tokens' own, else NO_CARRY. */
+  private readonly carryOff: number;
   private readonly sc: ScratchLayout;
   private readonly streams: Stream[] = []; // [layer * S + seq]
   /** Attention's split partials, the softmax stats and dest (worker/kv/layout.ts, scratchLayout). */
@@ -138,6 +140,9 @@ export class SlotKvCache implements KvCache {
     this.prefix = `kv${nextId++} `;
     this.scored = scoredPolicy(opts.policy);
     this.st = stateLayout(hkv, cap, opts.policy, w === NO_WINDOW ? 0 : w);
+    // A FastDMS checkpoint's decisions are the tokens' own (worker/kv/cache.ts, write()): the state carries each
+    // stream's last one to its next step.
+    this.carryOff = opts.policy === 'dms' && shape.dms?.convention === 'fastdms' && !shape.dms.separateAlpha ? this.st.carryOff : NO_CARRY;
     this.sc = scratchLayout(hq, hkv, d, this.maxStep, this.scored);
     const kvBytes = streamKvBytes(hkv, cap, d, this.dtype);
     if (kvBytes > gpu.caps.maxStorageBufferBindingSize) {
@@ -232,7 +237,7 @@ export class SlotKvCache implements KvCache {
       const st = this.stream(layer, seg.seq);
       const { decode, nsplit } = this.choose(seg);
       const T = seg.tokens;
-      const where = { rowBase: seg.row, hq, hkv, d, cap: this.capacity, w: this.window, seenOff: this.st.seenOff, posOff: this.st.posOff, nsplit, dtype };
+      const where = { rowBase: seg.row, hq, hkv, d, cap: this.capacity, w: this.window, seenOff: this.st.seenOff, posOff: this.st.posOff, carryOff: this.carryOff, nsplit, dtype };
       const part = this.scratch;
       if (decode) attentionDecode(enc, where, { qkv, alpha, k: st.k, v: st.v, state: st.state, part });
       else attention(enc, { ...where, T, statOff: this.scored && nsplit === 1 ? this.sc.statOff : -1 }, { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part });
@@ -263,7 +268,7 @@ export class SlotKvCache implements KvCache {
   private commitArgs(mode: number): CommitArgs {
     return {
       mode, cap: this.capacity,
-      w: this.window === NO_WINDOW ? 0 : this.window, seenOff: this.st.seenOff, posOff: this.st.posOff, ringOff: this.st.ringOff,
+      w: this.window === NO_WINDOW ? 0 : this.window, seenOff: this.st.seenOff, posOff: this.st.posOff, ringOff: this.st.ringOff, carryOff: this.carryOff,
       scoreOff: this.st.scoreOff, destOff: this.sc.destOff, policy: this.code, maxStep: this.maxStep, sink: this.sink, recent: this.recent,
     };
   }
