@@ -545,6 +545,17 @@ describe('StoredSource: quota', () => {
     expect(await listModels({ backend })).toEqual([]);
   });
 
+  it('a record write refused by the browser (a raw QuotaExceededError, no message): memoryFallback still runs from memory', async () => {
+    backend.meta.beforeSet = (key) => {
+      if (key !== 'probe') throw new DOMException('', 'QuotaExceededError');
+    };
+    await expect(StoredSource.open(hub.base(repo), opts())).rejects.toMatchObject({ name: 'QuotaExceededError' });
+    const src = await StoredSource.open(hub.base(repo), opts({ memoryFallback: true }));
+    expect(src).toBeInstanceOf(MemorySource);
+    expect((src as MemorySource).reason.message).toMatch(/refused to store more data/);
+    await expectSameFiles(src);
+  });
+
   it('asks for persistent storage before downloading, where the API exists', async () => {
     const src = await stored(await StoredSource.open(hub.base(repo), opts()));
     expect(backend.persistCalls).toBe(1);

@@ -206,12 +206,14 @@ export class StoredSource implements ModelSource {
     try {
       return await backend.withLock(`webdms-weights:${ctx.key}`, () => openLocked(ctx));
     } catch (e) {
-      if (opts.memoryFallback && (e instanceof StorageQuotaError || e instanceof StorageUnavailableError)) {
+      // A write the browser refused outright (a DOMException QuotaExceededError from a record, not a chunk) is a full disk too.
+      const full = e instanceof StorageQuotaError || isQuotaExceeded(e);
+      if (opts.memoryFallback && (full || e instanceof StorageUnavailableError)) {
         // Running from memory instead: give back the space an unfinished download of this model holds.
         await backend.withLock(`webdms-weights:${ctx.key}`, async () => {
           if (!(await backend.meta.get(modelRecordKey(ctx.key)))) await deleteModel(ctx.key, { backend, locked: true });
         }).catch(() => undefined);
-        return fallback(e);
+        return fallback(e instanceof Error && e.message ? e : new Error('The browser refused to store more data (quota exceeded).'));
       }
       throw e;
     }
