@@ -79,6 +79,10 @@ for c in 1 2 3 4; do
   carried=$([ $c = 4 ] && du -sb .gpu | cut -f1 || du -sb "$D/c$c" | cut -f1)
   n=$((carried + tree))
   awk -v c=$c -v a=$carried -v t=$tree 'BEGIN { printf "call %d: carries %5.1f MB + tree %5.1f MB = %5.1f MiB of 64\n", c, a / 1e6, t / 1e6, (a + t) / 1048576 }'
-  [ $n -lt $((64 * 1048576 - 512 * 1024)) ] || { echo "  call $c would pass the limit: move bytes between calls (P1, P2)" >&2; over=1; }
+  if [ $n -ge $((64 * 1048576 - 512 * 1024)) ]; then
+    over=1
+    if [ $c = 4 ]; then echo "  call 4 would pass the limit: move public/models/webdms-default/model.safetensors (30.7 MB of the tree, not needed there) aside for the calls" >&2
+    else echo "  call $c would pass the limit: move bytes between calls (P1, P2)" >&2; fi
+  fi
 done
 exit $over

@@ -185,7 +185,7 @@ for name, obj in (('browser', browser), ('node', node), ('ort', peer)):
     with open(f'{OUT}/{name}.json', 'w') as f: json.dump(obj, f, indent=1)
 lines = ['', 'browser (bench.html, module worker) vs node (dms bench), same rows; decode tok/s (one step ahead, as the app decodes; serial:',
          'one step at a time), GPU ms/step (timestamps), CPU record / wait ms per step',
-         f"{'shape':<11} {'ctx':>6} {'kv':<4} | {'browser':>8} {'node':>8} {'b/n':>5} | {'serial b':>8} {'serial n':>8} | {'GPU b':>7} {'GPU n':>7} | {'rec/wait b':>13} {'rec/wait n':>13} | {'prefill b':>9} {'prefill n':>9}"]
+         f"{'shape':<11} {'ctx':>6} {'kv':<4} {'K/V':<4} | {'browser':>8} {'node':>8} {'b/n':>5} | {'serial b':>8} {'serial n':>8} | {'GPU b':>7} {'GPU n':>7} | {'rec/wait b':>13} {'rec/wait n':>13} | {'prefill b':>9} {'prefill n':>9}"]
 f1 = lambda v, d=1: '-' if v is None else f'{v:.{d}f}'
 for s in shapes:
     b, n = browser.get(s) or {}, node.get(s) or {}
@@ -195,7 +195,7 @@ for s in shapes:
     for r in b.get('rows') or []:
         m = nrows.get((r['context'], r['kv'], r['kvDtype']), {})
         ratio = r['decodeTokensPerSecond'] / m['decodeTokensPerSecond'] if m else None
-        lines.append(f"{s:<11} {r['context']:>6} {r['kv']:<4} | {f1(r['decodeTokensPerSecond']):>8} {f1(m.get('decodeTokensPerSecond')):>8} {f1(ratio, 2):>5} | "
+        lines.append(f"{s:<11} {r['context']:>6} {r['kv']:<4} {r.get('kvDtype', ''):<4} | {f1(r['decodeTokensPerSecond']):>8} {f1(m.get('decodeTokensPerSecond')):>8} {f1(ratio, 2):>5} | "
                      f"{f1(r.get('serialTokensPerSecond')):>8} {f1(m.get('serialTokensPerSecond')):>8} | "
                      f"{f1(r['gpuStepMs'], 2):>7} {f1(m.get('gpuStepMs'), 2):>7} | {f1(r['recordMs'], 2) + '/' + f1(r['waitMs'], 2):>13} "
                      f"{(f1(m.get('recordMs'), 2) + '/' + f1(m.get('waitMs'), 2)) if m else '-':>13} | {f1(r['prefillTokensPerSecond'], 0):>9} {f1(m.get('prefillTokensPerSecond'), 0):>9}")
