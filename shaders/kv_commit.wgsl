@@ -13,7 +13,8 @@
 //
 // Commit. State words (per (layer, seq) buffer, worker/kv/layout.ts): len[h] at h; seen[h] at seenOff + h
 // (the position of the stream's next token); pos[h][slot] at posOff (bit 31 = DMS mark "evict after the
-// window"); ring[h][t % (w+1)] at ringOff = slot of token t, for the last w+1 tokens (DMS); score[h][slot]
+// window"); ring[h][t % (w+1)] at ringOff = slot of token t, for the last w+1 tokens (DMS); carry[h] at
+// carryOff (DMS with own decisions: f32 bits of the last token's decision); score[h][slot]
 // at scoreOff (f32 bits, tova/h2o). dest[h * maxStep + r] at destOff of scratch: the slot of step row r.
 // mode 0 (commit, after attention): inserts the step's T tokens t = seen + r one by one, in order:
 //   DMS: token t-1 gets its mark from decisionBefore(row of t) (dms_decision.wgsl: alpha of that row, shift

@@ -384,8 +384,13 @@ export class Engine {
         const mayFollow = out.length + 1 < maxTokens && this.kv.seen[0] < this.info.maxContext && !opts.signal?.aborted;
         const ahead = mayFollow ? this.submitSample(null, sampling, random()) : null;
         const got = await this.collect(cur);
-        if (out.length === 0) t1 = performance.now();
-        else (stats.steps++, stats.recordMs += cur.recordMs, stats.waitMs += got.waitMs);
+        if (out.length === 0) {
+          t1 = performance.now();
+        } else {
+          stats.steps++;
+          stats.recordMs += cur.recordMs;
+          stats.waitMs += got.waitMs;
+        }
         this.checkSampled(got.id, out.length + 1);
         if (ahead) this.cached.push(got.id);
         out.push(got.id);

@@ -175,14 +175,11 @@ export function kvBytes(c: ModelConfig, policy: KvPolicyName, maxTokens: number,
 }
 
 /** Activation buffers of the forward pass at `step` rows (worker/engine/forward.ts). */
-export function activationBytes(c: ModelConfig, step: number, sequences = 1): number {
+export function activationBytes(c: ModelConfig, step: number): number {
   const H = c.hiddenSize, d = c.headDim, F = c.intermediateSize;
-  // FastDMS's own-token decisions: a second alpha buffer and one carried row per (sequence, layer).
-  const own = c.dms?.convention === 'fastdms' && !c.dms.separateAlpha;
   const floats = [
     step, step, step * H, step * H, step * (c.numHeads + 2 * c.numKvHeads) * d, step * c.numHeads * d, step * H,
     step * 2 * F, step * F, c.dms ? step * c.numKvHeads : 0, c.dms?.separateAlpha ? step * H : 0, step * H, step * c.vocabSize, d / 2,
-    own ? step * c.numKvHeads : 0, own ? sequences * c.numLayers * c.numKvHeads : 0, own && sequences > 1 ? c.numLayers * c.numKvHeads : 0,
   ];
   return floats.reduce((n, f) => n + (f ? round16(4 * f) : 0), 0) + round16(4 * step);
 }
@@ -239,7 +236,7 @@ export function preflight(c: ModelConfig, limits: PreflightLimits, opts: Preflig
   const dtypeProblem = kvDtypeProblem(c.headDim, dtype);
   if (dtypeProblem) throw new RangeError(dtypeProblem);
   const kv = kvBytes(c, policy, maxContext, { budget: opts.kvBudget, sequences: opts.sequences, maxStepTokens: step, dtype });
-  const act = activationBytes(c, step, sequences);
+  const act = activationBytes(c, step);
   const memoryBytes = limits.memoryBytes ?? defaultMemoryBudget(limits);
   const fixed = kv.bytes + act + OVERHEAD_BYTES;
   const formats = {} as Record<WeightFormat, FormatEstimate>;
