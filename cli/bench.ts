@@ -67,7 +67,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   const evictRate = numArg(values, 'dms-evict-rate', 0, 0.999) ?? 0.875;
   const window = intArg(values, 'dms-window', 1, 256)!;
-  const config = withDms(base, window, 1 / (1 - evictRate), choiceArg(values, 'dms-rule', ['nvidia', 'fastdms'] as const) ?? 'nvidia');
+  const dmsRule = choiceArg(values, 'dms-rule', ['nvidia', 'fastdms'] as const) ?? 'nvidia';
+  const config = withDms(base, window, 1 / (1 - evictRate), dmsRule);
 
   const gpu = await nodeGpu();
   if (switches.has('gemv')) {
@@ -81,7 +82,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const ttftPrompt = intArg(values, 'ttft', 0) ?? (shapeName === 'tiny' ? 0 : 2048);
   const ttft = ttftPrompt > 0 ? await timeToFirstToken(gpu, { name: shapeName, config, weights: w, format: weights }, ttftPrompt, prefill) : null;
   if (ttft && !json) process.stdout.write(`time to first token, ${ttft.prompt}-token prompt (chunks of ${prefill}): ${ttft.ms.toFixed(0)} ms (${ttft.tokensPerSecond.toFixed(0)} tok/s)\n`);
-  if (json) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, tuning, ttft, rows }) + '\n');
+  if (json) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, bandwidthGBps, tuning, dmsRule, ttft, rows }) + '\n');
 }
 
 /** Peaks of the process's memory while something runs: sampled on a timer and whenever `sample()` is called. */

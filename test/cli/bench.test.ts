@@ -50,4 +50,19 @@ describe('dms bench', () => {
     expect([f16.kvBytesPerToken, f32.kvBytesPerToken, q8.kvBytesPerToken, q4.kvBytesPerToken]).toEqual([128, 256, 72, 40]);
     for (const r of [q8, q4]) expect(r.kvBytesRead).toBe(r.residentTokens * r.kvBytesPerToken);
   });
+
+  it('--dms-rule fastdms measures the dms rows with own-token decisions, and says so; another rule is a usage error', async () => {
+    const run = (rule: string) => new Promise<{ code: number; out: string; err: string }>((resolve) =>
+      execFile('node', ['scripts/dms.mjs', 'bench', '--shape', 'tiny', '--weights', 'q4', '--context', '96', '--kv', 'dms', '--dms-window', '16', '--dms-rule', rule, '--steps', '1', '--prefill', '8', '--json'], { cwd: ROOT, timeout: 300_000 }, (err, out, errOut) => resolve({ code: err ? (err.code as number) : 0, out, err: errOut })),
+    );
+    const ok = await run('fastdms');
+    expect(ok.code).toBe(0);
+    const r = JSON.parse(ok.out);
+    expect(r.dmsRule).toBe('fastdms');
+    expect(r.rows).toHaveLength(1);
+    expect(r.rows[0].decodeTokensPerSecond).toBeGreaterThan(0);
+    const bad = await run('shift');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--dms-rule must be one of nvidia, fastdms, got "shift"/);
+  });
 });
