@@ -35,6 +35,30 @@ describe('several sequences in one cache', () => {
     });
   }
 
+  // The Forward's way: raw q/k and the layer's transform. Decode steps fuse it into the decode attention
+  // (its own rotated keys written back, read by the commit); prefill steps and h2o run qkNormRope.
+  for (const [policy, dtype] of (['full', 'dms', 'h2o'] as KvPolicyName[]).flatMap((p) => DTYPES.map((t) => [p, t] as const))) {
+    it(`${policy}, K/V in ${dtype}, q/k norm + RoPE handed to the cache: prefill, decode together, fork, reset`, async () => {
+      const gpu = await testGpu();
+      const dr = makeDriver(gpu, {
+        shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms },
+        cache: { policy, maxTokens: 64, maxStepTokens: 24, sequences: 3, budget: policy === 'full' ? undefined : 12, dtype },
+        seed: 37,
+        evictRate: 0.5,
+        rope: { theta: 100, norm: true },
+      });
+      await dr.step([{ seq: 1, tokens: 9 }, { seq: 0, tokens: 13 }]);
+      for (let i = 0; i < 6; i++) await dr.step([{ seq: 0, tokens: 1 }, { seq: 1, tokens: 1 }]);
+      dr.fork(0, [2]);
+      for (let i = 0; i < 6; i++) await dr.step([{ seq: 2, tokens: 1 }, { seq: 0, tokens: 1 }]);
+      dr.reset(1);
+      await dr.step([{ seq: 1, tokens: 5 }]);
+      for (let i = 0; i < 4; i++) await dr.step([{ seq: 1, tokens: 1 }, { seq: 2, tokens: 1 }]);
+      expect((await dr.cache.stats()).residentTokens).toBe(dr.ref.resident());
+      dr.cache.destroy();
+    });
+  }
+
   it('rejects a segment that does not continue its sequence, and two segments of one sequence', async () => {
     const gpu = await testGpu();
     const dr = makeDriver(gpu, {

@@ -2,13 +2,14 @@
  * The transformer forward pass for Qwen3 / Qwen2 / Llama, recorded into one Encoder per step.
  * Activation buffers are sized for `maxStepTokens` rows (the prefill chunk) and reused every step.
  *
- * A decode layer is seven dispatches: qkv (input norm fused in), q/k norm + RoPE (+ the DMS decision),
- * attention, merge + KV commit, o (+ residual), gate/up (post-attention norm and SwiGLU fused in), down
- * (+ residual). Prefill runs the same projections unfused (kernels/linear.ts, `project`).
+ * A decode layer is six dispatches: qkv (input norm fused in), attention (q/k norm + RoPE + the DMS
+ * decision fused in), merge + KV commit, o (+ residual), gate/up (post-attention norm and SwiGLU fused in),
+ * down (+ residual). Prefill runs the same projections unfused (kernels/linear.ts, `project`), and the KV
+ * cache runs q/k norm + RoPE as its own dispatch (kernels/qk-norm-rope.ts) where it cannot fuse it.
  * Decode steps (one row per sequence) are recorded once per shape and replayed (StepPlan): nothing in
  * them depends on the position, which the KV cache keeps on the GPU.
  *
- * DMS decisions: q/k norm + RoPE writes each row's decision into `alpha`; the KV cache applies row t's to
+ * DMS decisions: the q/k transform writes each row's decision into `alpha`; the KV cache applies row t's to
  * the token before it (NVIDIA's shift by one) or, for a FastDMS checkpoint (dms_metadata.json), to row t's
  * own token, carrying each sequence's last decision to its next step itself (worker/kv/cache.ts, write()).
  */
@@ -16,7 +17,7 @@ import type { Gpu } from '../gpu/context';
 import { Encoder, type StepPlan } from '../gpu/encoder';
 import { embed } from '../kernels/embed';
 import { project } from '../kernels/linear';
-import { qkNormRope } from '../kernels/qk-norm-rope';
+import type { QkTransform } from '../kernels/qk-norm-rope';
 import type { KvCache, Segment } from '../kv/cache';
 import type { ModelConfig } from '../model/types';
 import { ropeInvFreq } from './rope';
@@ -43,6 +44,8 @@ export class Forward {
   private readonly alpha: GPUBuffer | null;
   private readonly alphaNorm: GPUBuffer | null;
   private readonly invFreq: GPUBuffer;
+  /** Per layer, the q/k transform handed to the KV cache (its table: [invFreq | qNorm | kNorm]). */
+  private readonly qk: QkTransform[];
   private readonly last: GPUBuffer;
   /** Recorded decode steps by plan key (see encode), oldest first. */
   private readonly plans = new Map<string, StepPlan>();
@@ -70,6 +73,31 @@ export class Forward {
     this.last = f32('last', maxLogitRows * H);
     this.logits = f32('logits', maxLogitRows * c.vocabSize);
     this.invFreq = gpu.upload('act:inv_freq', ropeInvFreq(d, c.ropeTheta, c.ropeScaling));
+    this.qk = this.qkTransforms();
+  }
+
+  /** Each layer's q/k transform; its table is the invFreq buffer itself when the model has no q/k norms. */
+  private qkTransforms(): QkTransform[] {
+    const c = this.c, d = c.headDim;
+    const dms = c.dms && !c.dms.separateAlpha
+      ? { scale: c.dms.alphaScale, offset: c.dms.alphaOffset, channel: c.dms.channel, zeroAfter: c.dms.convention !== 'fastdms' }
+      : null;
+    const enc = new Encoder(this.gpu, 'qk tables');
+    const out = this.w.layers.map((L, l) => {
+      let table = this.invFreq;
+      if (L.qNorm || L.kNorm) {
+        table = this.gpu.buffer(`act:qk_table l${l}`, 4 * (d / 2 + 2 * d));
+        enc.copy(this.invFreq, 0, table, 0, 2 * d);
+        if (L.qNorm) enc.copy(L.qNorm, 0, table, 2 * d, 4 * d);
+        if (L.kNorm) enc.copy(L.kNorm, 0, table, 6 * d, 4 * d);
+      }
+      return {
+        positions: this.positions, invFreq: this.invFreq, table,
+        args: { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: d, eps: c.rmsNormEps, qNorm: L.qNorm, kNorm: L.kNorm, dms },
+      };
+    });
+    enc.submit();
+    return out;
   }
 
   /**
@@ -111,7 +139,7 @@ export class Forward {
   }
 
   private record(enc: Encoder, kv: KvCache, segments: Segment[], rows: number, logitRows: number): void {
-    const c = this.c, H = c.hiddenSize, d = c.headDim;
+    const c = this.c, H = c.hiddenSize;
     const eps = c.rmsNormEps;
     embed(enc, this.w.embed, this.ids, this.x, rows);
     kv.begin(enc, segments);
@@ -121,19 +149,7 @@ export class Forward {
       if (L.dmsAlpha && this.alpha && this.alphaNorm) {
         project(enc, L.dmsAlpha.proj, this.x, this.alpha, rows, { norm: { weight: L.dmsAlpha.norm, eps } }, { normed: this.alphaNorm });
       }
-      qkNormRope(enc, this.qkv, this.positions, this.invFreq, this.alpha, {
-        rows,
-        numHeads: c.numHeads,
-        numKvHeads: c.numKvHeads,
-        headDim: d,
-        eps,
-        qNorm: L.qNorm,
-        kNorm: L.kNorm,
-        dms: c.dms && !c.dms.separateAlpha
-          ? { scale: c.dms.alphaScale, offset: c.dms.alphaOffset, channel: c.dms.channel, zeroAfter: c.dms.convention !== 'fastdms' }
-          : null,
-      });
-      kv.write(enc, l, this.qkv, this.alpha);
+      kv.write(enc, l, this.qkv, this.alpha, this.qk[l]);
       kv.attend(enc, l, this.qkv, this.attn);
       project(enc, L.o, this.attn, this.x, rows, { epilogue: 'add' }, { product: this.tmp });
       project(enc, L.gateUp, this.x, this.act, rows, { norm: { weight: L.postNorm, eps }, epilogue: 'silu' }, { normed: this.h, product: this.gateUp });
@@ -169,5 +185,6 @@ export class Forward {
     for (const b of [this.ids, this.positions, this.x, this.h, this.qkv, this.attn, this.tmp, this.gateUp, this.act, this.alpha, this.alphaNorm, this.last, this.logits, this.invFreq]) {
       if (b) this.gpu.destroy(b);
     }
+    for (const { table } of this.qk) if (table !== this.invFreq) this.gpu.destroy(table);
   }
 }

@@ -23,8 +23,26 @@ export interface QkNormRopeArgs {
   dms: { scale: number; offset: number; channel?: number; zeroAfter?: boolean } | null;
 }
 
+/**
+ * A layer's q/k transform as the KV cache receives it (KvCache.write): what qkNormRope applies to qkv, with
+ * `table` = [invFreq | qNorm | kNorm] f32[d/2 + 2d] of the layer in one buffer (the norms' parts unused
+ * without them), which the decode attention binds when it applies the transform itself
+ * (shaders/attention_decode.wgsl, ROPE).
+ */
+export interface QkTransform {
+  positions: GPUBuffer;
+  invFreq: GPUBuffer;
+  table: GPUBuffer;
+  args: Omit<QkNormRopeArgs, 'rows'>;
+}
+
 const MAX_HEAD_DIM = 512;
 const FLAG_Q_NORM = 1, FLAG_K_NORM = 2, FLAG_DMS = 4, FLAG_DMS_ZERO_AFTER = 8;
+
+/** The transform's flags word (shaders/rope.wgsl: Q_NORM, K_NORM, DMS, DMS_ZERO_AFTER). */
+export function qkFlags(a: Pick<QkNormRopeArgs, 'qNorm' | 'kNorm' | 'dms'>): number {
+  return (a.qNorm ? FLAG_Q_NORM : 0) | (a.kNorm ? FLAG_K_NORM : 0) | (a.dms ? FLAG_DMS : 0) | (a.dms && a.dms.zeroAfter !== false ? FLAG_DMS_ZERO_AFTER : 0);
+}
 
 /** A 16-byte buffer bound in place of an absent alpha (every declared binding must be bound). */
 const dummies = new WeakMap<Gpu, GPUBuffer>();
@@ -52,8 +70,7 @@ export function qkNormRope(enc: Encoder, qkv: GPUBuffer, positions: GPUBuffer, i
   if (rows <= 0) return;
   const subgroups = enc.gpu.caps.subgroups && qkNormRopeTuning.allowSubgroups;
   const pipeline = enc.gpu.pipeline(subgroups ? 'qk_norm_rope sg' : 'qk_norm_rope', specialize(include(source), { SUBGROUPS: subgroups }));
-  const flags = (a.qNorm ? FLAG_Q_NORM : 0) | (a.kNorm ? FLAG_K_NORM : 0) | (a.dms ? FLAG_DMS : 0) | (a.dms && a.dms.zeroAfter !== false ? FLAG_DMS_ZERO_AFTER : 0);
-  const p = params(rows, numHeads, numKvHeads, headDim, { f32: a.eps }, flags, { f32: a.dms?.scale ?? 0 }, { f32: a.dms?.offset ?? 0 }, channel);
+  const p = params(rows, numHeads, numKvHeads, headDim, { f32: a.eps }, qkFlags(a), { f32: a.dms?.scale ?? 0 }, { f32: a.dms?.offset ?? 0 }, channel);
   // Absent norm weights: invFreq stands in (read-only, never read since the flag is off).
   const buffers = [qkv, positions, invFreq, a.qNorm ?? invFreq, a.kNorm ?? invFreq, alpha ?? dummy(enc.gpu)];
   enc.dispatch(pipeline, p, buffers, enc.grid(rows * (numHeads + numKvHeads)));

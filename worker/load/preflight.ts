@@ -181,7 +181,9 @@ export function activationBytes(c: ModelConfig, step: number): number {
     step, step, step * H, step * H, step * (c.numHeads + 2 * c.numKvHeads) * d, step * c.numHeads * d, step * H,
     step * 2 * F, step * F, c.dms ? step * c.numKvHeads : 0, c.dms?.separateAlpha ? step * H : 0, step * H, step * c.vocabSize, d / 2,
   ];
-  return floats.reduce((n, f) => n + (f ? round16(4 * f) : 0), 0) + round16(4 * step);
+  // Per layer with q/k norms, the decode attention's [invFreq | qNorm | kNorm] table.
+  const qkTables = c.qkNorm ? c.numLayers * round16(4 * (d / 2 + 2 * d)) : 0;
+  return floats.reduce((n, f) => n + (f ? round16(4 * f) : 0), 0) + round16(4 * step) + qkTables;
 }
 
 export function parameterCount(c: ModelConfig): number {
