@@ -1,20 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import type { KvPolicyName } from '../../worker/model/types';
 import { testGpu } from '../gpu';
-import { DTYPES, kvDim, makeDriver } from './harness';
+import type { Gpu } from '../../worker/gpu/context';
+import type { KvDtype } from '../../worker/model/types';
+import { DTYPES, kvDim, makeDriver, type DriverOptions } from './harness';
 
 const dms = { windowSize: 3, alphaScale: 100, alphaOffset: 5, cr: null, separateAlpha: false };
+
+/** 2 layers, 4 q heads on 2 KV heads; a budget of 12 slots for the policies that have one. */
+function driver(gpu: Gpu, policy: KvPolicyName, dtype: KvDtype, sequences: number, seed: number, rope?: DriverOptions['rope']) {
+  return makeDriver(gpu, {
+    shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms },
+    cache: { policy, maxTokens: 64, maxStepTokens: 24, sequences, budget: policy === 'full' ? undefined : 12, dtype },
+    seed,
+    evictRate: 0.5,
+    rope,
+  });
+}
 
 describe('several sequences in one cache', () => {
   for (const [policy, dtype] of (['full', 'dms', 'window', 'tova', 'h2o'] as KvPolicyName[]).flatMap((p) => DTYPES.map((t) => [p, t] as const))) {
     it(`${policy}, K/V in ${dtype}: segments of different sequences in the same step, then fork one prompt into parallel chains`, async () => {
       const gpu = await testGpu();
-      const dr = makeDriver(gpu, {
-        shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms },
-        cache: { policy, maxTokens: 64, maxStepTokens: 24, sequences: 4, budget: policy === 'full' ? undefined : 12, dtype },
-        seed: 31,
-        evictRate: 0.5,
-      });
+      const dr = driver(gpu, policy, dtype, 4, 31);
       // Two conversations prefilled in one step, then decoded together.
       await dr.step([{ seq: 1, tokens: 9 }, { seq: 0, tokens: 13 }]);
       await dr.step([{ seq: 0, tokens: 7 }, { seq: 1, tokens: 1 }]);
@@ -40,13 +48,7 @@ describe('several sequences in one cache', () => {
   for (const [policy, dtype] of (['full', 'dms', 'h2o'] as KvPolicyName[]).flatMap((p) => DTYPES.map((t) => [p, t] as const))) {
     it(`${policy}, K/V in ${dtype}, q/k norm + RoPE handed to the cache: prefill, decode together, fork, reset`, async () => {
       const gpu = await testGpu();
-      const dr = makeDriver(gpu, {
-        shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: kvDim(16, dtype), dms },
-        cache: { policy, maxTokens: 64, maxStepTokens: 24, sequences: 3, budget: policy === 'full' ? undefined : 12, dtype },
-        seed: 37,
-        evictRate: 0.5,
-        rope: { theta: 100, norm: true },
-      });
+      const dr = driver(gpu, policy, dtype, 3, 37, { theta: 100, norm: true });
       await dr.step([{ seq: 1, tokens: 9 }, { seq: 0, tokens: 13 }]);
       for (let i = 0; i < 6; i++) await dr.step([{ seq: 0, tokens: 1 }, { seq: 1, tokens: 1 }]);
       dr.fork(0, [2]);
