@@ -44,6 +44,8 @@ class ScriptedEngine implements ChatEngine {
   replies: string[] = [];
   /** Milliseconds between tokens. */
   tokenDelay = 0;
+  /** Throw (as non-finite logits do) after this many tokens of the next reply. */
+  failAfter = Infinity;
 
   async generate(promptIds: number[], opts: SamplingOptions & { signal?: AbortSignal; onToken?: (id: number) => void }): Promise<GenerateResult> {
     const extends_ = this.cached.length <= promptIds.length && this.cached.every((t, i) => promptIds[i] === t);
@@ -55,6 +57,7 @@ class ScriptedEngine implements ChatEngine {
     let finishReason: GenerateResult['finishReason'] = 'length';
     for (const id of reply) {
       if (this.tokenDelay) await new Promise((r) => setTimeout(r, this.tokenDelay));
+      if (out.length >= this.failAfter) throw new Error(`the model produced non-finite logits at token ${out.length + 1}`);
       out.push(id);
       opts.onToken?.(id);
       if (id === IM_END) {
@@ -82,6 +85,28 @@ const render = (m: ChatMessage[]) => tokenizer.applyChatTemplate(m, { addGenerat
 const text = (ids: number[]) => tokenizer.decode(ids, false);
 
 describe('chat session', () => {
+  it('a failed reply rejects only after the page has taken the text generated before the failure', async () => {
+    const engine = new ScriptedEngine();
+    engine.replies = ['Hello there, friend.'];
+    engine.failAfter = 3;
+    const s = new ChatSession(engine);
+    // As through Comlink: each delta reaches the page later, on a channel of its own.
+    let sent = 0;
+    const taken: string[] = [];
+    const onDelta = (d: ChatDelta) => {
+      sent++;
+      return new Promise<void>((r) => setTimeout(() => (taken.push(d.content), r()), 30));
+    };
+    let takenAtError = -1;
+    await s.chat({ messages: [{ role: 'user', content: 'hi' }], maxTokens: 64 }, onDelta).catch((e: Error) => {
+      takenAtError = taken.length;
+      expect(e.message).toMatch(/non-finite logits at token 4/);
+    });
+    expect(sent).toBeGreaterThan(0);
+    expect(takenAtError).toBe(sent);
+    expect(taken.join('')).toBe(text(tokenizer.encode('Hello there, friend.', false).slice(0, 3)));
+  });
+
   it('streams deltas whose text is the reply, without the end-of-turn token', async () => {
     const engine = new ScriptedEngine();
     engine.replies = ['Hello there, friend.'];

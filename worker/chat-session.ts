@@ -108,16 +108,23 @@ export class ChatSession {
     return this.running !== null;
   }
 
-  /** Streams a reply to `req`. A call while another reply is running aborts that one first. */
-  async chat(req: ChatRequest, onDelta: (d: ChatDelta) => void): Promise<ChatResult> {
+  /**
+   * Streams a reply to `req`. A call while another reply is running aborts that one first. A failed reply
+   * rejects only once the page has run the deltas sent before the failure (see deltaSender).
+   */
+  async chat(req: ChatRequest, onDelta: (d: ChatDelta) => unknown): Promise<ChatResult> {
     while (this.running) {
       this.abort();
       await this.running.catch(() => undefined);
     }
-    const run = (req.chains ?? 1) > 1 ? this.runChainsMode(req, onDelta) : this.run(req, onDelta);
+    const deltas = deltaSender(onDelta);
+    const run = (req.chains ?? 1) > 1 ? this.runChainsMode(req, deltas.send) : this.run(req, deltas.send);
     this.running = run;
     try {
       return await run;
+    } catch (e) {
+      await deltas.settled();
+      throw e;
     } finally {
       if (this.running === run) this.running = null;
     }
@@ -356,4 +363,29 @@ export class ChatSession {
     if (!rest.startsWith(closing)) return null;
     return rest;
   }
+}
+
+/** How long a failed reply waits for the page to take its last deltas (a page that went away never answers). */
+const DELTA_SETTLE_MS = 2000;
+
+/**
+ * The page's delta callback, called from the worker through Comlink: each call travels on a channel of its
+ * own and its promise settles once the page has run it, so the reply's error (on the worker's channel) could
+ * reach the page before the last text did, and the page ignores deltas after the reply ended. `settled`
+ * resolves once the page has run every delta sent so far (they run in order), or after DELTA_SETTLE_MS.
+ */
+function deltaSender(onDelta: (d: ChatDelta) => unknown): { send: (d: ChatDelta) => void; settled: () => Promise<void> } {
+  let last: Promise<unknown> = Promise.resolve();
+  return {
+    send: (d) => {
+      last = Promise.resolve(onDelta(d)).catch(() => undefined);
+    },
+    settled: () => new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, DELTA_SETTLE_MS);
+      void last.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    }),
+  };
 }
