@@ -253,8 +253,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     }
   }
   var decision = 0.0;
+  let qNorm = (p.qkFlags & Q_NORM) != 0u;
   for (var j = 0u; j < G; j++) {
-    let qNorm = (p.qkFlags & Q_NORM) != 0u;
     let r = rmsFactor(h * G + j, lane, qNorm);
     if (j == 0u && dmsQ) { decision = qDecision(h * G, r); }
     for (var i = 0u; i < NCH; i++) {
@@ -283,13 +283,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var e = lid; e < D; e += WG) { qkv[p.rowBase * p.stride + (p.hq + h) * D + e] = gk[e]; }
     if (lid == 0u && dmsQ) { alpha[p.rowBase * p.hkv + h] = decision; }
   }
-  // DMS: the previous step's last token (pos0 - 1) is marked by the decision before row 0 (committed after):
-  // this row's own (from q, unless the decisions are the tokens' own) or decisionBefore's.
-  if (lid == 0u) {
-    var before = decision;
-    if (!dmsQ || p.carryOff != NONE) { before = decisionBefore(0u, h); }
-    wmark = select(0u, 1u, p.w != NONE && before > 0.0);
-  }
 // #else
   for (var j = 0u; j < G; j++) {
     for (var i = 0u; i < NCH; i++) {
@@ -301,11 +294,19 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       }
     }
   }
-  if (lid == 0u) {
-    // DMS: the previous step's last token (pos0 - 1) is marked by decisionBefore(0) (committed after).
-    wmark = select(0u, 1u, p.w != NONE && decisionBefore(0u, h) > 0.0);
-  }
 // #endif
+  // DMS: the previous step's last token (pos0 - 1) is marked by the decision before row 0 (committed after):
+  // decisionBefore's, or with ROPE and NVIDIA's rule this row's, which this workgroup took from its q head 0
+  // (alpha of the row is being written by the own split's workgroup).
+  if (lid == 0u) {
+    var before: f32;
+// #if ROPE
+    if (dmsQ && p.carryOff == NONE) { before = decision; } else { before = decisionBefore(0u, h); }
+// #else
+    before = decisionBefore(0u, h);
+// #endif
+    wmark = select(0u, 1u, p.w != NONE && before > 0.0);
+  }
   let markPrev = workgroupUniformLoad(&wmark) == 1u;
   var m: array<f32, G>;
   var l: array<f32, G>;

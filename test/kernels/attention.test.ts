@@ -8,7 +8,7 @@
  * worker/reference/qk-norm-rope.ts then the same reference. The kernels also run in every cache test (test/kv/*).
  */
 import { describe, expect, it } from 'vitest';
-import { ropeInvFreq } from '../../worker/engine/rope';
+import { qkTableData, ropeInvFreq } from '../../worker/engine/rope';
 import { attention, attentionDecode, decodeLanes, NO_WINDOW } from '../../worker/kernels/attention';
 import { NO_CARRY } from '../../worker/kernels/kv-commit';
 import { partialFloats } from '../../worker/kv/layout';
@@ -153,17 +153,13 @@ async function runFused(t: OpBuffers, c: Case, dtype: KvDtype, seed: number, nsp
   const qNorm = rope.norm ? randn(d, seed + 300, 2) : null, kNorm = rope.norm ? randn(d, seed + 301, 2) : null;
   const dms = rope.dms && c.dms ? { scale: 100, offset: 5, ...rope.dms } : null;
   const args: QkNormRopeRefArgs = { rows: 1, numHeads: hq, numKvHeads: hkv, headDim: d, eps: 1e-6, qNorm, kNorm, dms };
-  const table = new Float32Array(d / 2 + 2 * d);
-  table.set(invFreq);
-  if (qNorm) table.set(qNorm, d / 2);
-  if (kNorm) table.set(kNorm, d / 2 + d);
   const qkv = t.output(stride, raw), alpha = t.output(hkv, new Float32Array(hkv));
   const part = t.output(partialFloats(1, hq, d, nsplit));
   const where = { rowBase: 0, hq, hkv, d, cap: c.cap, w: c.dms ? W : NO_WINDOW, seenOff: s.st.seenOff, posOff: s.st.posOff, carryOff: NO_CARRY, nsplit, dtype };
   const marker = qNorm ? t.input(qNorm) : null; // stands for "has q norm" only: the kernel reads the table
   t.run((enc) => attentionDecode(enc, where, { qkv, alpha, k: s.k, v: s.v, state: s.state, part }, {
-    table: t.input(table),
-    args: { eps: args.eps, qNorm: marker, kNorm: kNorm ? marker : null, dms },
+    table: t.input(qkTableData(invFreq, qNorm, kNorm)),
+    args: { numHeads: hq, numKvHeads: hkv, headDim: d, eps: args.eps, qNorm: marker, kNorm: kNorm ? marker : null, dms },
   }));
   const ref = qkNormRopeRef(raw, new Uint32Array([c.pos0]), invFreq, args);
   const written = await t.read(qkv, 'qkv'), alphaGot = await t.read(alpha, 'alpha');

@@ -1,6 +1,6 @@
 /** Drives a GPU KV cache and the CPU reference through the same steps and compares every output. */
 import { expect } from 'vitest';
-import { ropeInvFreq } from '../../worker/engine/rope';
+import { qkTableData, ropeInvFreq } from '../../worker/engine/rope';
 import { Encoder } from '../../worker/gpu/encoder';
 import type { Gpu } from '../../worker/gpu/context';
 import type { KvCacheOptions, ModelShape, Segment } from '../../worker/kv/cache';
@@ -93,11 +93,7 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
   const rope = o.rope && (() => {
     const invFreq = ropeInvFreq(d, o.rope.theta, null);
     const qNorm = o.rope.norm ? randn(d, 901, 2) : null, kNorm = o.rope.norm ? randn(d, 902, 2) : null;
-    const table = new Float32Array(d / 2 + 2 * d);
-    table.set(invFreq);
-    if (qNorm) table.set(qNorm, d / 2);
-    if (kNorm) table.set(kNorm, d / 2 + d);
-    const bInv = gpu.upload('test inv_freq', invFreq), bTable = gpu.upload('test qk table', table);
+    const bInv = gpu.upload('test inv_freq', invFreq), bTable = gpu.upload('test qk table', qkTableData(invFreq, qNorm, kNorm));
     const bq = qNorm && gpu.upload('test q_norm', qNorm), bk = kNorm && gpu.upload('test k_norm', kNorm);
     const args = { numHeads: hq, numKvHeads: hkv, headDim: d, eps: 1e-6, dms: null };
     return {

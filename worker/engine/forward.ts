@@ -20,7 +20,7 @@ import { project } from '../kernels/linear';
 import type { QkTransform } from '../kernels/qk-norm-rope';
 import type { KvCache, Segment } from '../kv/cache';
 import type { ModelConfig } from '../model/types';
-import { ropeInvFreq } from './rope';
+import { qkTableLayout, ropeInvFreq } from './rope';
 import type { ModelWeights } from '../load/weights';
 
 /** Recorded decode step shapes kept per Forward (a chat needs one or two; chains one per width). */
@@ -82,14 +82,15 @@ export class Forward {
     const dms = c.dms && !c.dms.separateAlpha
       ? { scale: c.dms.alphaScale, offset: c.dms.alphaOffset, channel: c.dms.channel, zeroAfter: c.dms.convention !== 'fastdms' }
       : null;
+    const t = qkTableLayout(d);
     const enc = new Encoder(this.gpu, 'qk tables');
     const out = this.w.layers.map((L, l) => {
       let table = this.invFreq;
       if (L.qNorm || L.kNorm) {
-        table = this.gpu.buffer(`act:qk_table l${l}`, 4 * (d / 2 + 2 * d));
-        enc.copy(this.invFreq, 0, table, 0, 2 * d);
-        if (L.qNorm) enc.copy(L.qNorm, 0, table, 2 * d, 4 * d);
-        if (L.kNorm) enc.copy(L.kNorm, 0, table, 6 * d, 4 * d);
+        table = this.gpu.buffer(`act:qk_table l${l}`, 4 * t.floats);
+        enc.copy(this.invFreq, 0, table, 0, 4 * t.qNorm);
+        if (L.qNorm) enc.copy(L.qNorm, 0, table, 4 * t.qNorm, 4 * d);
+        if (L.kNorm) enc.copy(L.kNorm, 0, table, 4 * t.kNorm, 4 * d);
       }
       return {
         positions: this.positions, invFreq: this.invFreq, table,

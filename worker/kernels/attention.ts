@@ -4,7 +4,7 @@ import type { Gpu } from '../gpu/context';
 import type { Binding, Encoder } from '../gpu/encoder';
 import { include, paramLayout, specialize, u32Constants } from '../gpu/wgsl';
 import type { KvDtype } from '../model/types';
-import { qkFlags, type QkNormRopeArgs } from './qk-norm-rope';
+import { dmsChannel, qkFlags, type QkTransform } from './qk-norm-rope';
 
 /** attention.wgsl's parameters (see the kernel's header; its struct Params is made from this list). */
 const PARAMS = paramLayout({
@@ -102,15 +102,6 @@ export function decodeLanes(gpu: Gpu, d: number, g: number): number {
 }
 
 /**
- * The q/k transform the decode kernel applies itself (ROPE): the transform's arguments (qkNormRope's) and
- * `table`, the layer's [invFreq | qNorm | kNorm] (QkTransform.table).
- */
-export interface DecodeRope {
-  table: GPUBuffer;
-  args: Pick<QkNormRopeArgs, 'eps' | 'qNorm' | 'kNorm' | 'dms'>;
-}
-
-/**
  * Records attention_decode.wgsl for a one-row segment: partials of a.nsplit key splits in `part` (always;
  * kv_commit.wgsl merges them). Needs decodeLanes(gpu, d, g) > 0. With `rope`, qkv's q and k heads of the row
  * are as projected: the kernel norms and rotates them at the stream's position (seen[h]) and writes the
@@ -121,7 +112,7 @@ export function attentionDecode(
   enc: Encoder,
   a: Omit<AttentionArgs, 'T' | 'statOff'>,
   bufs: { qkv: GPUBuffer; alpha: Binding; k: GPUBuffer; v: GPUBuffer; state: GPUBuffer; part: GPUBuffer },
-  rope: DecodeRope | null = null,
+  rope: Pick<QkTransform, 'table' | 'args'> | null = null,
 ): void {
   const g = a.hq / a.hkv;
   const lanes = decodeLanes(enc.gpu, a.d, g);
@@ -134,8 +125,7 @@ export function attentionDecode(
     }).replace('enable subgroups;\n', '');
   const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}${rope ? ' rope' : ''}`, code);
   const dms = rope?.args.dms ?? null;
-  const channel = dms?.channel ?? a.d - 1;
-  if (!Number.isInteger(channel) || channel < 0 || channel >= a.d) throw new Error(`attentionDecode: DMS channel ${channel} is outside the head of ${a.d}`);
+  const channel = dmsChannel(dms, a.d, 'attentionDecode');
   const pr = DECODE_PARAMS.pack({
     rowBase: a.rowBase, seenOff: a.seenOff, hq: a.hq, hkv: a.hkv, cap: a.cap, w: a.w, nsplit: a.nsplit, stride: (a.hq + 2 * a.hkv) * a.d,
     posOff: a.posOff, mlOff: partialStatsOffset(1, a.hq, a.d, a.nsplit), scale: 1 / Math.sqrt(a.d), carryOff: a.carryOff,

@@ -39,6 +39,13 @@ export interface QkTransform {
 const MAX_HEAD_DIM = 512;
 const FLAG_Q_NORM = 1, FLAG_K_NORM = 2, FLAG_DMS = 4, FLAG_DMS_ZERO_AFTER = 8;
 
+/** The borrowed DMS channel of a transform (default d-1), checked against the head. */
+export function dmsChannel(dms: QkNormRopeArgs['dms'], headDim: number, who: string): number {
+  const channel = dms?.channel ?? headDim - 1;
+  if (!Number.isInteger(channel) || channel < 0 || channel >= headDim) throw new Error(`${who}: DMS channel ${channel} is outside the head of ${headDim}`);
+  return channel;
+}
+
 /** The transform's flags word (shaders/rope.wgsl: Q_NORM, K_NORM, DMS, DMS_ZERO_AFTER). */
 export function qkFlags(a: Pick<QkNormRopeArgs, 'qNorm' | 'kNorm' | 'dms'>): number {
   return (a.qNorm ? FLAG_Q_NORM : 0) | (a.kNorm ? FLAG_K_NORM : 0) | (a.dms ? FLAG_DMS : 0) | (a.dms && a.dms.zeroAfter !== false ? FLAG_DMS_ZERO_AFTER : 0);
@@ -65,8 +72,7 @@ export function qkNormRope(enc: Encoder, qkv: GPUBuffer, positions: GPUBuffer, i
   if (numKvHeads <= 0 || numHeads % numKvHeads) throw new Error(`qkNormRope: ${numHeads} q heads are not a multiple of ${numKvHeads} KV heads`);
   if (headDim % 2 || headDim <= 0 || headDim > MAX_HEAD_DIM) throw new Error(`qkNormRope: head dim ${headDim} must be even and at most ${MAX_HEAD_DIM}`);
   if (a.dms && !alpha) throw new Error('qkNormRope: DMS needs an alpha buffer');
-  const channel = a.dms?.channel ?? headDim - 1;
-  if (!Number.isInteger(channel) || channel < 0 || channel >= headDim) throw new Error(`qkNormRope: DMS channel ${channel} is outside the head of ${headDim}`);
+  const channel = dmsChannel(a.dms, headDim, 'qkNormRope');
   if (rows <= 0) return;
   const subgroups = enc.gpu.caps.subgroups && qkNormRopeTuning.allowSubgroups;
   const pipeline = enc.gpu.pipeline(subgroups ? 'qk_norm_rope sg' : 'qk_norm_rope', specialize(include(source), { SUBGROUPS: subgroups }));

@@ -255,7 +255,7 @@ export class SlotKvCache implements KvCache {
       const part = this.scratch;
       if (decode && this.qk) {
         // The decode attention writes the row's decisions (when the transform makes them): alpha, writable.
-        attentionDecode(enc, where, { qkv, alpha: this.alpha ?? this.dummyW, k: st.k, v: st.v, state: st.state, part }, { table: this.qk.table, args: this.qk.args });
+        attentionDecode(enc, where, { qkv, alpha: this.alpha ?? this.dummyW, k: st.k, v: st.v, state: st.state, part }, this.qk);
       } else if (decode) attentionDecode(enc, where, { qkv, alpha, k: st.k, v: st.v, state: st.state, part });
       else attention(enc, { ...where, T, statOff: this.scored && nsplit === 1 ? this.sc.statOff : -1 }, { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part });
       const merge: MergeArgs | null = decode || nsplit > 1
