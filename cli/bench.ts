@@ -11,7 +11,7 @@ import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
 import type { ModelWeights } from '../worker/load/weights';
 import type { Gpu } from '../worker/gpu/context';
-import { applyTuning, TuningError } from '../worker/bench/tuning';
+import { applyTuning, TUNING_PARAMS, TuningError } from '../worker/bench/tuning';
 import { Encoder } from '../worker/gpu/encoder';
 import { linear, linearTuning } from '../worker/kernels/linear';
 import { nodeGpu } from '../worker/gpu/node';
@@ -24,7 +24,7 @@ import { modelSource } from './model-source';
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, switches } = parseArgs(argv, {
-    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'kv-dtype', 'dms-evict-rate', 'dms-window', 'dms-rule', 'steps', 'prefill', 'ttft', 'flush', 'mv', 'gemm', 'decode', 'decode-split'],
+    values: ['shape', 'model', 'gpu-memory', 'warmup', 'weights', 'context', 'kv', 'kv-dtype', 'dms-evict-rate', 'dms-window', 'dms-rule', 'steps', 'prefill', 'ttft', ...TUNING_PARAMS],
     switches: ['json', 'gemv'],
   });
   let tuning;
@@ -242,7 +242,7 @@ async function gemvBench(gpu: Gpu, c: ModelConfig, format: WeightFormat): Promis
   ];
   const variants: Array<[string, () => void]> = [
     ['tiled', () => { linearTuning.mv = false; }],
-    ...[[8, 64, 1], [8, 32, 1], [8, 32, 2], [8, 64, 2], [4, 32, 2], [4, 64, 4], [16, 32, 1]].map(([r, l, u]) =>
+    ...[[8, 128, 1], [8, 256, 1], [4, 128, 1], [8, 64, 1], [8, 32, 1], [8, 32, 2], [8, 64, 2], [4, 32, 2], [4, 64, 4], [16, 32, 1]].map(([r, l, u]) =>
       [`mv ${r}x${l}x${u}`, () => { linearTuning.mv = true; linearTuning.mvRows = r; linearTuning.mvLanes = l; linearTuning.mvUnroll = u; }] as [string, () => void]),
   ];
   const x = gpu.buffer('bench:x', 4 * Math.max(H, F, c.numHeads * d));

@@ -8,7 +8,7 @@
  * Run it where the unit tests cannot (the GPU machine: subgroups of 32, other drivers).
  */
 import { randomWeights } from '../worker/bench/random-weights';
-import { applyTuning, TuningError } from '../worker/bench/tuning';
+import { applyTuning, TUNING_PARAMS, TuningError } from '../worker/bench/tuning';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
 import { forwardTuning } from '../worker/engine/forward';
@@ -70,7 +70,7 @@ function worstDiff(a: Float32Array, b: Float32Array): number {
 }
 
 export async function checkCommand(argv: string[]): Promise<void> {
-  const { values, switches } = parseArgs(argv, { values: ['weights', 'kv-dtype', 'prompt', 'steps', 'flush', 'mv', 'gemm', 'decode', 'decode-split'], switches: ['json'] });
+  const { values, switches } = parseArgs(argv, { values: ['weights', 'kv-dtype', 'prompt', 'steps', ...TUNING_PARAMS], switches: ['json'] });
   // The fast paths can be tuned as in `dms bench` (worker/bench/tuning.ts), to check a variant before timing it.
   let tuning;
   try {

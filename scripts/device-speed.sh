@@ -12,7 +12,7 @@
 # main (Qwen3-8B shape q4, 4K and 32K, full and DMS, with the per-kernel profile and the time to first token
 # of a 2K prompt), kvq (32K full and DMS with f16 and q8 K/V, KVQ), mv (decode matvec shapes in the step, MVS), gemv (the decode
 # projections alone), decode (decode attention keys per step, and the
-# general kernel, at 32K full, K/V f16 and q8: DECODE_KV), split (decode attention key splits), gemm (prefill GEMM tiles, and the
+# general kernel, at 32K full, K/V f16 and q8: DECODE_KV), split (decode attention key splits, K/V types SPLIT_KV), gemm (prefill GEMM tiles, and the
 # lane-split kernel), flush (early submits), small (Qwen3-0.6B shape). Everything goes to $OUT as it
 # happens: summary.txt (the readable lines), results.jsonl (one JSON object per bench run, with its stage
 # and arguments), log.txt (all output, stderr included).
@@ -78,7 +78,7 @@ if has decode; then
   for kb in ${DECODES:-1 2 4 8 off}; do bench decode $B8 --context ${CTX##*,} --kv full --kv-dtype ${DECODE_KV:-f16,q8} --steps 16 --ttft 0 --decode $kb; done
 fi
 if has split; then
-  for s in ${SPLITS:-32x2048 128x512}; do bench split $B8 --context $CTX --kv full --steps 16 --ttft 0 --decode-split $s; done
+  for s in ${SPLITS:-32x2048 128x512}; do bench split $B8 --context $CTX --kv full --kv-dtype ${SPLIT_KV:-f16} --steps 16 --ttft 0 --decode-split $s; done
 fi
 if has gemm; then
   for g in ${GEMMS:-64x128x8x4 64x128x8x8 128x64x8x4 off}; do bench gemm $B8 --context ${CTX%%,*} --kv full --steps 4 --gemm $g; done

@@ -15,26 +15,12 @@
 // The split's keys are walked NG x KB at a time (group q takes KB consecutive keys of each step); the
 // NG groups are combined in workgroup memory at the end. The step count is uniform over the workgroup, so
 // the shuffles run in uniform control flow.
-//
-// ROPE (one dispatch less per layer): q and k in qkv are as projected, and this kernel applies what
-// qk_norm_rope.wgsl would have (per-head RMSNorm, the DMS decision from the borrowed q channel, RoPE at the
-// stream's position seen[h]; same operations, the norm's sum reduced over a key group's lanes), with the
-// layer's [invFreq | qNorm | kNorm] in `qkt`. Every workgroup rotates its G query heads in registers. The
-// workgroup of the split that holds the step's own key (`own`) also rotates k head h, keeps it in gk for its
-// own key, and writes it back to qkv and the decision to alpha for kv_commit.wgsl: no other workgroup reads
-// them (the others take the decision from their own q head 0), so the writes race with nothing.
 enable subgroups;
 
 // struct Params: declared once as DECODE_PARAMS in worker/kernels/attention.ts, which puts it before this source.
 @group(0) @binding(0) var<uniform> p: Params;
-// #if ROPE
-@group(0) @binding(1) var<storage, read_write> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> alpha: array<f32>;
-@group(0) @binding(7) var<storage, read> qkt: array<f32>;
-// #else
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
-// #endif
 // q8 and q4 bind words (a chunk's codes and the row's scale are plain u32 loads), f16 and f32 vec4u.
 // #if QUANT
 @group(0) @binding(3) var<storage, read> kc: array<u32>;
@@ -63,60 +49,11 @@ var<workgroup> subgroups: atomic<u32>;
 var<workgroup> gm: array<f32, NG * G>;
 var<workgroup> gl: array<f32, NG * G>;
 var<workgroup> gacc: array<f32, G * D>;
-// #if ROPE
-var<workgroup> gk: array<f32, D>;
-// #endif
 
 // rnd(), q8Round() ...:
 // #include f16_round.wgsl
 // #include kv_quant.wgsl
 // #include dms_decision.wgsl
-// #if ROPE
-// #include rope.wgsl
-
-// 1 / RMS of head `hd` of the step's row (q heads, then k heads), or 1 without `norm`. The lanes of a key
-// group hold all D values between them; call in uniform control flow (the shuffles).
-fn rmsFactor(hd: u32, lane: u32, norm: bool) -> f32 {
-  let b = p.rowBase * p.stride + hd * D;
-  var ss = 0.0;
-  for (var i = 0u; i < NCH; i++) {
-    let c = lane + i * LG;
-    if (c < D / 8u) {
-      for (var e = 0u; e < 8u; e++) { let x = qkv[b + 8u * c + e]; ss += x * x; }
-    }
-  }
-  for (var x = 1u; x < LG; x <<= 1u) { ss += subgroupShuffleXor(ss, x); }
-  return select(1.0, inverseSqrt(ss / f32(D) + p.eps), norm);
-}
-
-// Value i of head hd, normed by r and the weights at qkt[wOff + i] (with `norm`).
-fn normed(hd: u32, i: u32, r: f32, norm: bool, wOff: u32) -> f32 {
-  let x = qkv[p.rowBase * p.stride + hd * D + i];
-  return select(x, x * r * qkt[wOff + i], norm);
-}
-
-// The DMS decision logit of the step's row from q head hd (the first of its group), as qk_norm_rope.wgsl.
-fn qDecision(hd: u32, r: f32) -> f32 {
-  return p.dmsScale * normed(hd, p.dmsChannel, r, (p.qkFlags & Q_NORM) != 0u, D / 2u) - p.dmsOffset;
-}
-
-// Chunk c of head hd normed and rotated (cs: cos and sin of its values' angles); `dms`: the borrowed
-// channel zeroed before the rotation and, with DMS_ZERO_AFTER, after it.
-fn ropedChunk(hd: u32, c: u32, r: f32, norm: bool, wOff: u32, dms: bool, cs: array<vec2f, 8>) -> array<f32, 8> {
-  let half = D / 2u;
-  let zeroAfter = dms && (p.qkFlags & DMS_ZERO_AFTER) != 0u;
-  var o: array<f32, 8>;
-  for (var e = 0u; e < 8u; e++) {
-    let v = 8u * c + e;
-    let inB = v >= half;
-    let i = select(v, v - half, inB);
-    let a = select(normed(hd, i, r, norm, wOff), 0.0, dms && i == p.dmsChannel);
-    let b = select(normed(hd, half + i, r, norm, wOff), 0.0, dms && half + i == p.dmsChannel);
-    o[e] = select(select(a * cs[e].x - b * cs[e].y, b * cs[e].x + a * cs[e].y, inB), 0.0, zeroAfter && v == p.dmsChannel);
-  }
-  return o;
-}
-// #endif
 
 // Chunk c (values 8c .. 8c+7) of the key (keyChunk) or value (valueChunk) of resident slot k of head h.
 // #if Q8
@@ -170,29 +107,22 @@ fn valueChunk(h: u32, k: u32, c: u32) -> array<f32, 8> {
 // #endif
 // #endif
 
-// Value e of the step's own key (kv = 0) or value (kv = 1) of head h: from qkv, or the rotated key from gk.
-fn stepValue(h: u32, kv: u32, e: u32) -> f32 {
-// #if ROPE
-  if (kv == 0u) { return gk[e]; }
-// #endif
-  return qkv[p.rowBase * p.stride + (p.hq + kv * p.hkv + h) * D + e];
-}
-
-// Chunk c of the step's own key (kv = 0) or value (kv = 1), rounded as the cache will store it.
+// Chunk c of the step's own key (kv = 0) or value (kv = 1), from qkv, rounded as the cache will store it.
 fn stepChunk(h: u32, kv: u32, c: u32) -> array<f32, 8> {
   var o: array<f32, 8>;
+  let b = p.rowBase * p.stride + (p.hq + kv * p.hkv + h) * D;
 // #if Q8
   var amax = 0.0;
-  for (var e = 0u; e < D; e++) { amax = max(amax, abs(stepValue(h, kv, e))); }
+  for (var e = 0u; e < D; e++) { amax = max(amax, abs(qkv[b + e])); }
   let s = q8Scale(amax);
 // #endif
 // #if Q4
   var m = vec2f(0.0);
-  for (var e = 0u; e < 32u; e++) { m = q4Max(m, stepValue(h, kv, 32u * (c / 4u) + e)); }
+  for (var e = 0u; e < 32u; e++) { m = q4Max(m, qkv[b + 32u * (c / 4u) + e]); }
   let s = q4Scale(m.x);
 // #endif
   for (var e = 0u; e < 8u; e++) {
-    let x = stepValue(h, kv, 8u * c + e);
+    let x = qkv[b + 8u * c + e];
 // #if F16
     o[e] = rnd(x);
 // #else
@@ -228,62 +158,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (lid == 0u) {
     wlen = state[h];
     wpos0 = state[p.seenOff + h];
+    // DMS: the previous step's last token (pos0 - 1) is marked by decisionBefore(0) (committed after).
+    wmark = select(0u, 1u, p.w != NONE && decisionBefore(0u, h) > 0.0);
   }
   let len = workgroupUniformLoad(&wlen);
   let pos0 = workgroupUniformLoad(&wpos0);
-  let nk = len + 1u;
-  let stepKeys = NG * KB;
-  let splitKeys = (((nk + p.nsplit - 1u) / p.nsplit + stepKeys - 1u) / stepKeys) * stepKeys;
-  let kStart = s * splitKeys;
-  let kEnd = min(nk, kStart + splitKeys);
-  // The split that holds the step's own key (the last key).
-  let own = kStart < nk && nk <= kStart + splitKeys;
+  let markPrev = workgroupUniformLoad(&wmark) == 1u;
 
   // This lane's slices of the G queries, pre-scaled by 1/sqrt(d).
   var q: array<array<f32, 8>, G * NCH>;
-// #if ROPE
-  // The step's row is at position pos0 (the cache's seen[h]); cs: cos and sin of this lane's values' angles.
-  let dmsQ = (p.qkFlags & DMS) != 0u;
-  let half = D / 2u;
-  var cs: array<array<vec2f, 8>, NCH>;
-  for (var i = 0u; i < NCH; i++) {
-    for (var e = 0u; e < 8u; e++) {
-      let v = 8u * (lane + i * LG) + e;
-      if (v < D) { cs[i][e] = cosSin(f32(pos0) * qkt[select(v, v - half, v >= half)]); }
-    }
-  }
-  var decision = 0.0;
-  let qNorm = (p.qkFlags & Q_NORM) != 0u;
-  for (var j = 0u; j < G; j++) {
-    let r = rmsFactor(h * G + j, lane, qNorm);
-    if (j == 0u && dmsQ) { decision = qDecision(h * G, r); }
-    for (var i = 0u; i < NCH; i++) {
-      let c = lane + i * LG;
-      var x = array<f32, 8>();
-      if (c < D / 8u) { x = ropedChunk(h * G + j, c, r, qNorm, half, j == 0u && dmsQ, cs[i]); }
-      for (var e = 0u; e < 8u; e++) { q[j * NCH + i][e] = x[e] * p.scale; }
-    }
-  }
-  // The own split's key head h: rotated into gk (by group 0, whose lanes hold all of it), then written back
-  // over the raw values in qkv once every lane has read them (the barriers), with the decision in alpha.
-  if (own) {
-    let kNorm = (p.qkFlags & K_NORM) != 0u;
-    let r = rmsFactor(p.hq + h, lane, kNorm);
-    for (var i = 0u; i < NCH; i++) {
-      let c = lane + i * LG;
-      if (grp == 0u && c < D / 8u) {
-        let x = ropedChunk(p.hq + h, c, r, kNorm, half + D, false, cs[i]);
-        for (var e = 0u; e < 8u; e++) { gk[8u * c + e] = x[e]; }
-      }
-    }
-  }
-  storageBarrier();
-  workgroupBarrier();
-  if (own) {
-    for (var e = lid; e < D; e += WG) { qkv[p.rowBase * p.stride + (p.hq + h) * D + e] = gk[e]; }
-    if (lid == 0u && dmsQ) { alpha[p.rowBase * p.hkv + h] = decision; }
-  }
-// #else
   for (var j = 0u; j < G; j++) {
     for (var i = 0u; i < NCH; i++) {
       let c = lane + i * LG;
@@ -294,20 +177,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       }
     }
   }
-// #endif
-  // DMS: the previous step's last token (pos0 - 1) is marked by the decision before row 0 (committed after):
-  // decisionBefore's, or with ROPE and NVIDIA's rule this row's, which this workgroup took from its q head 0
-  // (alpha of the row is being written by the own split's workgroup).
-  if (lid == 0u) {
-    var before: f32;
-// #if ROPE
-    if (dmsQ && p.carryOff == NONE) { before = decision; } else { before = decisionBefore(0u, h); }
-// #else
-    before = decisionBefore(0u, h);
-// #endif
-    wmark = select(0u, 1u, p.w != NONE && before > 0.0);
-  }
-  let markPrev = workgroupUniformLoad(&wmark) == 1u;
+
+  let nk = len + 1u;
+  let stepKeys = NG * KB;
+  let splitKeys = (((nk + p.nsplit - 1u) / p.nsplit + stepKeys - 1u) / stepKeys) * stepKeys;
+  let kStart = s * splitKeys;
+  let kEnd = min(nk, kStart + splitKeys);
   var m: array<f32, G>;
   var l: array<f32, G>;
   var acc: array<array<f32, 8>, G * NCH>;
@@ -322,7 +197,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   // key loop below made the q8 kernel 2x slower than f16.
   var ownK: array<array<f32, 8>, NCH>;
   var ownV: array<array<f32, 8>, NCH>;
-  if (own) {
+  if (kEnd == nk) {
     for (var i = 0u; i < NCH; i++) {
       let c = lane + i * LG;
       if (c < D / 8u) {

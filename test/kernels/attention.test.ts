@@ -4,18 +4,15 @@
  * resident tokens in shuffled slots and per-head lengths, DMS marks on resident and step keys (the previous
  * step's last token marked by the step's first decision), K/V in f16 and f32; the general kernel with its
  * output written directly and in key splits, the decode kernel's splits; partials merged on the CPU
- * (worker/reference/kv-commit.ts). The decode kernel with the q/k transform fused in (ROPE) against
- * worker/reference/qk-norm-rope.ts then the same reference. The kernels also run in every cache test (test/kv/*).
+ * (worker/reference/kv-commit.ts). The kernels also run in every cache test (test/kv/*).
  */
 import { describe, expect, it } from 'vitest';
-import { qkTableData, ropeInvFreq } from '../../worker/engine/rope';
 import { attention, attentionDecode, decodeLanes, NO_WINDOW } from '../../worker/kernels/attention';
 import { NO_CARRY } from '../../worker/kernels/kv-commit';
 import { partialFloats } from '../../worker/kv/layout';
 import { attentionRef } from '../../worker/reference/attention';
 import { dmsVisible } from '../../worker/reference/kv-cache';
 import { mergePartials, storeKv } from '../../worker/reference/kv-commit';
-import { qkNormRopeRef, type QkNormRopeRefArgs } from '../../worker/reference/qk-norm-rope';
 import { kvDtypeProblem } from '../../worker/model/dtype';
 import type { KvDtype } from '../../worker/model/types';
 import { maxRelErr, randn, testGpu } from '../gpu';
@@ -131,81 +128,5 @@ describe.each(DTYPES)('attention kernels on a stream built by hand, K/V in %s', 
         }
       });
     }
-  }
-});
-
-/** The q/k transform of a fused case: q/k norms or none; the DMS decision from a borrowed channel, zeroed after RoPE or not. */
-interface Rope { norm: boolean; dms: { channel?: number; zeroAfter: boolean } | null }
-
-/**
- * The decode kernel on raw q/k heads with the transform fused in: its output against the reference on the
- * CPU-transformed q (the step's own key as the kernel wrote it back, so that a rounding of the stored key at a
- * quantization boundary cannot differ), the rotated k and the decision it writes against the CPU's.
- */
-async function runFused(t: OpBuffers, c: Case, dtype: KvDtype, seed: number, nsplit: number, rope: Rope) {
-  const s = stream(t, c, dtype, seed);
-  const { hq, hkv, d } = c;
-  const stride = (hq + 2 * hkv) * d;
-  const raw = randn(stride, seed + 100, 1.5);
-  // theta 100: every pair turns by a large angle at these positions (with 1e6 the slowest pairs barely move,
-  // and channel d-1 zeroed or not after RoPE would change the output less than the tolerance).
-  const invFreq = ropeInvFreq(d, 100, null);
-  const qNorm = rope.norm ? randn(d, seed + 300, 2) : null, kNorm = rope.norm ? randn(d, seed + 301, 2) : null;
-  const dms = rope.dms && c.dms ? { scale: 100, offset: 5, ...rope.dms } : null;
-  const args: QkNormRopeRefArgs = { rows: 1, numHeads: hq, numKvHeads: hkv, headDim: d, eps: 1e-6, qNorm, kNorm, dms };
-  const qkv = t.output(stride, raw), alpha = t.output(hkv, new Float32Array(hkv));
-  const part = t.output(partialFloats(1, hq, d, nsplit));
-  const where = { rowBase: 0, hq, hkv, d, cap: c.cap, w: c.dms ? W : NO_WINDOW, seenOff: s.st.seenOff, posOff: s.st.posOff, carryOff: NO_CARRY, nsplit, dtype };
-  const marker = qNorm ? t.input(qNorm) : null; // stands for "has q norm" only: the kernel reads the table
-  t.run((enc) => attentionDecode(enc, where, { qkv, alpha, k: s.k, v: s.v, state: s.state, part }, {
-    table: t.input(qkTableData(invFreq, qNorm, kNorm)),
-    args: { numHeads: hq, numKvHeads: hkv, headDim: d, eps: args.eps, qNorm: marker, kNorm: kNorm ? marker : null, dms },
-  }));
-  const ref = qkNormRopeRef(raw, new Uint32Array([c.pos0]), invFreq, args);
-  const written = await t.read(qkv, 'qkv'), alphaGot = await t.read(alpha, 'alpha');
-  const kOff = hq * d;
-  const forRef = Float32Array.from(ref.qkv);
-  forRef.set(written.subarray(kOff, kOff + hkv * d), kOff);
-  return {
-    got: merged(await t.read(part, 'partials'), c, nsplit),
-    want: reference(s, c, forRef, alphaGot),
-    k: { got: written.subarray(kOff, kOff + hkv * d), want: ref.qkv.subarray(kOff, kOff + hkv * d) },
-    untouched: { got: Array.from(written.subarray(0, kOff)).concat(Array.from(written.subarray(kOff + hkv * d))), want: Array.from(raw.subarray(0, kOff)).concat(Array.from(raw.subarray(kOff + hkv * d))) },
-    alpha: { got: alphaGot, want: ref.alpha ?? new Float32Array(hkv) },
-  };
-}
-
-const ROPES: Rope[] = [
-  { norm: true, dms: { zeroAfter: true } },
-  { norm: false, dms: null },
-  { norm: true, dms: { channel: 5, zeroAfter: false } },
-];
-
-/** The decode cases, and two more: the 8B's head (d 128, NCH > 1 on small subgroups), and a half head (20) that is no whole chunk. */
-const FUSED_CASES: Case[] = [
-  ...CASES.filter((c) => c.T === 1),
-  { hq: 8, hkv: 2, d: 128, T: 1, dms: true, cap: 70, pos0: 90 },
-  { hq: 6, hkv: 3, d: 40, T: 1, dms: true, cap: 24, pos0: 30 },
-];
-
-describe.each(DTYPES)('decode kernel with q/k norm + RoPE + the DMS decision fused in, K/V in %s', (dtype) => {
-  for (const [i, c] of FUSED_CASES.entries()) {
-    if (kvDtypeProblem(c.d, dtype)) continue;
-    const name = `Hq ${c.hq} Hkv ${c.hkv} d ${c.d}, ${c.dms ? 'DMS' : 'no DMS'}, ${c.pos0} tokens seen in ${c.cap} slots`;
-    // Without DMS the first and third transforms are the same.
-    const ropes = c.dms ? ROPES : ROPES.slice(0, 2);
-    it(`1 and 3 key splits, each transform: ${name}`, async () => {
-      const gpu = await testGpu();
-      for (const [j, rope] of ropes.entries()) {
-        for (const nsplit of [1, 3]) {
-          const what = `${JSON.stringify(rope)}, ${nsplit} split(s)`;
-          const r = await withBuffers(gpu, (t) => runFused(t, c, dtype, 10 * i + j + 5, nsplit, rope));
-          expect(maxRelErr(r.got, r.want, 2e-5, 2e-4), what).toBeLessThanOrEqual(1);
-          expect(maxRelErr(r.k.got, r.k.want, 1e-5, 1e-5), `${what}: rotated k written back`).toBeLessThanOrEqual(1);
-          expect(r.untouched.got, `${what}: q and v heads untouched`).toEqual(r.untouched.want);
-          expect(maxRelErr(r.alpha.got, r.alpha.want, 1e-3, 1e-5), `${what}: decisions`).toBeLessThanOrEqual(1);
-        }
-      }
-    });
   }
 });

@@ -3,7 +3,7 @@
  * residual add, SwiGLU) and the dispatches it stands for with several tokens, against the CPU reference
  * (worker/reference/project.ts), on every weight format, both reductions, and the matvec's tuning variants.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Gpu } from '../../worker/gpu/context';
 import { Encoder } from '../../worker/gpu/encoder';
 import { linearTuning, project, type ProjectOptions } from '../../worker/kernels/linear';
@@ -85,6 +85,14 @@ describe('project variants', () => {
       Object.assign(linearTuning, { mvRows: r, mvLanes: l, mvUnroll: u });
       for (const m of [MODES[1], MODES[2]]) expectClose(await run(gpu, 'q4', 80, 320, 1, m), `q4 ${m.name} mv ${r}x${l}x${u}`);
     }
+    // 128 and 256 lanes (the default and the widest tried) need rows of at least 65 and 129 groups of 32.
+    const compiled = vi.spyOn(gpu, 'pipeline');
+    for (const l of [128, 256]) {
+      Object.assign(linearTuning, { mvRows: 8, mvLanes: l, mvUnroll: 1 });
+      for (const m of [MODES[1], MODES[2]]) expectClose(await run(gpu, 'q4', 40, 32 * l, 1, m), `q4 ${m.name} mv 8x${l}x1`);
+      expect(compiled.mock.calls.map(([label]) => label).filter((s) => s.startsWith(`linear_mv_q4 R8 L${l} `))).toHaveLength(2);
+    }
+    compiled.mockRestore();
   });
 
   it('columns not in groups of 32, and SwiGLU over a matrix in several parts, fall back to separate dispatches', async () => {

@@ -1,13 +1,10 @@
 /** Drives a GPU KV cache and the CPU reference through the same steps and compares every output. */
 import { expect } from 'vitest';
-import { qkTableData, ropeInvFreq } from '../../worker/engine/rope';
 import { Encoder } from '../../worker/gpu/encoder';
 import type { Gpu } from '../../worker/gpu/context';
 import type { KvCacheOptions, ModelShape, Segment } from '../../worker/kv/cache';
 import { SlotKvCache, type SlotCacheTuning } from '../../worker/kv/slot-cache';
-import type { QkTransform } from '../../worker/kernels/qk-norm-rope';
 import { attentionRef } from '../../worker/reference/attention';
-import { qkNormRopeRef } from '../../worker/reference/qk-norm-rope';
 import { dmsVisible, KvCacheRef } from '../../worker/reference/kv-cache';
 import { storeKvRows } from '../../worker/kv/quant';
 import type { KvDtype } from '../../worker/model/types';
@@ -48,13 +45,6 @@ export interface DriverOptions {
   /** Tolerance of maxRelErr. */
   atol?: number;
   rtol?: number;
-  /**
-   * Hand the cache raw q/k with a q/k transform (RoPE at this theta, random q/k norms with `norm`; decisions
-   * still from alpha), as the Forward does: the cache fuses it into the decode attention or runs qkNormRope.
-   * The reference takes q transformed on the CPU and k as the cache wrote it back to qkv (a key that rounds
-   * to another code of a quantized type on the CPU would not compare).
-   */
-  rope?: { theta: number; norm: boolean };
 }
 
 /** The KV storage types: every cache test runs in each (the reference rounds K and V alike). */
@@ -90,17 +80,6 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const dms = o.cache.policy === 'dms' || !!o.shape.dms;
-  const rope = o.rope && (() => {
-    const invFreq = ropeInvFreq(d, o.rope.theta, null);
-    const qNorm = o.rope.norm ? randn(d, 901, 2) : null, kNorm = o.rope.norm ? randn(d, 902, 2) : null;
-    const bInv = gpu.upload('test inv_freq', invFreq), bTable = gpu.upload('test qk table', qkTableData(invFreq, qNorm, kNorm));
-    const bq = qNorm && gpu.upload('test q_norm', qNorm), bk = kNorm && gpu.upload('test k_norm', kNorm);
-    const args = { numHeads: hq, numKvHeads: hkv, headDim: d, eps: 1e-6, dms: null };
-    return {
-      cpu: { invFreq, args: { ...args, qNorm, kNorm } },
-      gpu: (positions: GPUBuffer): QkTransform => ({ positions, invFreq: bInv, table: bTable, args: { ...args, qNorm: bq, kNorm: bk } }),
-    };
-  })();
   // Dense history per (layer, seq) for the dense check: k, v [pos][hkv*d], alpha [pos][hkv].
   const hist = new Map<string, { k: Float32Array[]; v: Float32Array[]; a: Float32Array[] }>();
   const denseStep = (l: number, seq: number, pos0: number, T: number, qkv: Float32Array, alpha: Float32Array): Float32Array => {
@@ -136,10 +115,6 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
       const alphas: Float32Array[] = [];
       const outs: GPUBuffer[] = [];
       const temps: GPUBuffer[] = [];
-      const bqs: GPUBuffer[] = [];
-      const positions = Uint32Array.from(segments.flatMap((s) => Array.from({ length: s.tokens }, (_, r) => s.pos0 + r)));
-      const bpos = gpu.upload('test positions', positions);
-      temps.push(bpos);
       await gpu.guarded(`step ${driver.steps}`, () => {
       const enc = new Encoder(gpu);
       cache.begin(enc, segments);
@@ -163,21 +138,12 @@ export function makeDriver(gpu: Gpu, o: DriverOptions): Driver {
         temps.push(bq, out);
         if (ba) temps.push(ba);
         outs.push(out);
-        bqs.push(bq);
-        cache.write(enc, l, bq, ba, rope ? rope.gpu(bpos) : undefined);
+        cache.write(enc, l, bq, ba);
         cache.attend(enc, l, bq, out);
       }
       cache.end(enc);
       enc.submit();
       });
-      if (rope) {
-        for (let l = 0; l < L; l++) {
-          const q = qkNormRopeRef(qkvs[l], positions, rope.cpu.invFreq, { rows, ...rope.cpu.args }).qkv;
-          const written = await gpu.readF32(bqs[l], rows * stride);
-          for (let r = 0; r < rows; r++) q.set(written.subarray(r * stride + hq * d, r * stride + (hq + hkv) * d), r * stride + hq * d);
-          qkvs[l] = q;
-        }
-      }
       let worst = 0;
       for (let l = 0; l < L; l++) {
         const got = await gpu.readF32(outs[l], rows * hq * d);

@@ -10,10 +10,9 @@ import type { KvDtype, KvPolicyName, WeightFormat } from '../model/types';
 import { randomWeights } from './random-weights';
 import { benchRows, formatRow, measureBandwidth, timeToFirstToken, type BenchRow } from './rows';
 import { SHAPES, withDms } from './shapes';
-import { applyTuning, type TuningInUse } from './tuning';
+import { applyTuning, TUNING_PARAMS, type TuningInUse } from './tuning';
 
 /** The tuning knobs the page takes as URL parameters (names as `dms bench` flags; see ./tuning.ts). */
-export const TUNING_PARAMS = ['flush', 'mv', 'gemm', 'decode', 'decode-split'] as const;
 
 const WEIGHTS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 

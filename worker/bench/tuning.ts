@@ -29,6 +29,9 @@ export interface TuningInUse {
   decodeSplit: string;
 }
 
+/** The knobs' names: `dms bench` / `dms check` flags and bench.html parameters. */
+export const TUNING_PARAMS = ['flush', 'mv', 'gemm', 'decode', 'decode-split'] as const;
+
 export function applyTuning(get: (name: string) => string | undefined): TuningInUse {
   // n values joined by x, or n + 1 where the last is optional.
   const ints = (name: string, n: number, optional = 0): number[] | 'off' | undefined => {

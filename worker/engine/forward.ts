@@ -2,14 +2,13 @@
  * The transformer forward pass for Qwen3 / Qwen2 / Llama, recorded into one Encoder per step.
  * Activation buffers are sized for `maxStepTokens` rows (the prefill chunk) and reused every step.
  *
- * A decode layer is six dispatches: qkv (input norm fused in), attention (q/k norm + RoPE + the DMS
- * decision fused in), merge + KV commit, o (+ residual), gate/up (post-attention norm and SwiGLU fused in),
- * down (+ residual). Prefill runs the same projections unfused (kernels/linear.ts, `project`), and the KV
- * cache runs q/k norm + RoPE as its own dispatch (kernels/qk-norm-rope.ts) where it cannot fuse it.
+ * A decode layer is seven dispatches: qkv (input norm fused in), q/k norm + RoPE (+ the DMS decision),
+ * attention, merge + KV commit, o (+ residual), gate/up (post-attention norm and SwiGLU fused in), down
+ * (+ residual). Prefill runs the same projections unfused (kernels/linear.ts, `project`).
  * Decode steps (one row per sequence) are recorded once per shape and replayed (StepPlan): nothing in
  * them depends on the position, which the KV cache keeps on the GPU.
  *
- * DMS decisions: the q/k transform writes each row's decision into `alpha`; the KV cache applies row t's to
+ * DMS decisions: q/k norm + RoPE writes each row's decision into `alpha`; the KV cache applies row t's to
  * the token before it (NVIDIA's shift by one) or, for a FastDMS checkpoint (dms_metadata.json), to row t's
  * own token, carrying each sequence's last decision to its next step itself (worker/kv/cache.ts, write()).
  */
@@ -17,10 +16,10 @@ import type { Gpu } from '../gpu/context';
 import { Encoder, type StepPlan } from '../gpu/encoder';
 import { embed } from '../kernels/embed';
 import { project } from '../kernels/linear';
-import type { QkTransform } from '../kernels/qk-norm-rope';
+import { qkNormRope } from '../kernels/qk-norm-rope';
 import type { KvCache, Segment } from '../kv/cache';
 import type { ModelConfig } from '../model/types';
-import { qkTableLayout, ropeInvFreq } from './rope';
+import { ropeInvFreq } from './rope';
 import type { ModelWeights } from '../load/weights';
 
 /** Recorded decode step shapes kept per Forward (a chat needs one or two; chains one per width). */
@@ -44,8 +43,6 @@ export class Forward {
   private readonly alpha: GPUBuffer | null;
   private readonly alphaNorm: GPUBuffer | null;
   private readonly invFreq: GPUBuffer;
-  /** Per layer, the q/k transform handed to the KV cache (its table: [invFreq | qNorm | kNorm]). */
-  private readonly qk: QkTransform[];
   private readonly last: GPUBuffer;
   /** Recorded decode steps by plan key (see encode), oldest first. */
   private readonly plans = new Map<string, StepPlan>();
@@ -73,32 +70,6 @@ export class Forward {
     this.last = f32('last', maxLogitRows * H);
     this.logits = f32('logits', maxLogitRows * c.vocabSize);
     this.invFreq = gpu.upload('act:inv_freq', ropeInvFreq(d, c.ropeTheta, c.ropeScaling));
-    this.qk = this.qkTransforms();
-  }
-
-  /** Each layer's q/k transform; its table is the invFreq buffer itself when the model has no q/k norms. */
-  private qkTransforms(): QkTransform[] {
-    const c = this.c, d = c.headDim;
-    const dms = c.dms && !c.dms.separateAlpha
-      ? { scale: c.dms.alphaScale, offset: c.dms.alphaOffset, channel: c.dms.channel, zeroAfter: c.dms.convention !== 'fastdms' }
-      : null;
-    const t = qkTableLayout(d);
-    const enc = new Encoder(this.gpu, 'qk tables');
-    const out = this.w.layers.map((L, l) => {
-      let table = this.invFreq;
-      if (L.qNorm || L.kNorm) {
-        table = this.gpu.buffer(`act:qk_table l${l}`, 4 * t.floats);
-        enc.copy(this.invFreq, 0, table, 0, 4 * t.qNorm);
-        if (L.qNorm) enc.copy(L.qNorm, 0, table, 4 * t.qNorm, 4 * d);
-        if (L.kNorm) enc.copy(L.kNorm, 0, table, 4 * t.kNorm, 4 * d);
-      }
-      return {
-        positions: this.positions, invFreq: this.invFreq, table,
-        args: { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: d, eps: c.rmsNormEps, qNorm: L.qNorm, kNorm: L.kNorm, dms },
-      };
-    });
-    enc.submit();
-    return out;
   }
 
   /**
@@ -140,7 +111,7 @@ export class Forward {
   }
 
   private record(enc: Encoder, kv: KvCache, segments: Segment[], rows: number, logitRows: number): void {
-    const c = this.c, H = c.hiddenSize;
+    const c = this.c, H = c.hiddenSize, d = c.headDim;
     const eps = c.rmsNormEps;
     embed(enc, this.w.embed, this.ids, this.x, rows);
     kv.begin(enc, segments);
@@ -150,7 +121,19 @@ export class Forward {
       if (L.dmsAlpha && this.alpha && this.alphaNorm) {
         project(enc, L.dmsAlpha.proj, this.x, this.alpha, rows, { norm: { weight: L.dmsAlpha.norm, eps } }, { normed: this.alphaNorm });
       }
-      kv.write(enc, l, this.qkv, this.alpha, this.qk[l]);
+      qkNormRope(enc, this.qkv, this.positions, this.invFreq, this.alpha, {
+        rows,
+        numHeads: c.numHeads,
+        numKvHeads: c.numKvHeads,
+        headDim: d,
+        eps,
+        qNorm: L.qNorm,
+        kNorm: L.kNorm,
+        dms: c.dms && !c.dms.separateAlpha
+          ? { scale: c.dms.alphaScale, offset: c.dms.alphaOffset, channel: c.dms.channel, zeroAfter: c.dms.convention !== 'fastdms' }
+          : null,
+      });
+      kv.write(enc, l, this.qkv, this.alpha);
       kv.attend(enc, l, this.qkv, this.attn);
       project(enc, L.o, this.attn, this.x, rows, { epilogue: 'add' }, { product: this.tmp });
       project(enc, L.gateUp, this.x, this.act, rows, { norm: { weight: L.postNorm, eps }, epilogue: 'silu' }, { normed: this.h, product: this.gateUp });
@@ -186,6 +169,5 @@ export class Forward {
     for (const b of [this.ids, this.positions, this.x, this.h, this.qkv, this.attn, this.tmp, this.gateUp, this.act, this.alpha, this.alphaNorm, this.last, this.logits, this.invFreq]) {
       if (b) this.gpu.destroy(b);
     }
-    for (const { table } of this.qk) if (table !== this.invFreq) this.gpu.destroy(table);
   }
 }

@@ -32,18 +32,3 @@ export function ropeInvFreq(headDim: number, theta: number, scaling: ModelConfig
   }
   return out;
 }
-
-/** Float offsets in a QkTransform's table (kernels/qk-norm-rope.ts) for head dim d: invFreq at 0, qNorm, kNorm, and its length. */
-export function qkTableLayout(d: number): { qNorm: number; kNorm: number; floats: number } {
-  return { qNorm: d / 2, kNorm: d / 2 + d, floats: d / 2 + 2 * d };
-}
-
-/** A QkTransform's table filled on the CPU (tests; the Forward copies the weights' buffers in on the GPU). */
-export function qkTableData(invFreq: Float32Array, qNorm: Float32Array | null, kNorm: Float32Array | null): Float32Array {
-  const t = qkTableLayout(2 * invFreq.length);
-  const table = new Float32Array(t.floats);
-  table.set(invFreq);
-  if (qNorm) table.set(qNorm, t.qNorm);
-  if (kNorm) table.set(kNorm, t.kNorm);
-  return table;
-}

@@ -4,7 +4,6 @@ import type { Gpu } from '../gpu/context';
 import type { Binding, Encoder } from '../gpu/encoder';
 import { include, paramLayout, specialize, u32Constants } from '../gpu/wgsl';
 import type { KvDtype } from '../model/types';
-import { dmsChannel, qkFlags, type QkTransform } from './qk-norm-rope';
 
 /** attention.wgsl's parameters (see the kernel's header; its struct Params is made from this list). */
 const PARAMS = paramLayout({
@@ -14,7 +13,7 @@ const PARAMS = paramLayout({
 /** attention_decode.wgsl's parameters. */
 const DECODE_PARAMS = paramLayout({
   rowBase: 'u32', seenOff: 'u32', hq: 'u32', hkv: 'u32', cap: 'u32', w: 'u32', nsplit: 'u32', stride: 'u32', posOff: 'u32', mlOff: 'u32', scale: 'f32',
-  carryOff: 'u32', eps: 'f32', qkFlags: 'u32', dmsScale: 'f32', dmsOffset: 'f32', dmsChannel: 'u32',
+  carryOff: 'u32',
 });
 
 const source = PARAMS.struct + include(kernelSource);
@@ -103,16 +102,12 @@ export function decodeLanes(gpu: Gpu, d: number, g: number): number {
 
 /**
  * Records attention_decode.wgsl for a one-row segment: partials of a.nsplit key splits in `part` (always;
- * kv_commit.wgsl merges them). Needs decodeLanes(gpu, d, g) > 0. With `rope`, qkv's q and k heads of the row
- * are as projected: the kernel norms and rotates them at the stream's position (seen[h]) and writes the
- * rotated k heads back to qkv and, with `rope.args.dms`, the row's decisions to `alpha` (then writable), as
- * qkNormRope would have.
+ * kv_commit.wgsl merges them). Needs decodeLanes(gpu, d, g) > 0.
  */
 export function attentionDecode(
   enc: Encoder,
   a: Omit<AttentionArgs, 'T' | 'statOff'>,
   bufs: { qkv: GPUBuffer; alpha: Binding; k: GPUBuffer; v: GPUBuffer; state: GPUBuffer; part: GPUBuffer },
-  rope: Pick<QkTransform, 'table' | 'args'> | null = null,
 ): void {
   const g = a.hq / a.hkv;
   const lanes = decodeLanes(enc.gpu, a.d, g);
@@ -120,18 +115,11 @@ export function attentionDecode(
   const kb = decodeTuning.keysPerStep;
   const code = 'enable subgroups;\n'
     + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb }) + DECODE_PARAMS.struct
-    + specialize(include(decodeSource), {
-      F16: a.dtype === 'f16', Q8: a.dtype === 'q8', Q4: a.dtype === 'q4', QUANT: a.dtype === 'q8' || a.dtype === 'q4', ROPE: rope !== null,
-    }).replace('enable subgroups;\n', '');
-  const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}${rope ? ' rope' : ''}`, code);
-  const dms = rope?.args.dms ?? null;
-  const channel = dmsChannel(dms, a.d, 'attentionDecode');
+    + specialize(include(decodeSource), { F16: a.dtype === 'f16', Q8: a.dtype === 'q8', Q4: a.dtype === 'q4', QUANT: a.dtype === 'q8' || a.dtype === 'q4' }).replace('enable subgroups;\n', '');
+  const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}`, code);
   const pr = DECODE_PARAMS.pack({
     rowBase: a.rowBase, seenOff: a.seenOff, hq: a.hq, hkv: a.hkv, cap: a.cap, w: a.w, nsplit: a.nsplit, stride: (a.hq + 2 * a.hkv) * a.d,
     posOff: a.posOff, mlOff: partialStatsOffset(1, a.hq, a.d, a.nsplit), scale: 1 / Math.sqrt(a.d), carryOff: a.carryOff,
-    eps: rope?.args.eps ?? 0, qkFlags: rope ? qkFlags(rope.args) : 0, dmsScale: dms?.scale ?? 0, dmsOffset: dms?.offset ?? 0, dmsChannel: channel,
   });
-  const buffers: Binding[] = [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.part];
-  if (rope) buffers.push(rope.table);
-  enc.dispatch(pipe, pr, buffers, enc.grid(a.hkv * a.nsplit));
+  enc.dispatch(pipe, pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.part], enc.grid(a.hkv * a.nsplit));
 }

@@ -28,7 +28,7 @@ const SOURCES: Record<WeightFormat, string> = { f32: f32Source, f16: f16Source, 
  * matrices with cols % 32 == 0 go through the register-blocked GEMM (shaders/linear_gemm.wgsl: tiles of
  * `tm` tokens x `tn` rows, `mt` tokens x `nt` rows per thread); `minTokens: 0` keeps the lane-split kernel.
  */
-export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 64, mvUnroll: 1, gemm: { minTokens: 16, tm: 64, tn: 128, mt: 8, nt: 4 } };
+export const linearTuning = { allowSubgroups: true, mv: true, mvRows: 8, mvLanes: 128, mvUnroll: 1, gemm: { minTokens: 16, tm: 64, tn: 128, mt: 8, nt: 4 } };
 
 const MV_FORMATS: Record<WeightFormat, string> = { f32: mvF32Source, f16: mvF16Source, q8: mvQ8Source, q4: mvQ4Source };
 
@@ -220,14 +220,14 @@ export function project(
 /** One token through shaders/linear_mv.wgsl, one dispatch per part. */
 function matvec(enc: Encoder, w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { norm: { weight: GPUBuffer; eps: number } | null; bias: GPUBuffer | null; silu: boolean; add: boolean }): void {
   const R = mvRows(w.format);
-  const groups = w.cols / 32;
-  const pipe = mvPipeline(enc, w.format, R, mvLanes(groups), { norm: !!o.norm, silu: o.silu, add: o.add });
+  const outPerGroup = o.silu ? R / 2 : R;
+  const pipe = mvPipeline(enc, w.format, R, mvLanes(w.cols / 32), { norm: !!o.norm, silu: o.silu, add: o.add });
   const quant = w.format === 'q4' || w.format === 'q8';
   for (const part of w.parts) {
     if (part.rows === 0) continue;
     if (quant && !part.scales) throw new Error(`linear ${w.label}: ${w.format} part without scales`);
     const outRows = o.silu ? part.rows / 2 : part.rows;
-    const count = Math.ceil(outRows / (o.silu ? R / 2 : R));
+    const count = Math.ceil(outRows / outPerGroup);
     const buffers: GPUBuffer[] = [part.data];
     if (quant) buffers.push(part.scales!);
     buffers.push(x, y, o.bias ?? placeholder(enc.gpu));

@@ -23,33 +23,8 @@ export interface QkNormRopeArgs {
   dms: { scale: number; offset: number; channel?: number; zeroAfter?: boolean } | null;
 }
 
-/**
- * A layer's q/k transform as the KV cache receives it (KvCache.write): what qkNormRope applies to qkv, with
- * `table` = [invFreq | qNorm | kNorm] f32[d/2 + 2d] of the layer in one buffer (the norms' parts unused
- * without them), which the decode attention binds when it applies the transform itself
- * (shaders/attention_decode.wgsl, ROPE).
- */
-export interface QkTransform {
-  positions: GPUBuffer;
-  invFreq: GPUBuffer;
-  table: GPUBuffer;
-  args: Omit<QkNormRopeArgs, 'rows'>;
-}
-
 const MAX_HEAD_DIM = 512;
 const FLAG_Q_NORM = 1, FLAG_K_NORM = 2, FLAG_DMS = 4, FLAG_DMS_ZERO_AFTER = 8;
-
-/** The borrowed DMS channel of a transform (default d-1), checked against the head. */
-export function dmsChannel(dms: QkNormRopeArgs['dms'], headDim: number, who: string): number {
-  const channel = dms?.channel ?? headDim - 1;
-  if (!Number.isInteger(channel) || channel < 0 || channel >= headDim) throw new Error(`${who}: DMS channel ${channel} is outside the head of ${headDim}`);
-  return channel;
-}
-
-/** The transform's flags word (shaders/rope.wgsl: Q_NORM, K_NORM, DMS, DMS_ZERO_AFTER). */
-export function qkFlags(a: Pick<QkNormRopeArgs, 'qNorm' | 'kNorm' | 'dms'>): number {
-  return (a.qNorm ? FLAG_Q_NORM : 0) | (a.kNorm ? FLAG_K_NORM : 0) | (a.dms ? FLAG_DMS : 0) | (a.dms && a.dms.zeroAfter !== false ? FLAG_DMS_ZERO_AFTER : 0);
-}
 
 /** A 16-byte buffer bound in place of an absent alpha (every declared binding must be bound). */
 const dummies = new WeakMap<Gpu, GPUBuffer>();
@@ -72,11 +47,13 @@ export function qkNormRope(enc: Encoder, qkv: GPUBuffer, positions: GPUBuffer, i
   if (numKvHeads <= 0 || numHeads % numKvHeads) throw new Error(`qkNormRope: ${numHeads} q heads are not a multiple of ${numKvHeads} KV heads`);
   if (headDim % 2 || headDim <= 0 || headDim > MAX_HEAD_DIM) throw new Error(`qkNormRope: head dim ${headDim} must be even and at most ${MAX_HEAD_DIM}`);
   if (a.dms && !alpha) throw new Error('qkNormRope: DMS needs an alpha buffer');
-  const channel = dmsChannel(a.dms, headDim, 'qkNormRope');
+  const channel = a.dms?.channel ?? headDim - 1;
+  if (!Number.isInteger(channel) || channel < 0 || channel >= headDim) throw new Error(`qkNormRope: DMS channel ${channel} is outside the head of ${headDim}`);
   if (rows <= 0) return;
   const subgroups = enc.gpu.caps.subgroups && qkNormRopeTuning.allowSubgroups;
   const pipeline = enc.gpu.pipeline(subgroups ? 'qk_norm_rope sg' : 'qk_norm_rope', specialize(include(source), { SUBGROUPS: subgroups }));
-  const p = params(rows, numHeads, numKvHeads, headDim, { f32: a.eps }, qkFlags(a), { f32: a.dms?.scale ?? 0 }, { f32: a.dms?.offset ?? 0 }, channel);
+  const flags = (a.qNorm ? FLAG_Q_NORM : 0) | (a.kNorm ? FLAG_K_NORM : 0) | (a.dms ? FLAG_DMS : 0) | (a.dms && a.dms.zeroAfter !== false ? FLAG_DMS_ZERO_AFTER : 0);
+  const p = params(rows, numHeads, numKvHeads, headDim, { f32: a.eps }, flags, { f32: a.dms?.scale ?? 0 }, { f32: a.dms?.offset ?? 0 }, channel);
   // Absent norm weights: invFreq stands in (read-only, never read since the flag is off).
   const buffers = [qkv, positions, invFreq, a.qNorm ?? invFreq, a.kNorm ?? invFreq, alpha ?? dummy(enc.gpu)];
   enc.dispatch(pipeline, p, buffers, enc.grid(rows * (numHeads + numKvHeads)));

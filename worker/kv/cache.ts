@@ -14,7 +14,6 @@
  * overwritten between the two calls.
  */
 import type { Encoder } from '../gpu/encoder';
-import type { QkTransform } from '../kernels/qk-norm-rope';
 import type { DmsConfig, KvDtype, KvPolicyName, KvResidency, KvStats } from '../model/types';
 
 export type { DmsConfig };
@@ -60,19 +59,15 @@ export interface KvCache {
   begin(enc: Encoder, segments: Segment[]): void;
   /**
    * Records this step's inputs for `layer`. qkv is f32 [rows][(Hq + 2*Hkv) * headDim]: q heads,
-   * then k heads, then v heads; the q and k heads already normed and roped, or, with `qk`, as projected:
-   * the cache then applies `qk` itself (kernels/qk-norm-rope.ts at write(), or inside the decode attention
-   * when every segment of the step decodes one row), writing the rotated k heads back to qkv and the
-   * decisions (qk.args.dms) to alpha, as qkNormRope does. alpha is f32 [rows][Hkv] of DMS decision
+   * then k heads (already normed and roped), then v heads. alpha is f32 [rows][Hkv] of DMS decision
    * logits (positive = evict after the window), or null when the model has no DMS (it is required by
    * policy 'dms'). The keys, values and decisions enter the cache at the end of attend(), which reads
    * them from the same qkv and alpha. Row t's decision marks the token before it (NVIDIA's shift by one;
    * the first row's marks the last token of the previous step); with own decisions (a FastDMS checkpoint:
    * dms.convention 'fastdms' without separateAlpha) row t's decision marks row t's own token, and the cache
-   * carries each stream's last decision to its next step. The slot cache records no GPU work here but
-   * qkNormRope (with `qk`, on a step it does not fuse).
+   * carries each stream's last decision to its next step. The slot cache records no GPU work here.
    */
-  write(enc: Encoder, layer: number, qkv: GPUBuffer, alpha: GPUBuffer | null, qk?: QkTransform): void;
+  write(enc: Encoder, layer: number, qkv: GPUBuffer, alpha: GPUBuffer | null): void;
   /**
    * out f32 [rows][Hq * headDim] = softmax(q k^T / sqrt(d)) v over the keys visible to each row
    * (the cache's resident keys and this step's keys up to the row), then commits the step's keys

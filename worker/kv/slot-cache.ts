@@ -15,7 +15,6 @@ import { Encoder, type Binding } from '../gpu/encoder';
 import { attention, attentionDecode, decodeLanes, NO_WINDOW, partialStatsOffset, queryBlock } from '../kernels/attention';
 import { COMMIT, FORKED, kvCommit, NO_CARRY, POLICY_CODE, RESET, type CommitArgs, type MergeArgs } from '../kernels/kv-commit';
 import { kvScore } from '../kernels/kv-score';
-import { qkNormRope, type QkTransform } from '../kernels/qk-norm-rope';
 import { DEFAULT_KV_DTYPE, kvDtypeProblem, kvRowBytes, kvRowWords } from '../model/dtype';
 import { unpackKvRows } from './quant';
 import type { KvDtype, KvPolicyName, KvResidency, KvStats } from '../model/types';
@@ -88,8 +87,6 @@ export class SlotKvCache implements KvCache {
   readonly seen: number[];
   private segments: Segment[] = [];
   private alpha: GPUBuffer | null = null;
-  /** The layer's q/k transform when the decode attention applies it (see write), else null. */
-  private qk: QkTransform | null = null;
   private destroyed = false;
   splitKeys = 0;
   // CPU-side metrics (deterministic from the step protocol).
@@ -189,23 +186,12 @@ export class SlotKvCache implements KvCache {
     this.segments = segments.map((s) => ({ ...s }));
   }
 
-  write(enc: Encoder, _layer: number, qkv: GPUBuffer, alpha: GPUBuffer | null, qk?: QkTransform): void {
+  write(_enc: Encoder, _layer: number, _qkv: GPUBuffer, alpha: GPUBuffer | null): void {
     this.check();
     if (this.policy === 'dms' && !alpha) throw new Error("KV cache: policy 'dms' needs the alpha logits in write()");
-    if (qk?.args.dms && !alpha) throw new Error('KV cache: a q/k transform with a DMS decision needs the alpha buffer');
-    // Attention reads the step's keys and decisions from qkv/alpha, and the commit at the end of attend()
-    // applies the decisions (the first row's marks the previous step's last token). The q/k transform: in
-    // the decode attention when every segment decodes one row and no scores are kept (tova/h2o read the
-    // rotated q), else here, over all the step's rows.
+    // Nothing to record: attention reads the step's keys and decisions from qkv/alpha, and the commit
+    // at the end of attend() applies the decisions (the first row's marks the previous step's last token).
     this.alpha = alpha;
-    this.qk = null;
-    if (!qk) return;
-    if (!this.scored && this.segments.every((s) => this.choose(s).decode)) {
-      this.qk = qk;
-      return;
-    }
-    const rows = Math.max(...this.segments.map((s) => s.row + s.tokens));
-    qkNormRope(enc, qkv, qk.positions, qk.invFreq, alpha, { rows, ...qk.args });
   }
 
   /** The kernel and key splits attend() records for a segment (a function of its shape and length only). */
@@ -253,10 +239,7 @@ export class SlotKvCache implements KvCache {
       const T = seg.tokens;
       const where = { rowBase: seg.row, hq, hkv, d, cap: this.capacity, w: this.window, seenOff: this.st.seenOff, posOff: this.st.posOff, carryOff: this.carryOff, nsplit, dtype };
       const part = this.scratch;
-      if (decode && this.qk) {
-        // The decode attention writes the row's decisions (when the transform makes them): alpha, writable.
-        attentionDecode(enc, where, { qkv, alpha: this.alpha ?? this.dummyW, k: st.k, v: st.v, state: st.state, part }, this.qk);
-      } else if (decode) attentionDecode(enc, where, { qkv, alpha, k: st.k, v: st.v, state: st.state, part });
+      if (decode) attentionDecode(enc, where, { qkv, alpha, k: st.k, v: st.v, state: st.state, part });
       else attention(enc, { ...where, T, statOff: this.scored && nsplit === 1 ? this.sc.statOff : -1 }, { qkv, alpha, k: st.k, v: st.v, state: st.state, out, part });
       const merge: MergeArgs | null = decode || nsplit > 1
         ? { nsplit, mlOff: partialStatsOffset(T, hq, d, nsplit), statOff: this.scored ? this.sc.statOff : -1 }
@@ -300,7 +283,6 @@ export class SlotKvCache implements KvCache {
     this.peakFull = Math.max(this.peakFull, this.seen.reduce((a, b) => a + b, 0) * this.L * this.hkv);
     this.segments = [];
     this.alpha = null;
-    this.qk = null;
   }
 
   async stats(): Promise<KvStats> {

@@ -13,7 +13,6 @@ import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/
 import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
 import { DEFAULT_KV_DTYPE, kvDtypeProblem, kvRowBytes } from '../model/dtype';
-import { qkTableLayout } from '../engine/rope';
 import { rowScales, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
@@ -182,9 +181,7 @@ export function activationBytes(c: ModelConfig, step: number): number {
     step, step, step * H, step * H, step * (c.numHeads + 2 * c.numKvHeads) * d, step * c.numHeads * d, step * H,
     step * 2 * F, step * F, c.dms ? step * c.numKvHeads : 0, c.dms?.separateAlpha ? step * H : 0, step * H, step * c.vocabSize, d / 2,
   ];
-  // Per layer with q/k norms, the decode attention's [invFreq | qNorm | kNorm] table.
-  const qkTables = c.qkNorm ? c.numLayers * round16(4 * qkTableLayout(d).floats) : 0;
-  return floats.reduce((n, f) => n + (f ? round16(4 * f) : 0), 0) + round16(4 * step) + qkTables;
+  return floats.reduce((n, f) => n + (f ? round16(4 * f) : 0), 0) + round16(4 * step);
 }
 
 export function parameterCount(c: ModelConfig): number {
