@@ -365,8 +365,12 @@ export class ChatSession {
   }
 }
 
-/** How long a failed reply waits for the page to take its last deltas (a page that went away never answers). */
-const DELTA_SETTLE_MS = 2000;
+/**
+ * How long a failed reply waits for the page to take its last deltas (a page that went away never answers).
+ * Generous: with software WebGPU on a loaded machine the page's thread can be held for seconds (2 s was not
+ * always enough on the 2-core CI machine: the e2e non-finite test saw the error without the text before it).
+ */
+const DELTA_SETTLE_MS = 10_000;
 
 /**
  * The page's delta callback, called from the worker through Comlink: each call travels on a channel of its
