@@ -125,7 +125,7 @@ async function reply(owner: Conversation): Promise<void> {
         firstTokenMs ??= performance.now() - sent;
         if (d.chain !== undefined && answer.chains?.[d.chain]) answer.chains[d.chain].content += d.content;
         else answer.content += d.content;
-        updateMemory(d.kv, d.decodeTokensPerSecond);
+        updateMemory(d.kv ?? null, d.decodeTokensPerSecond);
         if (++deltas % 16 === 0) void refreshKvMap();
         painter.schedule();
       });

@@ -46,6 +46,8 @@ class ScriptedEngine implements ChatEngine {
   tokenDelay = 0;
   /** Throw (as non-finite logits do) after this many tokens of the next reply. */
   failAfter = Infinity;
+  /** kvStats() rejects (a read-back that failed). */
+  statsFail = false;
 
   async generate(promptIds: number[], opts: SamplingOptions & { signal?: AbortSignal; onToken?: (id: number) => void }): Promise<GenerateResult> {
     const extends_ = this.cached.length <= promptIds.length && this.cached.every((t, i) => promptIds[i] === t);
@@ -74,6 +76,7 @@ class ScriptedEngine implements ChatEngine {
     return { ids: out, finishReason, promptTokens: promptIds.length, timing: { prefillMs: 1, decodeMs: 1, decodeTokensPerSecond: 1 }, kv: stats(this.cached.length) };
   }
   async kvStats(): Promise<KvStats> {
+    if (this.statsFail) throw new Error('read-back failed');
     return stats(this.cached.length);
   }
   reset(): void {
@@ -107,6 +110,23 @@ describe('chat session', () => {
     expect(taken.join('')).toBe(text(tokenizer.encode('Hello there, friend.', false).slice(0, 3)));
   });
 
+  it('streams the text even when the cache figures cannot be read, and the failure text too', async () => {
+    const engine = new ScriptedEngine();
+    engine.statsFail = true;
+    engine.replies = ['Hello there, friend.', 'Second reply.'];
+    engine.failAfter = 3;
+    const s = new ChatSession(engine);
+    const deltas: ChatDelta[] = [];
+    await expect(s.chat({ messages: [{ role: 'user', content: 'hi' }], maxTokens: 64 }, (d) => deltas.push(d))).rejects.toThrow(/non-finite/);
+    expect(deltas.map((d) => d.content).join('')).toBe(text(tokenizer.encode('Hello there, friend.', false).slice(0, 3)));
+    expect(deltas.every((d) => d.kv === undefined)).toBe(true);
+    engine.failAfter = Infinity;
+    deltas.length = 0;
+    const res = await s.chat({ messages: [{ role: 'user', content: 'again' }], maxTokens: 64 }, (d) => deltas.push(d));
+    expect(deltas.map((d) => d.content).join('')).toBe(res.content);
+    expect(res.content).toBe('Second reply.');
+  });
+
   it('streams deltas whose text is the reply, without the end-of-turn token', async () => {
     const engine = new ScriptedEngine();
     engine.replies = ['Hello there, friend.'];
@@ -116,7 +136,7 @@ describe('chat session', () => {
     expect(res.content).toBe('Hello there, friend.');
     expect(deltas.map((d) => d.content).join('')).toBe(res.content);
     expect(deltas.length).toBeGreaterThan(3);
-    expect(deltas.every((d) => d.kv.policy === 'full')).toBe(true);
+    expect(deltas.every((d) => d.kv?.policy === 'full')).toBe(true);
     expect(res.finishReason).toBe('stop');
     expect(res.cachedTokens).toBe(0);
     // The first prompt is exactly the template's rendering.

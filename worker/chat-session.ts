@@ -178,7 +178,7 @@ export class ChatSession {
       content += text;
       refreshKv();
       const tps = generated > 1 ? ((generated - 1) * 1000) / Math.max(1, lastTokenAt - firstTokenAt) : 0;
-      if (this.lastKv) onDelta({ content: text, tokenIds: [id], kv: this.lastKv, decodeTokensPerSecond: tps });
+      onDelta({ content: text, tokenIds: [id], kv: this.lastKv ?? undefined, decodeTokensPerSecond: tps });
     };
 
     let result: GenerateResult;
@@ -196,7 +196,7 @@ export class ChatSession {
       // What was generated before the failure (e.g. non-finite logits) stays the reply's: bytes the
       // decoder still held go out before the error.
       const tail = decoder.flush();
-      if (tail && this.lastKv) onDelta({ content: tail, tokenIds: [], kv: this.lastKv, decodeTokensPerSecond: 0 });
+      if (tail) onDelta({ content: tail, tokenIds: [], kv: this.lastKv ?? undefined, decodeTokensPerSecond: 0 });
       // The cache state is unknown after a failure: start over next time.
       this.cached = null;
       this.resetAfterFailure();
@@ -207,7 +207,7 @@ export class ChatSession {
     const tail = decoder.flush();
     if (tail) {
       content += tail;
-      if (this.lastKv) onDelta({ content: tail, tokenIds: [], kv: result.kv, decodeTokensPerSecond: result.timing.decodeTokensPerSecond });
+      onDelta({ content: tail, tokenIds: [], kv: result.kv, decodeTokensPerSecond: result.timing.decodeTokensPerSecond });
     }
     this.lastKv = result.kv;
     this.cached = { messages: req.messages.map((m) => ({ role: m.role, content: m.content })), reply: content, ids: promptIds.concat(result.ids), finishReason: result.finishReason };
@@ -264,7 +264,7 @@ export class ChatSession {
           const text = eos.has(id) ? '' : decoders[chain].push(id);
           texts[chain] += text;
           const tps = (tokens * 1000) / Math.max(1, performance.now() - t0);
-          if (kv0) onDelta({ content: text, tokenIds: [id], kv: kv0, decodeTokensPerSecond: tps, chain });
+          onDelta({ content: text, tokenIds: [id], kv: kv0 ?? undefined, decodeTokensPerSecond: tps, chain });
         },
       });
     } catch (e) {

@@ -125,7 +125,8 @@ export interface ChatDelta {
   /** New text since the last delta. */
   content: string;
   tokenIds: number[];
-  kv: KvStats;
+  /** The cache's figures as last read; absent while none could be read (the text still streams). */
+  kv?: KvStats;
   decodeTokensPerSecond: number;
   /** In chains mode: the chain this delta's content and tokens belong to. */
   chain?: number;
