@@ -7,7 +7,7 @@
 #   source .gpu/setup.sh && STAGES="check main" bash scripts/device-speed.sh
 #
 # Stages (STAGES, in this order): check (the fast paths against the plain ones on this GPU: `dms check`),
-# before (the main rows with CLI_BEFORE, a bundle of an older commit carried beside, for before/after on
+# before (the main rows, and with kvq the K/V type rows, with CLI_BEFORE, a bundle of an older commit carried beside, for before/after on
 # the same machine: e.g. `git worktree add /tmp/b <commit>`, build its bundle there, copy it to .cache/dms-before.mjs),
 # main (Qwen3-8B shape q4, 4K and 32K, full and DMS, with the per-kernel profile and the time to first token
 # of a 2K prompt), kvq (32K full and DMS with f16 and q8 K/V, KVQ), mv (decode matvec shapes in the step, MVS), gemv (the decode
@@ -63,6 +63,8 @@ CTX=${CTX:-4096,32768}
 if has before && [ -f "${CLI_BEFORE:-}" ]; then
   BENCH_CLI=$CLI_BEFORE bench before $B8 --context $CTX --kv full,dms --steps 32
   BENCH_CLI=$CLI_BEFORE bench before ${SMALL:---shape qwen3-0.6b --weights q4} --context $CTX --kv full,dms --steps 32
+  # With kvq, the K/V types too (the kvq rows below, with the older bundle).
+  has kvq && BENCH_CLI=$CLI_BEFORE bench before $B8 --context ${CTX##*,} --kv full,dms --kv-dtype ${KVQ:-f16,q8} --steps 16 --ttft 0
 fi
 has main && bench main $B8 --context $CTX --kv full,dms --steps 32
 # K/V storage types at 32K (docs/kv-cache.md): the same rows with f16 and q8 K/V.
