@@ -74,7 +74,7 @@ export class ChatSession {
   private cached: Cached | null = null;
   private controller: AbortController | null = null;
   private running: Promise<unknown> | null = null;
-  private lastKv: KvStats | null = null;
+  private lastKv: KvStats | undefined;
 
   /** `runChains` serves chains-mode requests (ChatRequest.chains > 1); `maxChains` is what the engine was sized for. */
   constructor(
@@ -152,8 +152,7 @@ export class ChatSession {
     let lastTokenAt = 0;
     let kvInFlight = false;
     let kvFetchedAt = 0;
-    const kv0 = await this.engine.kvStats().catch(() => this.lastKv);
-    if (kv0) this.lastKv = kv0;
+    this.lastKv = await this.engine.kvStats().catch(() => this.lastKv);
 
     const refreshKv = () => {
       if (kvInFlight || performance.now() - kvFetchedAt < KV_REFRESH_MS) return;
@@ -178,7 +177,7 @@ export class ChatSession {
       content += text;
       refreshKv();
       const tps = generated > 1 ? ((generated - 1) * 1000) / Math.max(1, lastTokenAt - firstTokenAt) : 0;
-      onDelta({ content: text, tokenIds: [id], kv: this.lastKv ?? undefined, decodeTokensPerSecond: tps });
+      onDelta({ content: text, tokenIds: [id], kv: this.lastKv, decodeTokensPerSecond: tps });
     };
 
     let result: GenerateResult;
@@ -196,7 +195,7 @@ export class ChatSession {
       // What was generated before the failure (e.g. non-finite logits) stays the reply's: bytes the
       // decoder still held go out before the error.
       const tail = decoder.flush();
-      if (tail) onDelta({ content: tail, tokenIds: [], kv: this.lastKv ?? undefined, decodeTokensPerSecond: 0 });
+      if (tail) onDelta({ content: tail, tokenIds: [], kv: this.lastKv, decodeTokensPerSecond: 0 });
       // The cache state is unknown after a failure: start over next time.
       this.cached = null;
       this.resetAfterFailure();
@@ -248,7 +247,7 @@ export class ChatSession {
     const texts: string[] = Array(W).fill('');
     const t0 = performance.now();
     let tokens = 0;
-    const kv0 = this.lastKv ?? (await this.engine.kvStats().catch(() => null));
+    const kv0 = this.lastKv ?? (await this.engine.kvStats().catch(() => undefined));
     let r: Awaited<ReturnType<ChainsRunner>>;
     try {
       r = await this.runChains(promptIds, {
@@ -264,7 +263,7 @@ export class ChatSession {
           const text = eos.has(id) ? '' : decoders[chain].push(id);
           texts[chain] += text;
           const tps = (tokens * 1000) / Math.max(1, performance.now() - t0);
-          onDelta({ content: text, tokenIds: [id], kv: kv0 ?? undefined, decodeTokensPerSecond: tps, chain });
+          onDelta({ content: text, tokenIds: [id], kv: kv0, decodeTokensPerSecond: tps, chain });
         },
       });
     } catch (e) {
