@@ -6,11 +6,12 @@
 //
 // Specialized by worker/kernels/attention.ts, which prepends the constants G (query heads per KV head),
 // D (head dim), LG (lanes per key group: a power of two no larger than the subgroup size), NCH
-// (= ceil(D / 8 / LG)) and KB (keys per group step), and keeps or drops the `// #if` blocks F16, Q8, Q4 and QUANT (q8 or q4).
+// (= ceil(D / 8 / LG)), KB (keys per group step) and SN, SR (subgroup_scatter_sum.wgsl for the KB x G scores),
+// and keeps or drops the `// #if` blocks F16, Q8, Q4 and QUANT (q8 or q4).
 // The WG invocations form NG = WG / LG key groups of LG lanes, each group inside one subgroup. A key's D
 // values are D/8 chunks of 8 (16 bytes of f16, 32 of f32); lane j of a group owns chunks j, j + LG, ... of
-// every key, for K (partial dot products, summed over the group with subgroupShuffleXor) and for V (its
-// slice of the output). The query slices live in registers. Every lane of a group ends with the same
+// every key, for K (partial dot products, summed over the group by reduce-scatter, then each total fetched
+// from the lane that holds it) and for V (its slice of the output). The query slices live in registers. Every lane of a group ends with the same
 // scores, so the group's online softmax (m, l per query head; one rescale per KB keys) needs no exchange.
 // The split's keys are walked NG x KB at a time (group q takes KB consecutive keys of each step); the
 // NG groups are combined in workgroup memory at the end. The step count is uniform over the workgroup, so
@@ -49,11 +50,16 @@ var<workgroup> subgroups: atomic<u32>;
 var<workgroup> gm: array<f32, NG * G>;
 var<workgroup> gl: array<f32, NG * G>;
 var<workgroup> gacc: array<f32, G * D>;
+// The step's own key (values 0 .. D-1) and value (D .. 2D-1), rounded as the cache will store them, taken once
+// per workgroup (stepChunk's loops over the head, inlined in the key loop, made the q8 kernel 2x slower than
+// f16). Workgroup memory rather than registers: this kernel sits at a register cliff (more keys a step spill).
+var<workgroup> own: array<f32, 2u * D>;
 
 // rnd(), q8Round() ...:
 // #include f16_round.wgsl
 // #include kv_quant.wgsl
 // #include dms_decision.wgsl
+// #include subgroup_scatter_sum.wgsl
 
 // Chunk c (values 8c .. 8c+7) of the key (keyChunk) or value (valueChunk) of resident slot k of head h.
 // #if Q8
@@ -192,20 +198,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var i = 0u; i < NCH; i++) { acc[j * NCH + i] = array<f32, 8>(); }
   }
 
-  // The step's own key and value (the last key, in the last split only), rounded as the cache will store
-  // them, taken once here: stepChunk's loops over the head (q8: all D values for the scale) inlined in the
-  // key loop below made the q8 kernel 2x slower than f16.
-  var ownK: array<array<f32, 8>, NCH>;
-  var ownV: array<array<f32, 8>, NCH>;
+  // The step's own key and value: the last key, in the last split only.
   if (kEnd == nk) {
-    for (var i = 0u; i < NCH; i++) {
-      let c = lane + i * LG;
-      if (c < D / 8u) {
-        ownK[i] = stepChunk(h, 0u, c);
-        ownV[i] = stepChunk(h, 1u, c);
-      }
+    for (var c = lid; c < D / 4u; c += WG) {
+      let kv = c / (D / 8u);
+      let cc = c % (D / 8u);
+      let o = stepChunk(h, kv, cc);
+      for (var e = 0u; e < 8u; e++) { own[kv * D + 8u * cc + e] = o[e]; }
     }
   }
+  workgroupBarrier();
 
   let steps = select(0u, (kEnd - kStart + stepKeys - 1u) / stepKeys, kEnd > kStart);
   for (var it = 0u; it < steps; it++) {
@@ -224,8 +226,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
             kk = keyChunk(h, k, c);
             v = valueChunk(h, k, c);
           } else {
-            kk = ownK[i];
-            v = ownV[i];
+            for (var e = 0u; e < 8u; e++) {
+              kk[e] = own[8u * c + e];
+              v[e] = own[D + 8u * c + e];
+            }
           }
         }
         vv[b * NCH + i] = v;
@@ -236,9 +240,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
         }
       }
     }
-    for (var x = 1u; x < LG; x <<= 1u) {
-      for (var e = 0u; e < KB * G; e++) { sc[e] += subgroupShuffleXor(sc[e], x); }
-    }
+    var sv: array<f32, SN>;
+    for (var e = 0u; e < KB * G; e++) { sv[e] = sc[e]; }
+    let tot = scatterSum(sv, lane, LG);
+    let src = sgi & ~((1u << SR) - 1u);
+    for (var e = 0u; e < KB * G; e++) { sc[e] = subgroupShuffle(tot[e % SK], src | (e / SK)); }
     // Visibility (the query's position is pos0): keys past the split and DMS-evicted ones are masked.
     for (var b = 0u; b < KB; b++) {
       let k = k0 + b;

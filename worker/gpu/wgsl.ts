@@ -6,12 +6,14 @@
 import dmsDecision from '../../shaders/dms_decision.wgsl';
 import f16Round from '../../shaders/f16_round.wgsl';
 import kvQuant from '../../shaders/kv_quant.wgsl';
+import subgroupScatterSum from '../../shaders/subgroup_scatter_sum.wgsl';
 import workgroupSum from '../../shaders/workgroup_sum.wgsl';
 import { params } from './encoder';
 
 /** The pieces of shaders/ that kernels include, by file name. */
 const PIECES: Readonly<Record<string, string>> = {
   'dms_decision.wgsl': dmsDecision, 'f16_round.wgsl': f16Round, 'kv_quant.wgsl': kvQuant, 'workgroup_sum.wgsl': workgroupSum,
+  'subgroup_scatter_sum.wgsl': subgroupScatterSum,
 };
 
 /** Replaces each `// #include NAME.wgsl` line with that shared piece of shaders/ (before specialize: pieces may hold `// #if` blocks). */
@@ -61,6 +63,18 @@ export function specialize(source: string, defines: Record<string, boolean>): st
 /** `const NAME = <value>u;` lines for unsigned integer constants, prepended to a kernel's source. */
 export function u32Constants(values: Record<string, number>): string {
   return Object.entries(values).map(([k, v]) => `const ${k} = ${v >>> 0}u;\n`).join('');
+}
+
+/**
+ * SN and SR of subgroup_scatter_sum.wgsl for summing `values` values per lane over spans of at least `minSpan`
+ * lanes (0 when unknown: no scatter rounds, a butterfly per value): SN the next power of two, SR the rounds.
+ */
+export function scatterConstants(values: number, minSpan: number): { SN: number; SR: number } {
+  let sn = 1;
+  while (sn < values) sn *= 2;
+  let sr = 0;
+  while (2 ** (sr + 1) <= Math.min(sn, minSpan)) sr++;
+  return { SN: sn, SR: sr };
 }
 
 /** Scalar types of a uniform parameter block's fields. */

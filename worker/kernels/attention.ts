@@ -2,7 +2,7 @@ import kernelSource from '../../shaders/attention.wgsl';
 import decodeSource from '../../shaders/attention_decode.wgsl';
 import type { Gpu } from '../gpu/context';
 import type { Binding, Encoder } from '../gpu/encoder';
-import { include, paramLayout, specialize, u32Constants } from '../gpu/wgsl';
+import { include, paramLayout, scatterConstants, specialize, u32Constants } from '../gpu/wgsl';
 import type { KvDtype } from '../model/types';
 
 /** attention.wgsl's parameters (see the kernel's header; its struct Params is made from this list). */
@@ -114,7 +114,7 @@ export function attentionDecode(
   if (!lanes) throw new Error('attentionDecode: the decode kernel cannot run on this device');
   const kb = decodeTuning.keysPerStep;
   const code = 'enable subgroups;\n'
-    + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb }) + DECODE_PARAMS.struct
+    + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb, ...scatterConstants(kb * g, lanes) }) + DECODE_PARAMS.struct
     + specialize(include(decodeSource), { F16: a.dtype === 'f16', Q8: a.dtype === 'q8', Q4: a.dtype === 'q4', QUANT: a.dtype === 'q8' || a.dtype === 'q4' }).replace('enable subgroups;\n', '');
   const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}`, code);
   const pr = DECODE_PARAMS.pack({
