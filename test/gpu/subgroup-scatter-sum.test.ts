@@ -1,5 +1,5 @@
 /**
- * shaders/subgroup_scatter_sum.wgsl (the reduce-scatter sums of the decode matvec and attention) against sums
+ * shaders/subgroup_scatter_sum.wgsl (the decode attention's reduce-scatter sums of its scores) against sums
  * on the CPU: every count of values, every span up to the subgroup, the rounds scatterConstants picks and
  * fewer. Values are small integers, so the sums are exact in any order.
  */
