@@ -18,6 +18,11 @@ describe.each(DTYPES)('decode attention kernel, K/V in %s', (dtype) => {
     const gpu = await testGpu();
     expect(decodeLanes(gpu, 128, 4)).toBe(Math.min(16, gpu.caps.subgroupMinSize));
     expect(decodeLanes(gpu, 128, 17)).toBe(0); // more than 16 query heads per KV head
+    // Workgroup memory at WebGPU's default limit: 16 query heads of d 256 need 16 KB for the outputs alone.
+    const small = { caps: { ...gpu.caps, maxComputeWorkgroupStorageSize: 16384 } };
+    expect(decodeLanes(small, 256, 16)).toBe(0);
+    expect(decodeLanes(small, 256, 8)).toBe(decodeLanes(gpu, 256, 8));
+    expect(decodeLanes(small, 128, 16)).toBe(Math.min(16, gpu.caps.subgroupMinSize));
     decodeTuning.enabled = false;
     expect(decodeLanes(gpu, 128, 4)).toBe(0);
   });

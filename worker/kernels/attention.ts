@@ -85,17 +85,25 @@ export function attention(
   enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * a.nsplit));
 }
 
+/** Invocations of a decode attention workgroup (WG in attention_decode.wgsl). */
+const DECODE_WG = 128;
+
 /**
  * Lanes per key group of the decode kernel for head dim d on this device (a power of two, at most 16, d/8
- * and the smallest subgroup), or 0 when the kernel cannot run here: it needs subgroups of a known size and
- * at most 16 query heads per KV head. `decodeTuning.lanes` forces a smaller count (tests).
+ * and the smallest subgroup), or 0 when the kernel cannot run here: it needs subgroups of a known size, at
+ * most 16 query heads per KV head, and its workgroup memory within the device's limit. `decodeTuning.lanes`
+ * forces a smaller count (tests).
  */
-export function decodeLanes(gpu: Gpu, d: number, g: number): number {
+export function decodeLanes(gpu: Pick<Gpu, 'caps'>, d: number, g: number): number {
   const sub = gpu.caps.subgroupMinSize;
   if (!decodeTuning.enabled || !gpu.caps.subgroups || sub < 1 || g > 16 || d % 8 !== 0) return 0;
   const most = Math.min(16, d / 8, sub, decodeTuning.lanes > 0 ? decodeTuning.lanes : 16);
   let lanes = 1;
   while (lanes * 2 <= most) lanes *= 2;
+  // Workgroup memory: the groups' outputs (G x d), the step's own key and value (2d), each group's (m, l)
+  // per query head, and four words.
+  const bytes = 4 * (g * d + 2 * d + 2 * (DECODE_WG / lanes) * g + 4);
+  if (bytes > gpu.caps.maxComputeWorkgroupStorageSize) return 0;
   // One lane per key would hold every chunk of G queries and outputs in registers: only for short heads.
   return lanes * 4 >= d / 8 ? lanes : 0;
 }
