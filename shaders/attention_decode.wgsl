@@ -4,7 +4,7 @@
 // long cache at the memory's speed. One workgroup = one KV head x one key split; it always writes partials
 // (acc, m, l) that kv_commit.wgsl merges, even with one split.
 //
-// Specialized by worker/kernels/attention.ts, which prepends the constants G (query heads per KV head),
+// Specialized by worker/kernels/attention.ts, which prepends the constants WG (invocations), G (query heads per KV head),
 // D (head dim), LG (lanes per key group: a power of two no larger than the subgroup size), NCH
 // (= ceil(D / 8 / LG)), KB (keys per group step) and SN, SR (subgroup_scatter_sum.wgsl for the KB x G scores),
 // and keeps or drops the `// #if` blocks F16, Q8, Q4 and QUANT (q8 or q4).
@@ -33,7 +33,6 @@ enable subgroups;
 @group(0) @binding(5) var<storage, read> state: array<u32>;
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
 
-const WG: u32 = 128u;
 const NG: u32 = WG / LG;
 const NEG: f32 = -3.0e38;
 const NONE: u32 = 0xffffffffu;

@@ -63,11 +63,12 @@ describe('subgroup_scatter_sum.wgsl', () => {
           for (const b of [bin, bout, blanes]) gpu.destroy(b);
           for (let lid = 0; lid < WG; lid++) {
             const sgi = lanes[2 * lid];
-            const first = lid - sgi + (sgi & ~(Math.min(span, lanes[2 * lid + 1]) - 1));
+            const width = Math.min(span, lanes[2 * lid + 1]);
+            const first = lid - sgi + (sgi & ~(width - 1));
             const own = sgi % 2 ** sr;
             for (let k = 0; k < sk; k++) {
               let want = 0;
-              for (let j = first; j < first + Math.min(span, lanes[2 * lid + 1]); j++) want += input[j * sn + sk * own + k];
+              for (let j = first; j < first + width; j++) want += input[j * sn + sk * own + k];
               expect(got[lid * sk + k], `values ${values} (SN ${sn}) SR ${sr} span ${span}: lane ${lid} sum ${sk * own + k}`).toBe(want);
             }
           }

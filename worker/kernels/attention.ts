@@ -85,7 +85,7 @@ export function attention(
   enc.dispatch(enc.gpu.pipeline('attention', source, constants), pr, [bufs.qkv, bufs.alpha, bufs.k, bufs.v, bufs.state, bufs.out, bufs.part], enc.grid(a.hkv * nqb * a.nsplit));
 }
 
-/** Invocations of a decode attention workgroup (WG in attention_decode.wgsl). */
+/** Invocations of a decode attention workgroup (WG of attention_decode.wgsl, prepended from here). */
 const DECODE_WG = 128;
 
 /**
@@ -122,7 +122,7 @@ export function attentionDecode(
   if (!lanes) throw new Error('attentionDecode: the decode kernel cannot run on this device');
   const kb = decodeTuning.keysPerStep;
   const code = 'enable subgroups;\n'
-    + u32Constants({ G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb, ...scatterConstants(kb * g, lanes) }) + DECODE_PARAMS.struct
+    + u32Constants({ WG: DECODE_WG, G: g, D: a.d, LG: lanes, NCH: Math.ceil(a.d / 8 / lanes), KB: kb, ...scatterConstants(kb * g, lanes) }) + DECODE_PARAMS.struct
     + specialize(include(decodeSource), { F16: a.dtype === 'f16', Q8: a.dtype === 'q8', Q4: a.dtype === 'q4', QUANT: a.dtype === 'q8' || a.dtype === 'q4' }).replace('enable subgroups;\n', '');
   const pipe = enc.gpu.pipeline(`attention_decode G${g} D${a.d} LG${lanes} KB${kb} ${a.dtype}`, code);
   const pr = DECODE_PARAMS.pack({
