@@ -1,6 +1,6 @@
 // Fills a buffer with pseudo-random words (benchmark weights made on the GPU, no upload).
 // mode 0: f32 uniform in [-scale, scale); 1: two such values packed as f16; 2: raw random bits
-// (q8/q4 codes); 3: f32 in [scale/2, scale) (quantization scales).
+// (q8/q4 codes); 3: two f16 in [scale/2, scale) packed (quantization scales, worker/load/pack.ts).
 struct Params { n: u32, mode: u32, seed: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
@@ -22,6 +22,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     case 0u: { out[i] = bitcast<u32>((unit(h) * 2.0 - 1.0) * p.scale); }
     case 1u: { out[i] = pack2x16float(vec2f((unit(h) * 2.0 - 1.0) * p.scale, (unit(hash(h)) * 2.0 - 1.0) * p.scale)); }
     case 2u: { out[i] = h; }
-    default: { out[i] = bitcast<u32>((0.5 + 0.5 * unit(h)) * p.scale); }
+    default: { out[i] = pack2x16float(vec2f(0.5 + 0.5 * unit(h), 0.5 + 0.5 * unit(hash(h))) * p.scale); }
   }
 }

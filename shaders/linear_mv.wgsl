@@ -23,7 +23,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> w: array<vec4u>;
 // Bindings are numbered in the order the dispatcher passes the buffers (scales only for q4/q8).
 // #if QUANT
-@group(0) @binding(2) var<storage, read> scales: array<f32>;
+// Two f16 scales a word, rows of (cols/32 + 1) / 2 words (worker/load/pack.ts, rowScaleWords).
+@group(0) @binding(2) var<storage, read> scales: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 // Unused (a 16-byte placeholder) when has_bias is 0.
@@ -91,12 +92,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (g >= p.count) { return; }
   let r0 = g * OUT;
   let ng = p.cols / 32u;
-  var base: array<u32, R>;
+  // The physical row of each of the R rows (with SILU, the up rows follow the gate rows).
+  var prow: array<u32, R>;
   for (var r = 0u; r < OUT; r++) {
     let row = min(r0 + r, p.rows - 1u);
-    base[r] = row * ng;
+    prow[r] = row;
 // #if SILU
-    base[OUT + r] = (p.rows + row) * ng;
+    prow[OUT + r] = p.rows + row;
 // #endif
   }
 
@@ -108,9 +110,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var u = 0u; u < KU; u++) {
       let k = min(k0 + u * L, ng - 1u);
       for (var r = 0u; r < R; r++) {
-        for (var i = 0u; i < GV; i++) { wv[u * R + r][i] = w[(base[r] + k) * GV + i]; }
+        for (var i = 0u; i < GV; i++) { wv[u * R + r][i] = w[(prow[r] * ng + k) * GV + i]; }
 // #if QUANT
-        sc[u * R + r] = scales[base[r] + k];
+        sc[u * R + r] = unpack2x16float(scales[prow[r] * ((ng + 1u) / 2u) + k / 2u])[k & 1u];
 // #else
         sc[u * R + r] = 1.0;
 // #endif

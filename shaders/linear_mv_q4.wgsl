@@ -1,5 +1,5 @@
 // q4 groups for linear_mv.wgsl: 32 4-bit codes in one vec4<u32> (element c in bits 4*(c%8) of word c/8)
-// and an f32 scale; w = (q - 8) * scale.
+// and an f16 scale (unpacked to f32 by linear_mv.wgsl); w = (q - 8) * scale.
 // Unpacking avoids integer-to-float conversion (the slow path on NVIDIA): `(word & 0xF << 4i) | 1.0f`
 // is the float 1 + q * 2^(4i-23) exactly, so after subtracting 1 it is q scaled by a power of two, which
 // prepX undoes by pre-scaling the x values once per group (shared by the R rows). Per weight: one and-or,

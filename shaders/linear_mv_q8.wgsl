@@ -1,5 +1,5 @@
 // q8 groups for linear_mv.wgsl: 32 int8 codes in two vec4<u32> (element c in byte c%4 of word c/4) and an
-// f32 scale; w = q * scale.
+// f16 scale (unpacked to f32 by linear_mv.wgsl); w = q * scale.
 // Unpacking without integer-to-float conversion: the sign bit is flipped (u = q + 128 in 0..255), then
 // `(u & 0xFF << 8i) | 1.0f` - 1.0 is u * 2^(8i-23) exactly for bytes i = 0, 1 (bytes 2, 3 after a shift by
 // 16); prepX pre-scales x by the inverse powers of two once per group. The +128 offset is taken out per

@@ -1,5 +1,5 @@
 // y[t][row_start + r] = sum_c x[t][c] * w[r][c] (+ bias[row_start + r]) for one part of a q8 matrix:
-// int8 codes packed 4 per u32, groups of 32 columns (rows padded to cols32) with an f32 scale each, w = q * scale.
+// int8 codes packed 4 per u32, groups of 32 columns (rows padded to cols32) with an f16 scale each, w = q * scale.
 // Specialized by worker/kernels/linear.ts: constants R (rows per workgroup), TT (tokens per workgroup),
 // L (lanes = workgroup size) are prepended, `// #if NAME` blocks kept or dropped (SUBGROUPS, ALIGNED).
 // Same tiling and reduction as linear_f32.wgsl: lanes walk units of 8 columns, R*TT partial sums per lane.
@@ -10,7 +10,10 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<vec2u>;
-@group(0) @binding(2) var<storage, read> scales: array<f32>;
+// Two f16 scales a word, rows of (cols32/32 + 1) / 2 words (worker/load/pack.ts, rowScaleWords).
+@group(0) @binding(2) var<storage, read> scales: array<u32>;
+
+fn scale(r: u32, g: u32, c32: u32) -> f32 { return unpack2x16float(scales[r * ((c32 + 1u) / 2u) + g / 2u])[g & 1u]; }
 // #if ALIGNED
 @group(0) @binding(3) var<storage, read> x: array<vec4f>;
 // #else
@@ -29,7 +32,7 @@ fn int8x4(v: u32) -> vec4f {
 fn load_w(r: u32, u: u32) -> mat2x4f {
   let c32 = (p.cols + 31u) / 32u;
   let v = w[r * c32 * 4u + u];
-  let s = scales[r * c32 + u / 4u];
+  let s = scale(r, u / 4u, c32);
   return mat2x4f(int8x4(v.x) * s, int8x4(v.y) * s);
 }
 // #if ALIGNED
@@ -42,7 +45,7 @@ fn load_w1(r: u32, c: u32) -> f32 {
   let c32 = (p.cols + 31u) / 32u;
   let v = w[r * c32 * 4u + c / 8u];
   let word = select(v.x, v.y, (c & 4u) != 0u);
-  return f32(bitcast<i32>(word << (24u - 8u * (c % 4u))) >> 24u) * scales[r * c32 + c / 32u];
+  return f32(bitcast<i32>(word << (24u - 8u * (c % 4u))) >> 24u) * scale(r, c / 32u, c32);
 }
 // #endif
 

@@ -8,7 +8,8 @@
 // OUT_F16 / OUT_Q8 / OUT_Q4 (QUANT for Q8/Q4: the scales binding).
 // Rows r = 0..rows of `cols` elements: element (r, c) is element src_base + r * cols + c of the staging
 // buffer; its packed row goes to row dst_row + r of the part. Thread i handles:
-//   OUT_F32: element i; OUT_F16: output word i (two elements); QUANT: one group of 32 of one row.
+//   OUT_F32: element i; OUT_F16: output word i (two elements); QUANT: one scale word of one row, i.e. two
+//   groups of 32 and their two f16 scales (worker/load/pack.ts, rowScaleWords).
 struct Params { rows: u32, cols: u32, src_base: u32, dst_row: u32, count: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
@@ -116,29 +117,17 @@ fn quant_mag(x: u32, s: u32, qmax: u32) -> u32 {
   return min(q, qmax);
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (i >= p.count) { return; }
-// #if OUT_F32
-  let r = i / p.cols;
-  let c = i % p.cols;
-  dst[(p.dst_row + r) * p.cols + c] = elem(p.src_base + i);
-// #endif
-// #if OUT_F16
-  let wpr = (p.cols + 1u) / 2u;
-  let r = i / wpr;
-  let c = (i % wpr) * 2u;
-  let base = p.src_base + r * p.cols + c;
-  let lo = f32_to_f16_bits(elem(base));
-  var hi = 0u;
-  if (c + 1u < p.cols) { hi = f32_to_f16_bits(elem(base + 1u)); }
-  dst[(p.dst_row + r) * wpr + c / 2u] = lo | (hi << 16u);
-// #endif
 // #if QUANT
-  let groups = (p.cols + 31u) / 32u;
-  let r = i / groups;
-  let g = i % groups;
+// f16 bits of a group's scale: maxabs / qmax rounded to f32, then to f16, a finite one saturating at 65504
+// (groupScaleBits in worker/load/pack.ts).
+fn scale_bits(maxabs: u32, qmax: u32) -> u32 {
+  if ((maxabs >> 23u) == 0xffu) { return f32_to_f16_bits(select(0x7f800000u, 0x7fc00000u, (maxabs & 0x7fffffu) != 0u)); }
+  let h = f32_to_f16_bits(div_round(maxabs, qmax));
+  return select(h, 0x7bffu, (h & 0x7c00u) == 0x7c00u);
+}
+
+// Quantizes group g of row r (codes into dst) and returns its scale's f16 bits.
+fn quant_group(r: u32, g: u32, groups: u32) -> u32 {
   let c0 = g * 32u;
   let c1 = min(p.cols, c0 + 32u);
   let base = p.src_base + r * p.cols;
@@ -149,15 +138,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 // #else
   let qmax = 7u;
 // #endif
-  var scale = 0u;
-  var ok = false;
-  if ((maxabs >> 23u) == 0xffu) {
-    scale = select(0x7f800000u, 0x7fc00000u, (maxabs & 0x7fffffu) != 0u);
-  } else {
-    scale = div_round(maxabs, qmax);
-    ok = scale != 0u;
-  }
-  scales[(p.dst_row + r) * groups + g] = scale;
+  let s16 = scale_bits(maxabs, qmax);
+  // The codes are rounded against the f16 scale the kernels multiply by.
+  let scale = f16_to_f32_bits(s16);
+  let ok = scale != 0u && (scale >> 23u) != 0xffu;
 // #if OUT_Q8
   let words = groups * 8u;
   for (var w = 0u; w < 8u; w += 1u) {
@@ -190,5 +174,43 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     dst[(p.dst_row + r) * words + g * 4u + w] = word;
   }
 // #endif
+  return s16;
+}
+// #endif
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (i >= p.count) { return; }
+// #if OUT_F32
+  let r = i / p.cols;
+  let c = i % p.cols;
+  dst[(p.dst_row + r) * p.cols + c] = elem(p.src_base + i);
+// #endif
+// #if OUT_F16
+  let wpr = (p.cols + 1u) / 2u;
+  let r = i / wpr;
+  let c = (i % wpr) * 2u;
+  let base = p.src_base + r * p.cols + c;
+  let lo = f32_to_f16_bits(elem(base));
+  var hi = 0u;
+  if (c + 1u < p.cols) { hi = f32_to_f16_bits(elem(base + 1u)); }
+  dst[(p.dst_row + r) * wpr + c / 2u] = lo | (hi << 16u);
+// #endif
+// #if QUANT
+  // One scale word (two groups of 32 of one row, the second absent at the end of an odd row).
+  let groups = (p.cols + 31u) / 32u;
+  let swords = (groups + 1u) / 2u;
+  let r = i / swords;
+  let pair = i % swords;
+  var sword = 0u;
+  for (var h = 0u; h < 2u; h += 1u) {
+    let g = 2u * pair + h;
+    if (g < groups) {
+      let s16 = quant_group(r, g, groups);
+      sword |= s16 << (16u * h);
+    }
+  }
+  scales[(p.dst_row + r) * swords + pair] = sword;
 // #endif
 }

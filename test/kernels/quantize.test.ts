@@ -2,12 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from '../../worker/gpu/encoder';
 import { quantizeRows } from '../../worker/kernels/quantize';
-import { packRows, rowScales, rowWords } from '../../worker/load/pack';
+import { packRows, rowScaleWords, rowWords } from '../../worker/load/pack';
 import { toF32, type TensorDtype } from '../../worker/load/safetensors';
 import type { WeightFormat } from '../../worker/model/types';
 import { testGpu } from '../gpu';
 
-/** Raw rows of `dtype` with hard cases: zeros, -0, subnormals, tiny groups (subnormal scales), large values, infinities. */
+/** Raw rows of `dtype` with hard cases: zeros, -0, subnormals, tiny groups (f16-subnormal or zero scales), large values (saturated scales), infinities. */
 function rawRows(dtype: TensorDtype, n: number, seed: number): Uint8Array {
   let s = seed >>> 0 || 1;
   const rnd = () => {
@@ -17,7 +17,7 @@ function rawRows(dtype: TensorDtype, n: number, seed: number): Uint8Array {
   const f32 = new Float32Array(n);
   const u32 = new Uint32Array(f32.buffer);
   for (let i = 0; i < n; i++) {
-    const kind = Math.floor(i / 32) % 8; // a whole group of one kind, so scales hit every regime
+    const kind = Math.floor(i / 32) % 9; // a whole group of one kind, so scales hit every regime
     const r = rnd();
     switch (kind) {
       case 0: f32[i] = ((r / 2 ** 32) * 2 - 1) * 0.05; break; // typical weights
@@ -27,6 +27,7 @@ function rawRows(dtype: TensorDtype, n: number, seed: number): Uint8Array {
       case 4: f32[i] = ((r / 2 ** 32) * 2 - 1) * 70000; break; // beyond f16's range
       case 5: f32[i] = r % 5 === 0 ? -0 : (r % 7) - 3; break; // integers: exact ties after scaling
       case 6: u32[i] = ((r % 3 === 0 ? 0 : r & 0x80000000) | (((r >>> 8) % 254 + 1) << 23) | (r & 0x7fffff)) >>> 0; break; // any finite
+      case 7: f32[i] = ((r / 2 ** 32) * 2 - 1) * 1e-5; break; // tiny weights: f16-subnormal scales
       default: f32[i] = r % 97 === 0 ? (r & 1 ? Infinity : -Infinity) : ((r / 2 ** 32) - 0.5) * 3; // an infinity now and then
     }
   }
@@ -56,7 +57,7 @@ describe('quantize.wgsl', () => {
           const all = toF32(dtype, raw);
           const want = packRows(all.slice(lead * cols), rows, cols, format);
           const src = gpu.upload('test:q src', raw);
-          const words = rowWords(cols, format), sc = rowScales(cols, format);
+          const words = rowWords(cols, format), sc = rowScaleWords(cols, format);
           const data = gpu.buffer('test:q data', (dstRow + rows) * words * 4);
           const scales = sc ? gpu.buffer('test:q scales', (dstRow + rows) * sc * 4) : null;
           const enc = new Encoder(gpu, 'quantize test');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits, matrixBytes, packRows, uploadMatrix } from '../../worker/load/pack';
+import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits, matrixBytes, packRows, scaleAt, uploadMatrix } from '../../worker/load/pack';
 import type { WeightFormat } from '../../worker/model/types';
 import { dequantizeRows } from '../../worker/reference/quant';
 import { randn, testGpu } from '../gpu';
@@ -60,13 +60,17 @@ describe('packRows layout', () => {
     expect(Array.from(f16.data)).toEqual([0x3c00 | (0xc000 << 16), 0x3800, 0x4200 | (0x4500 << 16), 0x4600].map((v) => v >>> 0));
   });
 
-  it('q8: int8 in byte c%4 of word c/4, scale maxabs/127 per group of 32, zero padding', () => {
+  /** The f16 scales of packed rows as numbers, row by row. */
+  const scaleValues = (scales: Uint32Array, rows: number, groups: number) =>
+    Array.from({ length: rows * groups }, (_, i) => scaleAt(scales, Math.floor(i / groups), i % groups, groups));
+
+  it('q8: int8 in byte c%4 of word c/4, f16 scale maxabs/127 per group of 32, two a word, zero padding', () => {
     const cols = 40;
     const src = new Float32Array(cols);
     src[0] = 127 / 64; src[1] = -63.5 / 64; src[5] = 1 / 64; src[33] = -127 / 32; src[39] = 63.5 / 32;
     const { data, scales } = packRows(src, 1, cols, 'q8');
     expect(data.length).toBe(16);
-    expect(Array.from(scales!)).toEqual([1 / 64, 1 / 32]);
+    expect(Array.from(scales!)).toEqual([(f32ToF16Bits(1 / 32) << 16 | f32ToF16Bits(1 / 64)) >>> 0]);
     expect(data[0] & 0xff).toBe(127);
     expect((data[0] >> 8) & 0xff).toBe(256 - 64); // -63.5 rounds away from zero
     expect((data[1] >> 8) & 0xff).toBe(1);
@@ -75,14 +79,15 @@ describe('packRows layout', () => {
     expect(Array.from(data.subarray(10))).toEqual([0, 0, 0, 0, 0, 0]); // cols 40..63 are padding
   });
 
-  it('q4: code q+8 in bits 4*(c%8) of word c/8, scale maxabs/7, padding and zero groups decode to 0', () => {
+  it('q4: code q+8 in bits 4*(c%8) of word c/8, f16 scale maxabs/7, padding and zero groups decode to 0', () => {
     const cols = 36;
     const src = new Float32Array(2 * cols);
     src[0] = 3.5; src[1] = -3.5; src[2] = 1.25; src[9] = 0.25;
     src[cols + 33] = -7;
     const { data, scales } = packRows(src, 2, cols, 'q4');
     expect(data.length).toBe(16);
-    expect(Array.from(scales!)).toEqual([0.5, 0, 0, 1]);
+    expect(scales!.length).toBe(2);
+    expect(scaleValues(scales!, 2, 2)).toEqual([0.5, 0, 0, 1]);
     expect(data[0] & 0xf).toBe(15);
     expect((data[0] >> 4) & 0xf).toBe(1);
     expect((data[0] >> 8) & 0xf).toBe(8 + 3); // 2.5 rounds away from zero
@@ -96,6 +101,38 @@ describe('packRows layout', () => {
     expect(back[2]).toBe(1.5);
     expect(back[cols + 33]).toBe(-7);
     expect(back[3]).toBe(0);
+  });
+
+  it('q8/q4: a row of an odd number of groups ends its scales in a zero half; codes round against the f16 scale', () => {
+    const cols = 70; // 3 groups: 2 scale words a row
+    const src = new Float32Array(2 * cols);
+    src[0] = 1; src[1] = 0.5; src[40] = -2; src[69] = 3; src[cols + 64] = 1;
+    for (const format of ['q8', 'q4'] as WeightFormat[]) {
+      const qmax = format === 'q8' ? 127 : 7;
+      const { data, scales } = packRows(src, 2, cols, format);
+      expect(scales!.length).toBe(4);
+      expect(scales![1] >>> 16).toBe(0);
+      expect(scales![3] >>> 16).toBe(0);
+      const s = f16BitsToF32(f32ToF16Bits(1 / qmax)); // 1/7 and 1/127 are not f16 values
+      expect(s).not.toBe(Math.fround(1 / qmax));
+      expect(scaleValues(scales!, 2, 3)).toEqual([s, 2 * s, 3 * s, 0, 0, s]);
+      const back = dequantizeRows({ data, scales }, 2, cols, format);
+      expect(back[0]).toBe(Math.fround(qmax * s)); // the largest code, not qmax + 1 when s rounded down
+      expect(back[1]).toBe(Math.fround(Math.round(0.5 / s) * s));
+      expect(back[cols + 64]).toBe(Math.fround(qmax * s));
+    }
+  });
+
+  it('q8/q4: a scale past f16 saturates at 65504, an infinite group keeps an infinite scale', () => {
+    const src = new Float32Array(64);
+    src[0] = 1e9; src[1] = -1e9; src[32] = Infinity;
+    for (const format of ['q8', 'q4'] as WeightFormat[]) {
+      const qmax = format === 'q8' ? 127 : 7;
+      const { scales } = packRows(src, 1, 64, format);
+      expect(scaleValues(scales!, 1, 2)).toEqual([65504, Infinity]);
+      const back = dequantizeRows(packRows(src, 1, 64, format), 1, 64, format);
+      expect([back[0], back[1]]).toEqual([qmax * 65504, -qmax * 65504]);
+    }
   });
 
   for (const format of ['f32', 'f16', 'q8', 'q4'] as WeightFormat[]) {
@@ -113,7 +150,8 @@ describe('packRows layout', () => {
             const g0 = Math.floor(c / 32) * 32;
             let maxabs = 0;
             for (let k = g0; k < Math.min(cols, g0 + 32); k++) maxabs = Math.max(maxabs, Math.abs(src[r * cols + k]));
-            expect(Math.abs(back[i] - src[i])).toBeLessThanOrEqual((maxabs / qmax) * 0.5 * (1 + 1e-6));
+            // Half a step of the f16 scale, plus what rounding the scale to f16 (2^-11) moves the largest code.
+            expect(Math.abs(back[i] - src[i])).toBeLessThanOrEqual((maxabs / qmax) * (0.5 + (qmax + 1) * 2 ** -11));
           }
         }
       }
@@ -144,13 +182,13 @@ describe('uploadMatrix', () => {
         if (nsc) {
           expect(p.scales!.label).toBe(`tbl scales ${i}`);
           expect(p.scales!.size).toBeLessThanOrEqual(max);
-          expect(await gpu.readF32(p.scales!, p.rows * nsc)).toEqual(whole.scales!.subarray(p.rowStart * nsc, (p.rowStart + p.rows) * nsc));
+          expect(await gpu.readU32(p.scales!, p.rows * nsc)).toEqual(whole.scales!.subarray(p.rowStart * nsc, (p.rowStart + p.rows) * nsc));
           bytes += p.rows * nsc * 4;
         } else expect(p.scales).toBeNull();
       }
       expect(next).toBe(rows);
       expect(bytes).toBe(matrixBytes(rows, cols, format));
-      expect(matrixBytes(rows, cols, format)).toBe(rows * { f32: 200, f16: 100, q8: 64 + 8, q4: 32 + 8 }[format]);
+      expect(matrixBytes(rows, cols, format)).toBe(rows * { f32: 200, f16: 100, q8: 64 + 4, q4: 32 + 4 }[format]);
       for (const p of m.parts) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
     });
   }

@@ -2,17 +2,17 @@
  * The worker's load path for a plain checkpoint that runs quantized (worker/load/load-model.ts): the first
  * start streams the safetensors onto the GPU and stores only the quantized copy; the next start reads
  * that copy and requests no safetensors byte. Also: the copy equals what `dms convert` writes, a new
- * remote version rebuilds it, offline serves it, a full quota refuses before downloading (or runs
+ * remote version or an older packing rebuilds it, offline serves it, a full quota refuses before downloading (or runs
  * without storing), a damaged copy is deleted with a clear error, f32 keeps the published files.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadModel, type LoadModelOptions } from '../../worker/load/load-model';
-import { convertModel, MANIFEST_FILE, type ConvertSink } from '../../worker/load/converted';
+import { CONVERTED_VERSION, convertModel, MANIFEST_FILE, type ConvertedManifest, type ConvertSink } from '../../worker/load/converted';
 import { parseConfig } from '../../worker/model/config';
 import { HttpSource } from '../../worker/load/source';
 import { listModels, StorageQuotaError, StoredSource } from '../../worker/store';
-import { openQuantizedCopy, quantizedKey } from '../../worker/store/quantized-copy';
+import { checkpointVersion, openQuantizedCopy, quantizedKey, saveQuantizedCopy } from '../../worker/store/quantized-copy';
 import { testGpu } from '../gpu';
 import { startHub, type Hub } from './hub-server';
 import { MemoryBackend } from './memory-backend';
@@ -135,6 +135,38 @@ describe('quantized copy of a streamed checkpoint', () => {
     expect(off.info.load).toMatchObject({ start: 'warm', stored: 'quantized' });
     expect(off.info.storageWarning).toMatch(/without checking .* for updates/);
     off.engine.destroy();
+  });
+
+  it('rebuilds a copy that holds an older packing of the weights (an earlier converted version)', async () => {
+    const gpu = await testGpu();
+    const base = hub.base(REPO);
+    (await loadModel(gpu, base, { model: REPO, weights: 'q4' }, opts())).engine.destroy();
+    // The same copy stored again with its manifest marked as the previous packing (version 1: f32 scales).
+    const version = (await checkpointVersion(base))!;
+    const copy = (await openQuantizedCopy(base, ['q4'], version, { backend }))!;
+    const files = await Promise.all(copy.manifest.files.map(async (f) => ({ name: f.name, bytes: await copy.read(f.name, 0, f.size) })));
+    const old = { ...(JSON.parse(new TextDecoder().decode(files.find((f) => f.name === MANIFEST_FILE)!.bytes)) as ConvertedManifest), version: CONVERTED_VERSION - 1 };
+    await saveQuantizedCopy(base, 'q4', version, copy.manifest.totalBytes, async (sink) => {
+      for (const f of files) {
+        if (f.name === MANIFEST_FILE) await sink.writeFile(f.name, new TextEncoder().encode(JSON.stringify(old)));
+        else if (f.name.endsWith('.bin')) {
+          await sink.openShard(f.name);
+          await sink.write(f.bytes);
+          await sink.closeShard();
+        } else await sink.writeFile(f.name, f.bytes);
+      }
+      return old;
+    }, { backend });
+    expect(await openQuantizedCopy(base, ['q4'], version, { backend })).toBeNull();
+
+    const mark = hub.hits.length;
+    const again = await loadModel(gpu, base, { model: REPO, weights: 'q4' }, opts());
+    expect(again.info.load).toMatchObject({ start: 'cold', stored: 'quantized' });
+    expect(safetensorsHits(mark).length).toBeGreaterThan(0);
+    expect(await greedy(again.engine)).toHaveLength(6);
+    again.engine.destroy();
+    const rebuilt = (await openQuantizedCopy(base, ['q4'], version, { backend }))!;
+    expect((JSON.parse(await rebuilt.text(MANIFEST_FILE)) as ConvertedManifest).version).toBe(CONVERTED_VERSION);
   });
 
   it('refuses before downloading when the copy cannot fit the quota, or runs without storing on request', async () => {

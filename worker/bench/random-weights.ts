@@ -5,7 +5,7 @@
 import source from '../../shaders/fill_random.wgsl';
 import type { Gpu } from '../gpu/context';
 import { Encoder, params } from '../gpu/encoder';
-import { matrixParts, rowScales, rowWords } from '../load/pack';
+import { matrixParts, rowScaleWords, rowWords } from '../load/pack';
 import type { GpuMatrix, ModelConfig, WeightFormat } from '../model/types';
 import type { ModelWeights } from '../load/weights';
 
@@ -27,7 +27,7 @@ export function randomMatrix(gpu: Gpu, label: string, rows: number, cols: number
     fill(gpu, data, words, format === 'f32' ? MODE.f32 : format === 'f16' ? MODE.f16 : MODE.bits, seeds++, std);
     let scales: GPUBuffer | null = null;
     if (format === 'q8' || format === 'q4') {
-      const count = n * rowScales(cols, format);
+      const count = n * rowScaleWords(cols, format);
       scales = gpu.buffer(`${label} scales ${i}`, count * 4);
       fill(gpu, scales, count, MODE.scales, seeds++, std / (format === 'q8' ? 127 : 7));
     }

@@ -1,6 +1,6 @@
 import source from '../../shaders/quantize.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
-import { rowScales, rowWords } from '../load/pack';
+import { rowScaleWords, rowWords } from '../load/pack';
 import type { TensorDtype } from '../load/safetensors';
 import type { WeightFormat } from '../model/types';
 import { specialize } from '../gpu/wgsl';
@@ -44,7 +44,7 @@ export function quantizeRows(
   if (rows <= 0 || cols <= 0) return;
   const quant = format === 'q8' || format === 'q4';
   if (quant && !scales) throw new Error(`quantizeRows: ${format} needs a scales buffer`);
-  const perThread = format === 'f32' ? cols : format === 'f16' ? rowWords(cols, format) : rowScales(cols, format);
+  const perThread = format === 'f32' ? cols : format === 'f16' ? rowWords(cols, format) : rowScaleWords(cols, format);
   const count = rows * perThread;
   if (count > 2 ** 32 - 64) throw new Error(`quantizeRows: ${rows} rows of ${cols} is too many for one dispatch`);
   const buffers = quant ? [src, data, scales!] : [src, data];

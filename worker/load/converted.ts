@@ -6,7 +6,7 @@
  *
  * `webdms-manifest.json`:
  * ```
- * { "format": "webdms-converted", "version": 1, "weights": "q4", "architecture": "qwen3",
+ * { "format": "webdms-converted", "version": 2, "weights": "q4", "architecture": "qwen3",
  *   "source": { "name": "...", "bytes": 1503238144 }, "totalBytes": 441827328,
  *   "shards": [{ "file": "webdms-00000.bin", "bytes": 67108864, "sha256": "<hex>" }, ...],
  *   "matrices": { "embed": { "rows": 151936, "cols": 1024, "format": "q4",
@@ -25,12 +25,12 @@ import { checkModelFileName } from './file-name';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
 import { ModelLoadError, type ModelSource } from './source';
-import { rowScales, rowWords } from './pack';
+import { rowScaleWords, rowWords } from './pack';
 import type { GpuMatrix, ModelConfig, WeightFormat } from '../model/types';
 
 export const MANIFEST_FILE = 'webdms-manifest.json';
 export const CONVERTED_FORMAT = 'webdms-converted';
-export const CONVERTED_VERSION = 1;
+export const CONVERTED_VERSION = 2;
 /** Largest shard file (64 MB: small enough for any static host and the store's chunking). */
 export const MAX_SHARD_BYTES = 64 * 1000 * 1000;
 /** Files copied beside the weights when they exist. */
@@ -123,7 +123,7 @@ export async function loadConverted(
       }
       const dst = allocMatrix(gpu, spec.label, spec.rows, spec.cols, spec.format, opts.maxPartBytes);
       matrices.set(spec.key, dst);
-      const dataRow = rowWords(spec.cols, spec.format) * 4, scaleRow = rowScales(spec.cols, spec.format) * 4;
+      const dataRow = rowWords(spec.cols, spec.format) * 4, scaleRow = rowScaleWords(spec.cols, spec.format) * 4;
       let next = 0;
       for (const p of e.pieces) {
         if (p.rowStart !== next) throw new ConvertedError(`${where}: matrix ${spec.key}: piece at row ${p.rowStart}, expected ${next}`);
@@ -202,7 +202,7 @@ class ShardWriter {
 
   /** A matrix on the GPU, read back in slices of at most sliceBytes, as pieces that each fit one shard. */
   async matrix(gpu: Gpu, key: string, m: GpuMatrix, sliceBytes: number): Promise<void> {
-    const dataRow = rowWords(m.cols, m.format) * 4, scaleRow = rowScales(m.cols, m.format) * 4;
+    const dataRow = rowWords(m.cols, m.format) * 4, scaleRow = rowScaleWords(m.cols, m.format) * 4;
     const pieces: ConvertedPiece[] = [];
     for (let r = 0; r < m.rows; ) {
       let fit = this.open ? Math.floor(this.room() / (dataRow + scaleRow)) : 0;

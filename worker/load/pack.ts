@@ -4,7 +4,7 @@
  */
 import type { Gpu } from '../gpu/context';
 import { GpuError } from '../gpu/context';
-import { f32ToF16Bits } from '../model/dtype';
+import { f16BitsToF32, f32ToF16Bits } from '../model/dtype';
 import type { GpuMatrix, MatrixPart, WeightFormat } from '../model/types';
 
 // The scalar conversions live in ../model/dtype (shared with the loader); re-exported for the packing API.
@@ -37,22 +37,52 @@ export function rowWords(cols: number, format: WeightFormat): number {
   }
 }
 
-/** f32 scales of one row (q8/q4), else 0. */
-export function rowScales(cols: number, format: WeightFormat): number {
+/** Quantization groups (one scale each) of one row (q8/q4), else 0. */
+export function rowGroups(cols: number, format: WeightFormat): number {
   return format === 'q8' || format === 'q4' ? paddedCols(cols, format) / QUANT_GROUP : 0;
+}
+
+/**
+ * 32-bit words of one row's scales (q8/q4), else 0: two f16 scales a word, group g in the low half of
+ * word g/2 when g is even; a row with an odd number of groups ends in a zero half, so that every row
+ * starts on a word (rows are written and read back by whole words).
+ */
+export function rowScaleWords(cols: number, format: WeightFormat): number {
+  return Math.ceil(rowGroups(cols, format) / 2);
 }
 
 /** Exact packed bytes (data + scales) of a rows x cols matrix, before the 16-byte rounding of each GPU buffer. */
 export function matrixBytes(rows: number, cols: number, format: WeightFormat): number {
-  return rows * (rowWords(cols, format) + rowScales(cols, format)) * 4;
+  return rows * (rowWords(cols, format) + rowScaleWords(cols, format)) * 4;
+}
+
+/** The largest finite f16, the scale of a group whose maxabs / qmax would overflow f16. */
+const F16_MAX_BITS = 0x7bff;
+
+/**
+ * The f16 bits of a group's scale: maxabs / qmax rounded to f32 (Math.fround, as the GPU's quantizer
+ * divides), then to the nearest f16. A finite scale past f16's range saturates at 65504 (its codes then
+ * saturate at ±qmax); infinite or NaN groups keep an infinite or NaN scale.
+ */
+export function groupScaleBits(maxabs: number, qmax: number): number {
+  const s = Math.fround(maxabs / qmax);
+  const h = f32ToF16Bits(s);
+  return Number.isFinite(s) && (h & 0x7c00) === 0x7c00 ? F16_MAX_BITS : h;
+}
+
+/** Scale of group g of row r (f16 bits unpacked) from packed scale words of `rowGroups` groups a row. */
+export function scaleAt(scales: Uint32Array, r: number, g: number, groups: number): number {
+  const word = scales[r * Math.ceil(groups / 2) + (g >> 1)];
+  return f16BitsToF32(g & 1 ? word >>> 16 : word & 0xffff);
 }
 
 /**
  * Packs `rows` rows of `cols` f32 values (row-major) into `format`. For f32 the data is a view of `src`
- * (no copy). q8: scale = maxabs/127, q = round(w/scale) in -127..127; q4: scale = maxabs/7,
+ * (no copy). q8: scale = f16(maxabs/127), q = round(w/scale) in -127..127; q4: scale = f16(maxabs/7),
  * q = clamp(round(w/scale) + 8, 0, 15); groups of 32 along cols, zero-padded; an all-zero group has scale 0.
+ * The codes are rounded against the f16 scale, the one the kernels multiply by (groupScaleBits).
  */
-export function packRows(src: Float32Array, rows: number, cols: number, format: WeightFormat): { data: Uint32Array | Float32Array; scales: Float32Array | null } {
+export function packRows(src: Float32Array, rows: number, cols: number, format: WeightFormat): { data: Uint32Array | Float32Array; scales: Uint32Array | null } {
   if (src.length < rows * cols) throw new Error(`packRows: ${src.length} values for ${rows}x${cols}`);
   if (format === 'f32') return { data: src.subarray(0, rows * cols), scales: null };
   const words = rowWords(cols, format);
@@ -70,16 +100,19 @@ export function packRows(src: Float32Array, rows: number, cols: number, format: 
   }
   const q8 = format === 'q8';
   const qmax = q8 ? 127 : 7;
-  const groups = rowScales(cols, format);
-  const scales = new Float32Array(rows * groups);
+  const groups = rowGroups(cols, format);
+  const scaleWords = rowScaleWords(cols, format);
+  const scales = new Uint32Array(rows * scaleWords);
+  const groupScale = new Float32Array(groups);
   for (let r = 0; r < rows; r++) {
     const s = r * cols;
     for (let g = 0; g < groups; g++) {
       const c0 = g * QUANT_GROUP, c1 = Math.min(cols, c0 + QUANT_GROUP);
       let maxabs = 0;
       for (let c = c0; c < c1; c++) maxabs = Math.max(maxabs, Math.abs(src[s + c]));
-      const scale = Math.fround(maxabs / qmax);
-      scales[r * groups + g] = scale;
+      const bits = groupScaleBits(maxabs, qmax);
+      scales[r * scaleWords + (g >> 1)] |= bits << (g & 1 ? 16 : 0);
+      const scale = (groupScale[g] = f16BitsToF32(bits));
       if (scale === 0 || !Number.isFinite(scale)) continue; // zero group: all codes 0 (q4: stored as 8 below)
       for (let c = c0; c < c1; c++) {
         const v = src[s + c] / scale;
@@ -92,7 +125,7 @@ export function packRows(src: Float32Array, rows: number, cols: number, format: 
       // Codes of zero-scale groups and of the padding: 8, i.e. w = 0 (the value is irrelevant when
       // scale is 0, but 8 keeps every element's dequantized value exactly 0 whatever the scale).
       for (let g = 0; g < groups; g++) {
-        const sc = scales[r * groups + g];
+        const sc = groupScale[g];
         const c0 = g * QUANT_GROUP;
         for (let c = c0; c < c0 + QUANT_GROUP; c++) {
           if (c >= cols || sc === 0 || !Number.isFinite(sc)) data[r * words + (c >> 3)] |= 8 << ((c & 7) * 4);
@@ -109,7 +142,7 @@ export function packRows(src: Float32Array, rows: number, cols: number, format: 
  */
 export function matrixParts(gpu: Gpu, label: string, rows: number, cols: number, format: WeightFormat, maxPartBytes = gpu.caps.maxStorageBufferBindingSize): { rowStart: number; rows: number }[] {
   const limit = Math.floor(Math.min(maxPartBytes, gpu.caps.maxBufferSize) / 16) * 16;
-  const rowBytes = Math.max(rowWords(cols, format), rowScales(cols, format)) * 4;
+  const rowBytes = Math.max(rowWords(cols, format), rowScaleWords(cols, format)) * 4;
   const perPart = Math.floor(limit / rowBytes);
   if (perPart < 1) throw new GpuError(`${label}: one row of ${cols} ${format} values (${rowBytes} bytes) exceeds the ${maxPartBytes}-byte buffer limit`);
   const parts: { rowStart: number; rows: number }[] = [];

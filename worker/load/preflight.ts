@@ -13,7 +13,7 @@ import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../model/
 import { kvPolicy } from '../kv/cache';
 import { kvCacheBytes, kvCapacity, streamKvBytes } from '../kv/layout';
 import { DEFAULT_KV_DTYPE, kvDtypeProblem, kvRowBytes } from '../model/dtype';
-import { rowScales, rowWords } from './pack';
+import { rowScaleWords, rowWords } from './pack';
 
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'q8', 'q4'];
 /** The order tried when no format is asked for: best quality first. */
@@ -142,14 +142,14 @@ function vectorBytes(c: ModelConfig): number {
 /** Rows per part, as matrixParts splits them (without needing a Gpu). */
 export function rowsPerPart(cols: number, format: WeightFormat, maxPartBytes: number, maxBufferSize: number): number {
   const limit = Math.floor(Math.min(maxPartBytes, maxBufferSize) / 16) * 16;
-  const rowBytes = Math.max(rowWords(cols, format), rowScales(cols, format)) * 4;
+  const rowBytes = Math.max(rowWords(cols, format), rowScaleWords(cols, format)) * 4;
   return Math.floor(limit / rowBytes);
 }
 
 export function matrixEstimate(name: string, rows: number, cols: number, format: WeightFormat, maxPartBytes: number, maxBufferSize: number): MatrixEstimate {
   const per = rowsPerPart(cols, format, maxPartBytes, maxBufferSize);
   const rowBytes = rowWords(cols, format) * 4;
-  const scaleBytes = rowScales(cols, format) * 4;
+  const scaleBytes = rowScaleWords(cols, format) * 4;
   if (per < 1) return { name, rows, cols, rowBytes, parts: 0, largestPartBytes: Math.max(rowBytes, scaleBytes), bytes: NaN };
   const parts = Math.max(1, Math.ceil(rows / per));
   // parts - 1 full parts and the rest, in closed form: a hostile config may ask for 1e15 rows.

@@ -17,7 +17,7 @@ import { Encoder } from '../gpu/encoder';
 import { quantizeRows } from '../kernels/quantize';
 import { DTYPE_SIZE, readTensorF32, type TensorInfo } from './safetensors';
 import type { ModelSource } from './source';
-import { matrixBytes, matrixParts, rowScales, rowWords, uploadMatrix } from './pack';
+import { matrixBytes, matrixParts, rowScaleWords, rowWords, uploadMatrix } from './pack';
 import type { GpuMatrix, MatrixPart, ModelConfig, WeightFormat } from '../model/types';
 
 export interface LayerWeights {
@@ -188,7 +188,7 @@ function missing(key: string): never {
 
 /** An all-zero GpuMatrix with the parts matrixParts gives (filled by streamRows / writePackedRows). */
 export function allocMatrix(gpu: Gpu, label: string, rows: number, cols: number, format: WeightFormat, maxPartBytes = gpu.caps.maxStorageBufferBindingSize): GpuMatrix {
-  const sc = rowScales(cols, format);
+  const sc = rowScaleWords(cols, format);
   const parts: MatrixPart[] = matrixParts(gpu, label, rows, cols, format, maxPartBytes).map(({ rowStart, rows: n }, i) => ({
     rowStart,
     rows: n,
@@ -286,7 +286,7 @@ export class RowStreamer {
    */
   async packed(dst: GpuMatrix, dstRow: number, rows: number, readData: (r0: number, n: number) => Promise<Uint8Array>, readScales: ((r0: number, n: number) => Promise<Uint8Array>) | null): Promise<void> {
     const dataRow = rowWords(dst.cols, dst.format) * 4;
-    const scaleRow = rowScales(dst.cols, dst.format) * 4;
+    const scaleRow = rowScaleWords(dst.cols, dst.format) * 4;
     const per = Math.max(1, Math.floor(this.sliceBytes / Math.max(dataRow, scaleRow)));
     for (let r0 = 0; r0 < rows; r0 += per) {
       const n = Math.min(per, rows - r0);

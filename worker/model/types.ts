@@ -81,10 +81,12 @@ export interface GpuMatrix {
  * - f32: data f32[rows][cols]
  * - f16: data u32[rows][ceil(cols/2)], element c in the low half of word c/2 when c is even
  * - q8:  groups of 32 along cols (cols padded with zeros to a multiple of 32);
- *        data u32[rows][cols32/4] of int8 (element c in byte c%4 of word c/4), scales f32[rows][cols32/32];
+ *        data u32[rows][cols32/4] of int8 (element c in byte c%4 of word c/4), scales f16[rows][cols32/32]
+ *        two a u32 (group g in the low half of word g/2 when g is even; a row's words start afresh, an odd
+ *        row ending in a zero half: worker/load/pack.ts, rowScaleWords);
  *        w = q * scale
  * - q4:  groups of 32; data u32[rows][cols32/8] of 4-bit codes (element c in bits 4*(c%8) of word c/8),
- *        scales f32[rows][cols32/32]; w = (q - 8) * scale
+ *        scales f16 as for q8; w = (q - 8) * scale (4.5 bits a weight, llama.cpp's q4_0 and WebLLM's q4f16 size)
  */
 export interface MatrixPart {
   rowStart: number;
