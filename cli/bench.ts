@@ -15,7 +15,7 @@ import { applyTuning, TUNING_PARAMS, TuningError } from '../worker/bench/tuning'
 import { Encoder } from '../worker/gpu/encoder';
 import { linear, linearTuning } from '../worker/kernels/linear';
 import { nodeGpu } from '../worker/gpu/node';
-import type { KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
+import type { GpuMatrix, KvDtype, KvPolicyName, ModelConfig, WeightFormat } from '../worker/model/types';
 import { KV_DTYPES } from '../worker/model/dtype';
 export type { BenchRow };
 import { choiceArg, choiceListArg, intArg, numArg, parseArgs, UsageError } from './args';
@@ -233,8 +233,14 @@ export function printRow(r: BenchRow): void {
 /**
  * `dms bench --gemv`: the decode projections of a shape alone (one token), each timed over many
  * back-to-back dispatches in one submit, in GB/s of weights read, for the tiled kernel and several
- * matvec shapes; the rows in one line each.
+ * matvec shapes; the rows in one line each. The same matrix over and over stays in the GPU's L2 cache
+ * where it fits, as the weights of a decode step never do: each row ends with `cold`, the default kernel
+ * cycling over enough copies of the matrix (COLD_BYTES together) that every dispatch reads from memory.
  */
+/** Bytes the copies of a matrix add up to in the cold run of `--gemv` (several times any GPU's L2 cache), in at most COLD_COPIES. */
+const COLD_BYTES = 512e6;
+const COLD_COPIES = 64;
+
 async function gemvBench(gpu: Gpu, c: ModelConfig, format: WeightFormat): Promise<void> {
   const H = c.hiddenSize, F = c.intermediateSize, d = c.headDim;
   const shapes: Array<[string, number, number]> = [
@@ -257,33 +263,38 @@ async function gemvBench(gpu: Gpu, c: ModelConfig, format: WeightFormat): Promis
     const m = randomMatrix(gpu, `bench:${name}`, rows, cols, format);
     const bytes = m.parts.reduce((n, p) => n + p.data.size + (p.scales?.size ?? 0), 0);
     const out: string[] = [];
+    // GPU time of the pass (timestamp queries) where the adapter has them, else wall time.
+    const run = async (reps: number, mats: GpuMatrix[] = [m]): Promise<number> => {
+      const enc = new Encoder(gpu, 'gemv', qs ? { timestamps: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+      for (let i = 0; i < reps; i++) linear(enc, mats[i % mats.length], x, y, 1);
+      const t0 = performance.now();
+      enc.submit();
+      await gpu.device.queue.onSubmittedWorkDone();
+      const wall = (performance.now() - t0) * 1000;
+      if (!qs || !resolve || !readback) return wall;
+      const e = gpu.device.createCommandEncoder();
+      e.resolveQuerySet(qs, 0, 2, resolve, 0);
+      e.copyBufferToBuffer(resolve, 0, readback, 0, 16);
+      gpu.device.queue.submit([e.finish()]);
+      await readback.mapAsync(GPUMapMode.READ);
+      const [a, b] = new BigInt64Array(readback.getMappedRange());
+      readback.unmap();
+      return Number(b - a) / 1000;
+    };
+    const reps = Math.max(10, Math.min(100, Math.round(4e9 / bytes)));
     for (const [vname, set] of variants) {
       set();
-      // GPU time of the pass (timestamp queries) where the adapter has them, else wall time.
-      const run = async (reps: number): Promise<number> => {
-        const enc = new Encoder(gpu, 'gemv', qs ? { timestamps: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
-        for (let i = 0; i < reps; i++) linear(enc, m, x, y, 1);
-        const t0 = performance.now();
-        enc.submit();
-        await gpu.device.queue.onSubmittedWorkDone();
-        const wall = (performance.now() - t0) * 1000;
-        if (!qs || !resolve || !readback) return wall;
-        const e = gpu.device.createCommandEncoder();
-        e.resolveQuerySet(qs, 0, 2, resolve, 0);
-        e.copyBufferToBuffer(resolve, 0, readback, 0, 16);
-        gpu.device.queue.submit([e.finish()]);
-        await readback.mapAsync(GPUMapMode.READ);
-        const [a, b] = new BigInt64Array(readback.getMappedRange());
-        readback.unmap();
-        return Number(b - a) / 1000;
-      };
       await run(2);
-      const reps = Math.max(10, Math.min(100, Math.round(4e9 / bytes)));
       const us = (await run(reps)) / reps;
       out.push(`${vname} ${us.toFixed(1)} us ${(bytes / us / 1e3).toFixed(0)} GB/s`);
     }
     Object.assign(linearTuning, saved);
-    for (const p of m.parts) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
+    const copies = [m];
+    for (let i = 1; i < Math.min(COLD_COPIES, Math.ceil(COLD_BYTES / bytes)); i++) copies.push(randomMatrix(gpu, `bench:${name} copy ${i}`, rows, cols, format));
+    await run(copies.length, copies);
+    const cold = (await run(Math.max(reps, 2 * copies.length), copies)) / Math.max(reps, 2 * copies.length);
+    out.push(`cold ${cold.toFixed(1)} us ${(bytes / cold / 1e3).toFixed(0)} GB/s (${copies.length} copies)`);
+    for (const p of copies.flatMap((c) => c.parts)) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
     process.stdout.write(`gemv ${format} ${name} ${rows}x${cols} (${(bytes / 1e6).toFixed(1)} MB): ${out.join(' | ')}\n`);
   }
   gpu.destroy(x);
