@@ -82,7 +82,7 @@ table('siluMul', {
   },
 });
 
-interface EmbedCase { format: WeightFormat; rows: number; cols: number; parts: number; ids: (starts: number[]) => number[]; table?: { seed: number; scale: number } }
+interface EmbedCase { format: WeightFormat; rows: number; cols: number; parts: number; ids: (starts: number[]) => number[]; table?: { seed: number; scale: number }; note?: string }
 const embedCases: EmbedCase[] = [];
 for (const format of FORMATS) {
   for (const cols of [64, 37, 300]) {
@@ -92,11 +92,15 @@ for (const format of FORMATS) {
   }
 }
 // q4 with odd cols: padded groups.
-embedCases.push({ format: 'q4', rows: 50, cols: 45, parts: 1, ids: () => [49, 0, 20, 21, 39, 40], table: { seed: 9, scale: 1 } });
+embedCases.push({ format: 'q4', rows: 50, cols: 45, parts: 1, ids: () => [49, 0, 20, 21, 39, 40], table: { seed: 9, scale: 1 }, note: 'padded groups' });
+// Values small enough that the group scales are f16 subnormals: the kernel must unpack them as the CPU does.
+for (const format of ['q8', 'q4'] as const) {
+  embedCases.push({ format, rows: 40, cols: 96, parts: 1, ids: () => [0, 39, 7], table: { seed: 5, scale: 3e-5 }, note: 'f16-subnormal scales' });
+}
 
 table('embed', {
   cases: embedCases,
-  label: (c) => `${c.format}, ${c.rows} x ${c.cols}${c.parts > 1 ? ', every part of a split table' : ', padded groups'}`,
+  label: (c) => `${c.format}, ${c.rows} x ${c.cols}, ${c.note ?? 'every part of a split table'}`,
   async check(t, c) {
     const maxPartBytes = c.parts > 1 ? Math.ceil(matrixBytes(c.rows, c.cols, c.format) / 3.5) : 20 * 32;
     const r = await runEmbed(t, c.format, c.rows, c.cols, maxPartBytes, (m) => c.ids(m.parts.map((p) => p.rowStart)), c.table);

@@ -27,9 +27,9 @@ const MODES: Mode[] = [
   { name: 'SwiGLU', norm: false, bias: false, epilogue: 'silu' },
 ];
 
-async function run(gpu: Gpu, format: WeightFormat, rows: number, cols: number, tokens: number, m: Mode, o: { maxPartBytes?: number; seed?: number } = {}) {
+async function run(gpu: Gpu, format: WeightFormat, rows: number, cols: number, tokens: number, m: Mode, o: { maxPartBytes?: number; seed?: number; wScale?: number } = {}) {
   const seed = o.seed ?? rows * 7 + cols * 3 + tokens;
-  const w = randn(rows * cols, seed, 0.5);
+  const w = randn(rows * cols, seed, o.wScale ?? 0.5);
   const x = randn(tokens * cols, seed + 1, 2);
   const outRows = m.epilogue === 'silu' ? rows / 2 : rows;
   const y0 = randn(tokens * outRows, seed + 2);
@@ -93,6 +93,18 @@ describe('project variants', () => {
       expect(compiled.mock.calls.map(([label]) => label).filter((s) => s.startsWith(`linear_mv_q4 R8 L${l} `))).toHaveLength(2);
     }
     compiled.mockRestore();
+  });
+
+  it('q8/q4 weights small enough that their group scales are f16 subnormals: the matvec, tiled kernel and GEMM unpack them as the CPU does', async () => {
+    const gpu = await testGpu();
+    const store: Mode = { name: 'store', norm: false, bias: false, epilogue: 'store' };
+    for (const format of ['q8', 'q4'] as const) {
+      for (const tokens of [1, 5, 17, 37]) {
+        const r = await run(gpu, format, 64, 160, tokens, store, { wScale: 3e-5 });
+        // Outputs are ~1e-3: the absolute floor is far below them, so a flushed (zero) scale fails.
+        expect(maxRelErr(r.got, r.want, 1e-9, 1e-4), `${format} x${tokens}`).toBeLessThanOrEqual(1);
+      }
+    }
   });
 
   it('columns not in groups of 32, and SwiGLU over a matrix in several parts, fall back to separate dispatches', async () => {
