@@ -5,9 +5,18 @@
  * decode attention kernel, the prefill GEMM, replayed step plans) and with the paths they replace (tiled
  * kernels with separate norm/add/activation dispatches, the general attention kernel, every step
  * recorded), which the unit tests check against the CPU references. Every step's logits must agree.
+ * Then each weight format's projections against the CPU reference itself (`weightCases`): rows of typical
+ * weights beside rows so small that their q8/q4 scales are f16 subnormals, through the decode matvec, the
+ * tiled kernel and the prefill GEMM, which no comparison of two GPU paths can see a driver flush.
  * Run it where the unit tests cannot (the GPU machine: subgroups of 32, other drivers).
  */
 import { randomWeights } from '../worker/bench/random-weights';
+import type { Gpu } from '../worker/gpu/context';
+import { Encoder } from '../worker/gpu/encoder';
+import { linear } from '../worker/kernels/linear';
+import { packRows, uploadMatrix } from '../worker/load/pack';
+import { linearRef } from '../worker/reference/linear';
+import { dequantizeRows } from '../worker/reference/quant';
 import { applyTuning, TUNING_PARAMS, TuningError } from '../worker/bench/tuning';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
@@ -57,6 +66,64 @@ async function plain<T>(f: () => Promise<T>): Promise<T> {
     decodeTuning.enabled = saved.decode;
     forwardTuning.plans = saved.plans;
   }
+}
+
+export interface WeightCase {
+  weights: WeightFormat;
+  tokens: number;
+  /** Worst |gpu - cpu| / (3e-5 sum |x w|) over every output (what f32 sums of 320 terms may round away): ok at most 1. */
+  worst: number;
+  ok: boolean;
+}
+
+/** Deterministic values in [-scale, scale). */
+function uniform(n: number, seed: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    out[i] = (s / 2 ** 32 * 2 - 1) * scale;
+  }
+  return out;
+}
+
+/**
+ * `format`'s projection of 1 token (the decode matvec), 5 (the tiled kernel) and 37 (the prefill GEMM)
+ * against linearRef over the weights as packed. Odd rows hold values of ~3e-5, whose q8 and q4 group
+ * scales are f16 subnormals: a kernel whose driver flushes them reads zeros there.
+ */
+async function weightCases(gpu: Gpu, format: WeightFormat): Promise<WeightCase[]> {
+  const rows = 64, cols = 320;
+  const w = uniform(rows * cols, 7, 0.5);
+  for (let r = 1; r < rows; r += 2) for (let c = 0; c < cols; c++) w[r * cols + c] *= 6e-5;
+  const wq = dequantizeRows(packRows(w, rows, cols, format), rows, cols, format);
+  const m = uploadMatrix(gpu, 'check:w', w, rows, cols, format);
+  const out: WeightCase[] = [];
+  for (const tokens of [1, 5, 37]) {
+    const x = uniform(tokens * cols, tokens, 2);
+    const bx = gpu.upload('check:x', x);
+    const by = gpu.buffer('check:y', tokens * rows * 4);
+    const enc = new Encoder(gpu, 'check weights');
+    linear(enc, m, bx, by, tokens);
+    enc.submit();
+    const got = await gpu.readF32(by, tokens * rows);
+    gpu.destroy(bx);
+    gpu.destroy(by);
+    const want = linearRef(x, wq, rows, cols, tokens);
+    let worst = 0;
+    for (let t = 0; t < tokens; t++) {
+      for (let r = 0; r < rows; r++) {
+        let mag = 0;
+        for (let c = 0; c < cols; c++) mag += Math.abs(x[t * cols + c] * wq[r * cols + c]);
+        const i = t * rows + r;
+        const e = Math.abs(got[i] - want[i]) / (3e-5 * mag + 1e-30);
+        worst = Number.isNaN(e) ? Infinity : Math.max(worst, e);
+      }
+    }
+    out.push({ weights: format, tokens, worst, ok: worst <= 1 });
+  }
+  for (const p of m.parts) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
+  return out;
 }
 
 function worstDiff(a: Float32Array, b: Float32Array): number {
@@ -113,8 +180,16 @@ export async function checkCommand(argv: string[]): Promise<void> {
       if (!switches.has('json')) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${format} ${kv} K/V ${kvDtype}: prefill ${prompt} + ${steps} decode steps, worst relative logit difference ${worst.toExponential(2)} (tolerance ${tolerance})\n`);
     }
   }
-  const failed = cases.filter((c) => !c.ok).length;
-  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, subgroupMinSize: gpu.caps.subgroupMinSize, tuning, cases }) + '\n');
-  else process.stdout.write(`${gpu.caps.adapter}: ${cases.length - failed} passed, ${failed} failed\n`);
+  const weights: WeightCase[] = [];
+  for (const format of formats) {
+    for (const c of await weightCases(gpu, format)) {
+      weights.push(c);
+      if (!switches.has('json')) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${format} weights against the CPU, ${c.tokens} token${c.tokens > 1 ? 's' : ''} (typical rows and rows with f16-subnormal scales): worst ${c.worst.toFixed(3)} of the tolerance\n`);
+    }
+  }
+  const failed = cases.filter((c) => !c.ok).length + weights.filter((c) => !c.ok).length;
+  const total = cases.length + weights.length;
+  if (switches.has('json')) process.stdout.write(JSON.stringify({ adapter: gpu.caps.adapter, subgroupMinSize: gpu.caps.subgroupMinSize, tuning, cases, weights }) + '\n');
+  else process.stdout.write(`${gpu.caps.adapter}: ${total - failed} passed, ${failed} failed\n`);
   if (failed) throw new Error(`${failed} check(s) failed`);
 }

@@ -6,7 +6,8 @@
 #   source .gpu/setup.sh && bash scripts/device-speed.sh            # all of it, ~8 minutes
 #   source .gpu/setup.sh && STAGES="check main" bash scripts/device-speed.sh
 #
-# Stages (STAGES, in this order): check (the fast paths against the plain ones on this GPU: `dms check`),
+# Stages (STAGES, in this order): check (`dms check`: the fast paths against the plain ones on this GPU, and the
+# weight formats CHECK_WEIGHTS against the CPU),
 # before (the main rows, and with kvq the K/V type rows, with CLI_BEFORE, a bundle of an older commit carried beside, for before/after on
 # the same machine: e.g. `git worktree add /tmp/b <commit>`, build its bundle there, copy it to .cache/dms-before.mjs),
 # main (Qwen3-8B shape q4, 4K and 32K, full and DMS, with the per-kernel profile and the time to first token
@@ -54,7 +55,7 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 say "$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1)"
 if has check; then
   say "check: the fast paths against the plain ones on this GPU"
-  timeout 240 node "$CLI" check --weights q4,f16 --kv-dtype ${CHECK_KV:-f16,q8,q4} 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
+  timeout 240 node "$CLI" check --weights ${CHECK_WEIGHTS:-q4,q8,f16} --kv-dtype ${CHECK_KV:-f16,q8,q4} 2>>"$OUT/log.txt" | tee -a "$OUT/summary.txt"
 fi
 # DECODES, SPLITS, GEMMS, FLUSHES: the values each sweep tries (see worker/bench/tuning.ts).
 # B8 / CTX / SMALL only shrink it for a try-out here (e.g. B8="--shape tiny --weights q4" CTX=256 STAGES=main).

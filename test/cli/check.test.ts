@@ -1,4 +1,4 @@
-/** `dms check` (the fast paths against the plain ones on this device) runs here on the CPU adapter, in every K/V storage type. */
+/** `dms check` (the fast paths against the plain ones on this device, and the weight formats against the CPU) runs here on the CPU adapter, in every K/V storage type. */
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
@@ -17,6 +17,9 @@ describe('dms check', () => {
       expect(c.tolerance).toBe(c.kvDtype === 'f16' ? 2e-4 : c.kvDtype === 'q8' ? 2e-3 : 5e-3);
       expect(c.steps).toBe(2);
     }
+    // The weight format against the CPU reference: decode matvec, tiled kernel, prefill GEMM.
+    expect(r.weights.map((c: { weights: string; tokens: number }) => `${c.weights} ${c.tokens}`)).toEqual(['q4 1', 'q4 5', 'q4 37']);
+    for (const c of r.weights) expect(c.ok && c.worst <= 1).toBe(true);
   });
 
   it('rejects an unknown K/V storage type', async () => {
