@@ -2,7 +2,7 @@
  * The converted form (worker/load/converted.ts, `dms convert`): a random checkpoint converted with small
  * shards and small parts round-trips to identical weights and logits, from a folder, over HTTP (Range
  * reads) and through the weight store, reading only the converted shards even when the original
- * safetensors sit beside them.
+ * safetensors sit beside them; version 1 of the format (f32 scales) still loads.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -23,6 +23,7 @@ import { makeRandomCheckpoint } from '../../scripts/make-random-checkpoint.mjs';
 import { testGpu } from '../gpu';
 import { startHub, type Hub } from '../store/hub-server';
 import { MemoryBackend } from '../store/memory-backend';
+import { asVersion1 } from './converted-v1';
 import { expectSameBuffers, PART, SMALL_QWEN3 } from './weights-helpers';
 
 const PROMPT = [3, 1000, 2999, 42, 7, 3000, 12];
@@ -94,6 +95,34 @@ describe('converted models', () => {
       }
     });
   }
+
+  it('reads version 1 of the format (q8/q4 scales as f32, before 2026-12-08) to the same buffers, and refuses an unknown version', async () => {
+    const gpu = await testGpu();
+    const folder = (out: string) => new Map(readdirSync(out).map((f) => [f, new Uint8Array(readFileSync(join(out, f)))] as const));
+    const manifest = (files: Map<string, Uint8Array>) => JSON.parse(new TextDecoder().decode(files.get(MANIFEST_FILE)!)) as ConvertedManifest;
+    for (const format of ['q4', 'q8'] as WeightFormat[]) {
+      const out = join(dir, `conv-${format}`);
+      if (!readdirSync(dir).includes(`conv-${format}`)) await convert(format, out, 40_000);
+      const files = folder(out);
+      const v1 = asVersion1(files);
+      expect(manifest(v1).version).toBe(1);
+      expect(manifest(v1).totalBytes).toBeGreaterThan(manifest(files).totalBytes); // f32 scales: 4 bytes a group, not 2
+      hub.repos.set(`test/v1-${format}`, { commit: 'v1', files: v1 });
+      const old = await Engine.load(gpu, new HttpSource(hub.base(`test/v1-${format}`)), { maxPartBytes: PART, maxContext: 32 });
+      const cur = await Engine.load(gpu, new FolderSource(out), { maxPartBytes: PART, maxContext: 32 });
+      try {
+        expect(old.loadStats!.fromConverted).toBe(true);
+        await expectSameBuffers(gpu, weightsOf(old), weightsOf(cur));
+      } finally {
+        old.destroy();
+        cur.destroy();
+      }
+    }
+    const future = folder(join(dir, 'conv-q4'));
+    future.set(MANIFEST_FILE, new TextEncoder().encode(JSON.stringify({ ...manifest(future), version: 3 })));
+    hub.repos.set('test/v3', { commit: 'v3', files: future });
+    await expect(Engine.load(gpu, new HttpSource(hub.base('test/v3')), {})).rejects.toThrow(/is version 3; this engine reads versions 1 and 2: convert the model again/);
+  });
 
   it('served over HTTP and through the weight store beside the original safetensors: only converted files are fetched', async () => {
     const gpu = await testGpu();

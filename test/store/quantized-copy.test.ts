@@ -2,18 +2,19 @@
  * The worker's load path for a plain checkpoint that runs quantized (worker/load/load-model.ts): the first
  * start streams the safetensors onto the GPU and stores only the quantized copy; the next start reads
  * that copy and requests no safetensors byte. Also: the copy equals what `dms convert` writes, a new
- * remote version or an older packing rebuilds it, offline serves it, a full quota refuses before downloading (or runs
+ * remote version rebuilds it, one of the previous packing is served as is, offline serves it, a full quota refuses before downloading (or runs
  * without storing), a damaged copy is deleted with a clear error, f32 keeps the published files.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadModel, type LoadModelOptions } from '../../worker/load/load-model';
-import { CONVERTED_VERSION, convertModel, MANIFEST_FILE, type ConvertedManifest, type ConvertSink } from '../../worker/load/converted';
+import { convertModel, MANIFEST_FILE, type ConvertedManifest, type ConvertSink } from '../../worker/load/converted';
 import { parseConfig } from '../../worker/model/config';
 import { HttpSource } from '../../worker/load/source';
 import { listModels, StorageQuotaError, StoredSource } from '../../worker/store';
 import { checkpointVersion, openQuantizedCopy, quantizedKey, saveQuantizedCopy } from '../../worker/store/quantized-copy';
 import { testGpu } from '../gpu';
+import { asVersion1 } from '../load/converted-v1';
 import { startHub, type Hub } from './hub-server';
 import { MemoryBackend } from './memory-backend';
 
@@ -137,36 +138,37 @@ describe('quantized copy of a streamed checkpoint', () => {
     off.engine.destroy();
   });
 
-  it('rebuilds a copy that holds an older packing of the weights (an earlier converted version)', async () => {
+  it('serves a copy stored in the previous packing (converted version 1, f32 scales) without downloading anything again', async () => {
     const gpu = await testGpu();
     const base = hub.base(REPO);
-    (await loadModel(gpu, base, { model: REPO, weights: 'q4' }, opts())).engine.destroy();
-    // The same copy stored again with its manifest marked as the previous packing (version 1: f32 scales).
+    const first = await loadModel(gpu, base, { model: REPO, weights: 'q4' }, opts());
+    const want = await greedy(first.engine);
+    first.engine.destroy();
+    // The same copy stored again as an engine before 2026-12-08 wrote it.
     const version = (await checkpointVersion(base))!;
     const copy = (await openQuantizedCopy(base, ['q4'], version, { backend }))!;
-    const files = await Promise.all(copy.manifest.files.map(async (f) => ({ name: f.name, bytes: await copy.read(f.name, 0, f.size) })));
-    const old = { ...(JSON.parse(new TextDecoder().decode(files.find((f) => f.name === MANIFEST_FILE)!.bytes)) as ConvertedManifest), version: CONVERTED_VERSION - 1 };
-    await saveQuantizedCopy(base, 'q4', version, copy.manifest.totalBytes, async (sink) => {
-      for (const f of files) {
-        if (f.name === MANIFEST_FILE) await sink.writeFile(f.name, new TextEncoder().encode(JSON.stringify(old)));
-        else if (f.name.endsWith('.bin')) {
-          await sink.openShard(f.name);
-          await sink.write(f.bytes);
+    const files = asVersion1(new Map(await Promise.all(copy.manifest.files.map(async (f) => [f.name, await copy.read(f.name, 0, f.size)] as const))));
+    const old = JSON.parse(new TextDecoder().decode(files.get(MANIFEST_FILE)!)) as ConvertedManifest;
+    await saveQuantizedCopy(base, 'q4', version, old.totalBytes, async (sink) => {
+      for (const [name, bytes] of files) {
+        if (name === MANIFEST_FILE) continue;
+        if (name.endsWith('.bin')) {
+          await sink.openShard(name);
+          await sink.write(bytes);
           await sink.closeShard();
-        } else await sink.writeFile(f.name, f.bytes);
+        } else await sink.writeFile(name, bytes);
       }
+      await sink.writeFile(MANIFEST_FILE, files.get(MANIFEST_FILE)!);
       return old;
     }, { backend });
-    expect(await openQuantizedCopy(base, ['q4'], version, { backend })).toBeNull();
 
     const mark = hub.hits.length;
     const again = await loadModel(gpu, base, { model: REPO, weights: 'q4' }, opts());
-    expect(again.info.load).toMatchObject({ start: 'cold', stored: 'quantized' });
-    expect(safetensorsHits(mark).length).toBeGreaterThan(0);
-    expect(await greedy(again.engine)).toHaveLength(6);
+    expect(again.info.load).toMatchObject({ start: 'warm', stored: 'quantized' });
+    expect(again.info.load.storedBytes).toBeGreaterThan(copy.manifest.totalBytes); // the f32 scales
+    expect(safetensorsHits(mark)).toEqual([]);
+    expect(await greedy(again.engine)).toEqual(want);
     again.engine.destroy();
-    const rebuilt = (await openQuantizedCopy(base, ['q4'], version, { backend }))!;
-    expect((JSON.parse(await rebuilt.text(MANIFEST_FILE)) as ConvertedManifest).version).toBe(CONVERTED_VERSION);
   });
 
   it('refuses before downloading when the copy cannot fit the quota, or runs without storing on request', async () => {

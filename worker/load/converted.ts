@@ -25,12 +25,18 @@ import { checkModelFileName } from './file-name';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
 import { ModelLoadError, type ModelSource } from './source';
-import { rowScaleWords, rowWords } from './pack';
+import { f16ScaleBits, rowGroups, rowScaleWords, rowWords } from './pack';
 import type { GpuMatrix, ModelConfig, WeightFormat } from '../model/types';
 
 export const MANIFEST_FILE = 'webdms-manifest.json';
 export const CONVERTED_FORMAT = 'webdms-converted';
+/**
+ * The version `dms convert` writes. Version 1 stored q8/q4 scales as f32 (one a word); version 2 as f16, two a
+ * word (worker/load/pack.ts, rowScaleWords). Both are read: a version-1 scale row becomes f16 words on the way
+ * to the GPU (each scale rounded to f16, as version 2 would store it; the codes stay those of the f32 scale).
+ */
 export const CONVERTED_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
 /** Largest shard file (64 MB: small enough for any static host and the store's chunking). */
 export const MAX_SHARD_BYTES = 64 * 1000 * 1000;
 /** Files copied beside the weights when they exist. */
@@ -76,8 +82,8 @@ export async function readConvertedManifest(source: ModelSource): Promise<Conver
     throw new ConvertedError(`${MANIFEST_FILE} (${source.name}) is not valid JSON: ${(e as Error).message}`);
   }
   if (m?.format !== CONVERTED_FORMAT) throw new ConvertedError(`${MANIFEST_FILE} (${source.name}): "format" is ${JSON.stringify(m?.format)}, not "${CONVERTED_FORMAT}"`);
-  if (m.version !== CONVERTED_VERSION) {
-    throw new ConvertedError(`${MANIFEST_FILE} (${source.name}) is version ${m.version}; this engine reads version ${CONVERTED_VERSION}: convert the model again`);
+  if (!READABLE_VERSIONS.includes(m.version)) {
+    throw new ConvertedError(`${MANIFEST_FILE} (${source.name}) is version ${m.version}; this engine reads versions ${READABLE_VERSIONS.join(' and ')}: convert the model again`);
   }
   if (!['f32', 'f16', 'q8', 'q4'].includes(m.weights)) throw new ConvertedError(`${MANIFEST_FILE}: unknown weight format ${JSON.stringify(m.weights)}`);
   if (!Array.isArray(m.shards) || typeof m.matrices !== 'object' || typeof m.vectors !== 'object') {
@@ -123,7 +129,10 @@ export async function loadConverted(
       }
       const dst = allocMatrix(gpu, spec.label, spec.rows, spec.cols, spec.format, opts.maxPartBytes);
       matrices.set(spec.key, dst);
-      const dataRow = rowWords(spec.cols, spec.format) * 4, scaleRow = rowScaleWords(spec.cols, spec.format) * 4;
+      const dataRow = rowWords(spec.cols, spec.format) * 4;
+      // Bytes of a stored scale row: f16 pairs (version 2) or f32 (version 1, made f16 pairs as read).
+      const groups = rowGroups(spec.cols, spec.format);
+      const scaleRow = m.version === 1 ? groups * 4 : rowScaleWords(spec.cols, spec.format) * 4;
       let next = 0;
       for (const p of e.pieces) {
         if (p.rowStart !== next) throw new ConvertedError(`${where}: matrix ${spec.key}: piece at row ${p.rowStart}, expected ${next}`);
@@ -135,11 +144,25 @@ export async function loadConverted(
           return b;
         };
         if (scaleRow && p.scales === null) throw new ConvertedError(`${where}: matrix ${spec.key}: a ${spec.format} piece without scales`);
-        await streamer.packed(dst, p.rowStart, p.rows, read(p.data, dataRow), scaleRow ? read(p.scales!, scaleRow) : null);
+        const readScales = !scaleRow ? null : m.version === 1
+          ? async (r0: number, n: number) => f32ScaleRowsToF16(await read(p.scales!, scaleRow)(r0, n), n, groups)
+          : read(p.scales!, scaleRow);
+        await streamer.packed(dst, p.rowStart, p.rows, read(p.data, dataRow), readScales);
       }
       if (next !== spec.rows) throw new ConvertedError(`${where}: matrix ${spec.key}: pieces cover ${next} of ${spec.rows} rows`);
     }
   });
+}
+
+/** `rows` rows of `groups` f32 scales (version 1) as rows of f16 pairs (rowScaleWords words each), little-endian bytes. */
+function f32ScaleRowsToF16(bytes: Uint8Array, rows: number, groups: number): Uint8Array {
+  const f32 = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + rows * groups * 4));
+  const words = Math.ceil(groups / 2);
+  const out = new Uint32Array(rows * words);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) out[r * words + (g >> 1)] |= f16ScaleBits(f32[r * groups + g]) << (g & 1 ? 16 : 0);
+  }
+  return new Uint8Array(out.buffer);
 }
 
 /** Where the converter writes: shard files (appended in order) and small files. */

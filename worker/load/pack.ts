@@ -59,15 +59,18 @@ export function matrixBytes(rows: number, cols: number, format: WeightFormat): n
 /** The largest finite f16, the scale of a group whose maxabs / qmax would overflow f16. */
 const F16_MAX_BITS = 0x7bff;
 
+/** A scale's f16 bits: the nearest f16, a finite scale past f16's range saturating at 65504, inf and NaN kept. */
+export function f16ScaleBits(scale: number): number {
+  const h = f32ToF16Bits(scale);
+  return Number.isFinite(scale) && (h & 0x7c00) === 0x7c00 ? F16_MAX_BITS : h;
+}
+
 /**
  * The f16 bits of a group's scale: maxabs / qmax rounded to f32 (Math.fround, as the GPU's quantizer
- * divides), then to the nearest f16. A finite scale past f16's range saturates at 65504 (its codes then
- * saturate at ±qmax); infinite or NaN groups keep an infinite or NaN scale.
+ * divides), then to f16 (f16ScaleBits). A scale past f16's range saturates (its codes then saturate at ±qmax).
  */
 export function groupScaleBits(maxabs: number, qmax: number): number {
-  const s = Math.fround(maxabs / qmax);
-  const h = f32ToF16Bits(s);
-  return Number.isFinite(s) && (h & 0x7c00) === 0x7c00 ? F16_MAX_BITS : h;
+  return f16ScaleBits(Math.fround(maxabs / qmax));
 }
 
 /** Scale of group g of row r (f16 bits unpacked) from packed scale words of `rowGroups` groups a row. */

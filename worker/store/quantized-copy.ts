@@ -8,7 +8,7 @@
  * not 16 GB. The copy records the checkpoint's version (commit, ETag or config.json hash); when the
  * remote version changes the copy is stale and is rebuilt, offline it is served with a warning.
  */
-import { CONVERTED_VERSION, COPIED_FILES, MANIFEST_FILE, type ConvertedManifest, type ConvertSink } from '../load/converted';
+import { COPIED_FILES, type ConvertedManifest, type ConvertSink } from '../load/converted';
 import type { WeightFormat } from '../model/types';
 import { idbStoreBackend, type StoreBackend } from './backend';
 import { StorageQuotaError, formatBytes, isQuotaExceeded } from './errors';
@@ -56,9 +56,8 @@ export async function checkpointVersion(base: string, opts: QuantizedCopyOptions
 
 /**
  * The stored quantized copy of the checkpoint at `base` in the first of `formats` that has a complete
- * one, served from storage; null when there is none, it was made from another version than `version`,
- * or it holds an older packing than this engine reads (CONVERTED_VERSION): such a copy is rebuilt.
- * With `version` null (offline) a copy is served with `warning` set.
+ * one, served from storage; null when there is none, or it was made from another version than
+ * `version`. With `version` null (offline) a copy is served with `warning` set.
  */
 export async function openQuantizedCopy(
   base: string, formats: readonly WeightFormat[], version: RemoteVersion | null, opts: QuantizedCopyOptions = {},
@@ -72,7 +71,6 @@ export async function openQuantizedCopy(
       m.lastUsed = Date.now();
       await ctx.backend.meta.set(modelRecordKey(ctx.key), m);
       const s = await StoredSource.fromManifest(m, ctx);
-      if ((JSON.parse(await s.text(MANIFEST_FILE)) as ConvertedManifest).version !== CONVERTED_VERSION) return null;
       s.fromStorage = true;
       s.persisted = await ctx.backend.persisted();
       if (!version) s.warning = `Using the stored ${format} copy without checking ${m.base} for updates (the server could not be reached).`;
