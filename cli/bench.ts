@@ -9,7 +9,7 @@ import { randomMatrix, randomWeights } from '../worker/bench/random-weights';
 import { benchMaxContext, benchRows, formatRow, keepBusy, measureBandwidth, timeToFirstToken, type BenchRow } from '../worker/bench/rows';
 import { SHAPES, withDms } from '../worker/bench/shapes';
 import { Engine } from '../worker/engine/engine';
-import type { ModelWeights } from '../worker/load/weights';
+import { destroyWeights, type ModelWeights } from '../worker/load/weights';
 import type { Gpu } from '../worker/gpu/context';
 import { applyTuning, TUNING_PARAMS, TuningError } from '../worker/bench/tuning';
 import { Encoder } from '../worker/gpu/encoder';
@@ -294,7 +294,7 @@ async function gemvBench(gpu: Gpu, c: ModelConfig, format: WeightFormat): Promis
     await run(copies.length, copies);
     const cold = (await run(Math.max(reps, 2 * copies.length), copies)) / Math.max(reps, 2 * copies.length);
     out.push(`cold ${cold.toFixed(1)} us ${(bytes / cold / 1e3).toFixed(0)} GB/s (${copies.length} copies)`);
-    for (const p of copies.flatMap((c) => c.parts)) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
+    destroyWeights(gpu, copies, []);
     process.stdout.write(`gemv ${format} ${name} ${rows}x${cols} (${(bytes / 1e6).toFixed(1)} MB): ${out.join(' | ')}\n`);
   }
   gpu.destroy(x);

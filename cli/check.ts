@@ -15,6 +15,8 @@ import type { Gpu } from '../worker/gpu/context';
 import { Encoder } from '../worker/gpu/encoder';
 import { linear } from '../worker/kernels/linear';
 import { packRows, uploadMatrix } from '../worker/load/pack';
+import { destroyWeights } from '../worker/load/weights';
+import { createRandom } from '../worker/engine/random';
 import { linearRef } from '../worker/reference/linear';
 import { dequantizeRows } from '../worker/reference/quant';
 import { applyTuning, TUNING_PARAMS, TuningError } from '../worker/bench/tuning';
@@ -78,13 +80,8 @@ export interface WeightCase {
 
 /** Deterministic values in [-scale, scale). */
 function uniform(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    out[i] = (s / 2 ** 32 * 2 - 1) * scale;
-  }
-  return out;
+  const next = createRandom(seed);
+  return Float32Array.from({ length: n }, () => (next() * 2 - 1) * scale);
 }
 
 /**
@@ -122,7 +119,7 @@ async function weightCases(gpu: Gpu, format: WeightFormat): Promise<WeightCase[]
     }
     out.push({ weights: format, tokens, worst, ok: worst <= 1 });
   }
-  for (const p of m.parts) { gpu.destroy(p.data); if (p.scales) gpu.destroy(p.scales); }
+  destroyWeights(gpu, [m], []);
   return out;
 }
 

@@ -10,17 +10,13 @@ struct Params { rows: u32, cols: u32, row_start: u32, chunks: u32, count: u32 }
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 // #endif
 // #if QUANT
-// Two f16 scales a word, rows of (cols/32 + 1) / 2 words (worker/load/pack.ts, rowScaleWords).
 @group(0) @binding(2) var<storage, read> scales: array<u32>;
+// #include weight_scales.wgsl
 @group(0) @binding(3) var<storage, read> ids: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // #else
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-// #endif
-
-// #if QUANT
-fn scale(r: u32, g: u32, c32: u32) -> f32 { return unpack2x16float(scales[r * ((c32 + 1u) / 2u) + g / 2u])[g & 1u]; }
 // #endif
 
 fn value(r: u32, c: u32) -> f32 {
@@ -34,12 +30,12 @@ fn value(r: u32, c: u32) -> f32 {
 // #if Q8
   let c32 = (p.cols + 31u) / 32u;
   let q = bitcast<i32>(w[r * c32 * 8u + c / 4u] << (24u - 8u * (c % 4u))) >> 24u;
-  return f32(q) * scale(r, c / 32u, c32);
+  return f32(q) * weightScale(r, c / 32u, c32);
 // #endif
 // #if Q4
   let c32 = (p.cols + 31u) / 32u;
   let q = (w[r * c32 * 4u + c / 8u] >> (4u * (c % 8u))) & 15u;
-  return (f32(q) - 8.0) * scale(r, c / 32u, c32);
+  return (f32(q) - 8.0) * weightScale(r, c / 32u, c32);
 // #endif
 }
 

@@ -23,8 +23,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> w: array<vec4u>;
 // Bindings are numbered in the order the dispatcher passes the buffers (scales only for q4/q8).
 // #if QUANT
-// Two f16 scales a word, rows of (cols/32 + 1) / 2 words (worker/load/pack.ts, rowScaleWords).
 @group(0) @binding(2) var<storage, read> scales: array<u32>;
+// #include weight_scales.wgsl
 @group(0) @binding(3) var<storage, read> x: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 // Unused (a 16-byte placeholder) when has_bias is 0.
@@ -112,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       for (var r = 0u; r < R; r++) {
         for (var i = 0u; i < GV; i++) { wv[u * R + r][i] = w[(prow[r] * ng + k) * GV + i]; }
 // #if QUANT
-        sc[u * R + r] = unpack2x16float(scales[prow[r] * ((ng + 1u) / 2u) + k / 2u])[k & 1u];
+        sc[u * R + r] = weightScale(prow[r], k, ng);
 // #else
         sc[u * R + r] = 1.0;
 // #endif

@@ -10,10 +10,8 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
-// Two f16 scales a word, rows of (cols32/32 + 1) / 2 words (worker/load/pack.ts, rowScaleWords).
 @group(0) @binding(2) var<storage, read> scales: array<u32>;
-
-fn scale(r: u32, g: u32, c32: u32) -> f32 { return unpack2x16float(scales[r * ((c32 + 1u) / 2u) + g / 2u])[g & 1u]; }
+// #include weight_scales.wgsl
 // #if ALIGNED
 @group(0) @binding(3) var<storage, read> x: array<vec4f>;
 // #else
@@ -29,7 +27,7 @@ fn scale(r: u32, g: u32, c32: u32) -> f32 { return unpack2x16float(scales[r * ((
 fn load_w(r: u32, u: u32) -> mat2x4f {
   let c32 = (p.cols + 31u) / 32u;
   let v = w[r * c32 * 4u + u];
-  let s = scale(r, u / 4u, c32);
+  let s = weightScale(r, u / 4u, c32);
   let lo = vec4f((vec4u(v) >> vec4u(0u, 4u, 8u, 12u)) & vec4u(15u)) - 8.0;
   let hi = vec4f((vec4u(v) >> vec4u(16u, 20u, 24u, 28u)) & vec4u(15u)) - 8.0;
   return mat2x4f(lo * s, hi * s);
@@ -43,7 +41,7 @@ fn load_x(t: u32, u: u32) -> mat2x4f {
 fn load_w1(r: u32, c: u32) -> f32 {
   let c32 = (p.cols + 31u) / 32u;
   let q = (w[r * c32 * 4u + c / 8u] >> (4u * (c % 8u))) & 15u;
-  return (f32(q) - 8.0) * scale(r, c / 32u, c32);
+  return (f32(q) - 8.0) * weightScale(r, c / 32u, c32);
 }
 // #endif
 

@@ -10,10 +10,8 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<vec2u>;
-// Two f16 scales a word, rows of (cols32/32 + 1) / 2 words (worker/load/pack.ts, rowScaleWords).
 @group(0) @binding(2) var<storage, read> scales: array<u32>;
-
-fn scale(r: u32, g: u32, c32: u32) -> f32 { return unpack2x16float(scales[r * ((c32 + 1u) / 2u) + g / 2u])[g & 1u]; }
+// #include weight_scales.wgsl
 // #if ALIGNED
 @group(0) @binding(3) var<storage, read> x: array<vec4f>;
 // #else
@@ -32,7 +30,7 @@ fn int8x4(v: u32) -> vec4f {
 fn load_w(r: u32, u: u32) -> mat2x4f {
   let c32 = (p.cols + 31u) / 32u;
   let v = w[r * c32 * 4u + u];
-  let s = scale(r, u / 4u, c32);
+  let s = weightScale(r, u / 4u, c32);
   return mat2x4f(int8x4(v.x) * s, int8x4(v.y) * s);
 }
 // #if ALIGNED
@@ -45,7 +43,7 @@ fn load_w1(r: u32, c: u32) -> f32 {
   let c32 = (p.cols + 31u) / 32u;
   let v = w[r * c32 * 4u + c / 8u];
   let word = select(v.x, v.y, (c & 4u) != 0u);
-  return f32(bitcast<i32>(word << (24u - 8u * (c % 4u))) >> 24u) * scale(r, c / 32u, c32);
+  return f32(bitcast<i32>(word << (24u - 8u * (c % 4u))) >> 24u) * weightScale(r, c / 32u, c32);
 }
 // #endif
 

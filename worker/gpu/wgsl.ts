@@ -7,13 +7,14 @@ import dmsDecision from '../../shaders/dms_decision.wgsl';
 import f16Round from '../../shaders/f16_round.wgsl';
 import kvQuant from '../../shaders/kv_quant.wgsl';
 import subgroupScatterSum from '../../shaders/subgroup_scatter_sum.wgsl';
+import weightScales from '../../shaders/weight_scales.wgsl';
 import workgroupSum from '../../shaders/workgroup_sum.wgsl';
 import { params } from './encoder';
 
 /** The pieces of shaders/ that kernels include, by file name. */
 const PIECES: Readonly<Record<string, string>> = {
   'dms_decision.wgsl': dmsDecision, 'f16_round.wgsl': f16Round, 'kv_quant.wgsl': kvQuant, 'workgroup_sum.wgsl': workgroupSum,
-  'subgroup_scatter_sum.wgsl': subgroupScatterSum,
+  'subgroup_scatter_sum.wgsl': subgroupScatterSum, 'weight_scales.wgsl': weightScales,
 };
 
 /** Replaces each `// #include NAME.wgsl` line with that shared piece of shaders/ (before specialize: pieces may hold `// #if` blocks). */

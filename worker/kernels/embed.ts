@@ -1,7 +1,7 @@
 import source from '../../shaders/embed.wgsl';
 import { params, type Encoder } from '../gpu/encoder';
 import type { GpuMatrix, WeightFormat } from '../model/types';
-import { specialize } from '../gpu/wgsl';
+import { include, specialize } from '../gpu/wgsl';
 
 const compiled = new WeakMap<object, Map<WeightFormat, GPUComputePipeline>>();
 
@@ -10,7 +10,7 @@ function pipeline(enc: Encoder, format: WeightFormat): GPUComputePipeline {
   if (!cache) compiled.set(enc.gpu, (cache = new Map()));
   let p = cache.get(format);
   if (!p) {
-    const code = specialize(source, { F32: format === 'f32', F16: format === 'f16', Q8: format === 'q8', Q4: format === 'q4', QUANT: format === 'q8' || format === 'q4' });
+    const code = specialize(include(source), { F32: format === 'f32', F16: format === 'f16', Q8: format === 'q8', Q4: format === 'q4', QUANT: format === 'q8' || format === 'q4' });
     p = enc.gpu.pipeline(`embed_${format}`, code);
     cache.set(format, p);
   }

@@ -11,7 +11,7 @@ import gemmSource from '../../shaders/linear_gemm.wgsl';
 import tiledSource from '../../shaders/linear_tiled.wgsl';
 import type { Gpu } from '../gpu/context';
 import { params, type Encoder } from '../gpu/encoder';
-import { specialize, u32Constants } from '../gpu/wgsl';
+import { include, specialize, u32Constants } from '../gpu/wgsl';
 import type { GpuMatrix, WeightFormat } from '../model/types';
 import { add } from './add';
 import { rmsNorm } from './rmsnorm';
@@ -57,7 +57,7 @@ function pipeline(enc: Encoder, format: WeightFormat, tt: number, aligned: boole
   if (!p) {
     const code = (subgroups ? 'enable subgroups;\n' : '')
       + `const R = ${ROWS}u;\nconst TT = ${tt}u;\nconst L = ${LANES}u;\n`
-      + specialize(`${SOURCES[format]}\n${tiledSource}`, { SUBGROUPS: subgroups, ALIGNED: aligned });
+      + specialize(include(`${SOURCES[format]}\n${tiledSource}`), { SUBGROUPS: subgroups, ALIGNED: aligned });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
   }
@@ -86,7 +86,7 @@ function mvPipeline(enc: Encoder, format: WeightFormat, rows: number, lanes: num
   if (!p) {
     const quant = format === 'q4' || format === 'q8';
     const code = (subgroups ? 'enable subgroups;\n' : '') + u32Constants({ R: rows, L: lanes, KU: ku }) + MV_FORMATS[format] + '\n'
-      + specialize(mvSource, { SUBGROUPS: subgroups, QUANT: quant, NORM: m.norm, SILU: m.silu, ADD: m.add });
+      + specialize(include(mvSource), { SUBGROUPS: subgroups, QUANT: quant, NORM: m.norm, SILU: m.silu, ADD: m.add });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
   }
@@ -122,7 +122,7 @@ function gemmPipeline(enc: Encoder, format: WeightFormat): GPUComputePipeline {
   if (!cache) compiled.set(enc.gpu, (cache = new Map()));
   let p = cache.get(label);
   if (!p) {
-    const code = u32Constants({ TM: tm, TN: tn, MT: mt, NT: nt }) + specialize(`${SOURCES[format]}\n${gemmSource}`, { SUBGROUPS: false, ALIGNED: true });
+    const code = u32Constants({ TM: tm, TN: tn, MT: mt, NT: nt }) + specialize(include(`${SOURCES[format]}\n${gemmSource}`), { SUBGROUPS: false, ALIGNED: true });
     p = enc.gpu.pipeline(label, code);
     cache.set(label, p);
   }

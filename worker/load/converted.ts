@@ -25,7 +25,7 @@ import { checkModelFileName } from './file-name';
 import { preflight, type PreflightLimits, type PreflightOptions, type PreflightReport } from './preflight';
 import { listTensors, readTensorF32, type TensorInfo } from './safetensors';
 import { ModelLoadError, type ModelSource } from './source';
-import { f16ScaleBits, rowGroups, rowScaleWords, rowWords } from './pack';
+import { f16ScaleBits, putScaleBits, rowGroups, rowScaleWords, rowWords } from './pack';
 import type { GpuMatrix, ModelConfig, WeightFormat } from '../model/types';
 
 export const MANIFEST_FILE = 'webdms-manifest.json';
@@ -157,10 +157,9 @@ export async function loadConverted(
 /** `rows` rows of `groups` f32 scales (version 1) as rows of f16 pairs (rowScaleWords words each), little-endian bytes. */
 function f32ScaleRowsToF16(bytes: Uint8Array, rows: number, groups: number): Uint8Array {
   const f32 = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + rows * groups * 4));
-  const words = Math.ceil(groups / 2);
-  const out = new Uint32Array(rows * words);
+  const out = new Uint32Array(rows * Math.ceil(groups / 2));
   for (let r = 0; r < rows; r++) {
-    for (let g = 0; g < groups; g++) out[r * words + (g >> 1)] |= f16ScaleBits(f32[r * groups + g]) << (g & 1 ? 16 : 0);
+    for (let g = 0; g < groups; g++) putScaleBits(out, r, g, groups, f16ScaleBits(f32[r * groups + g]));
   }
   return new Uint8Array(out.buffer);
 }

@@ -73,10 +73,15 @@ export function groupScaleBits(maxabs: number, qmax: number): number {
   return f16ScaleBits(Math.fround(maxabs / qmax));
 }
 
-/** Scale of group g of row r (f16 bits unpacked) from packed scale words of `rowGroups` groups a row. */
+/** Scale of group g of row r (f16 bits unpacked) from packed scale words of `groups` groups a row (weight_scales.wgsl's twin). */
 export function scaleAt(scales: Uint32Array, r: number, g: number, groups: number): number {
   const word = scales[r * Math.ceil(groups / 2) + (g >> 1)];
   return f16BitsToF32(g & 1 ? word >>> 16 : word & 0xffff);
+}
+
+/** Stores the f16 `bits` of group g of row r into packed scale words of `groups` groups a row (zeroed before). */
+export function putScaleBits(scales: Uint32Array, r: number, g: number, groups: number, bits: number): void {
+  scales[r * Math.ceil(groups / 2) + (g >> 1)] |= bits << (g & 1 ? 16 : 0);
 }
 
 /**
@@ -104,8 +109,7 @@ export function packRows(src: Float32Array, rows: number, cols: number, format: 
   const q8 = format === 'q8';
   const qmax = q8 ? 127 : 7;
   const groups = rowGroups(cols, format);
-  const scaleWords = rowScaleWords(cols, format);
-  const scales = new Uint32Array(rows * scaleWords);
+  const scales = new Uint32Array(rows * rowScaleWords(cols, format));
   const groupScale = new Float32Array(groups);
   for (let r = 0; r < rows; r++) {
     const s = r * cols;
@@ -114,7 +118,7 @@ export function packRows(src: Float32Array, rows: number, cols: number, format: 
       let maxabs = 0;
       for (let c = c0; c < c1; c++) maxabs = Math.max(maxabs, Math.abs(src[s + c]));
       const bits = groupScaleBits(maxabs, qmax);
-      scales[r * scaleWords + (g >> 1)] |= bits << (g & 1 ? 16 : 0);
+      putScaleBits(scales, r, g, groups, bits);
       const scale = (groupScale[g] = f16BitsToF32(bits));
       if (scale === 0 || !Number.isFinite(scale)) continue; // zero group: all codes 0 (q4: stored as 8 below)
       for (let c = c0; c < c1; c++) {
